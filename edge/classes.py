@@ -1,0 +1,94 @@
+"""Class names and colours: defaults for unnamed clusters and the small YAML people edit."""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge.atomic import write_text_atomic
+
+MAX_CLASSES = 255  # labels travel as uint8 (mono8) and 255 is kept free for "ignore"
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    name: str
+    color: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"class name must be a non-empty string, got {self.name!r}")
+        if len(self.color) != 3 or not all(isinstance(c, int) and 0 <= c <= 255
+                                           for c in self.color):
+            raise ValueError(f"class {self.name!r}: colour must be 3 ints in 0..255, "
+                             f"got {self.color!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "color": list(self.color)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassInfo:
+        try:
+            return cls(name=data["name"], color=tuple(int(c) for c in data["color"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"class entry {data!r} needs 'name' and 'color' [r, g, b]") from exc
+
+
+def default_colors(k: int) -> list[tuple[int, int, int]]:
+    """Well-separated colours: golden-ratio hue steps at two lightness levels."""
+    colors = []
+    for i in range(k):
+        hue = (i * 0.618033988749895) % 1.0
+        light = 0.5 if i % 2 == 0 else 0.68
+        r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
+        colors.append((round(r * 255), round(g * 255), round(b * 255)))
+    return colors
+
+
+def default_classes(k: int) -> tuple[ClassInfo, ...]:
+    check_class_count(k)
+    return tuple(ClassInfo(f"cluster_{i}", c) for i, c in enumerate(default_colors(k)))
+
+
+def check_class_count(k: int) -> None:
+    if not 1 <= k <= MAX_CLASSES:
+        raise ValueError(f"{k} classes: labels are uint8, so 1..{MAX_CLASSES} classes are "
+                         "supported")
+
+
+def classes_to_list(classes: Sequence[ClassInfo]) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in classes]
+
+
+def classes_from_list(items: Sequence[dict[str, Any]]) -> tuple[ClassInfo, ...]:
+    classes = tuple(ClassInfo.from_dict(d) for d in items)
+    check_class_count(len(classes))
+    names = [c.name for c in classes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate class names in {names}")
+    return classes
+
+
+def save_classes_yaml(path: str | Path, classes: Sequence[ClassInfo]) -> Path:
+    text = yaml.safe_dump({"classes": classes_to_list(classes)}, sort_keys=False)
+    return write_text_atomic(path, text)
+
+
+def load_classes_yaml(path: str | Path, expected: int | None = None) -> tuple[ClassInfo, ...]:
+    """Read the names/colours YAML; ``expected`` is the cluster count it must describe."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
+        raise ValueError(f"{path}: expected a mapping with a 'classes' list")
+    classes = classes_from_list(data["classes"])
+    if expected is not None and len(classes) != expected:
+        raise ValueError(f"{path}: names {len(classes)} classes but the model has {expected}")
+    return classes

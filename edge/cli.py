@@ -1,0 +1,81 @@
+"""The `uwstego` command: a thin dispatcher over sub-commands registered as plugins.
+
+Each package registers its sub-commands under the entry-point group ``uwstego.commands`` as a
+``register(subparsers)`` function, so the vehicle (which installs only the ``edge`` extra) never
+imports torch just to parse the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from edge import __version__
+
+COMMAND_GROUP = "uwstego.commands"
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uwstego",
+        description="Unsupervised underwater segmentation: synth, train, export, replay.",
+    )
+    parser.add_argument("--version", action="version", version=f"uwstego {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        try:
+            register = ep.load()
+        except ImportError as exc:
+            # A sub-command whose extra is not installed (e.g. `train` on the vehicle) is listed
+            # with the reason instead of breaking every other command.
+            _register_unavailable(subparsers, ep.name, exc)
+            continue
+        register(subparsers)
+    return parser
+
+
+def _register_unavailable(subparsers: argparse._SubParsersAction, name: str,
+                          exc: Exception) -> None:
+    reason = f"unavailable: {exc}. Install the extra that provides it (see README)."
+    sub = subparsers.add_parser(name, help=reason)
+
+    def fail(_args: argparse.Namespace) -> int:
+        log.error("uwstego %s is %s", name, reason)
+        return 2
+
+    sub.set_defaults(func=fail)
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError) as exc:
+        # Bad input is reported in one line naming the problem, not as a traceback.
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.atomic import atomic_dir, atomic_path, write_bytes_atomic
+from edge.classes import ClassInfo, default_classes, load_classes_yaml, save_classes_yaml
+
+
+def test_default_classes_are_distinct():
+    classes = default_classes(12)
+    assert [c.name for c in classes][:2] == ["cluster_0", "cluster_1"]
+    assert len({c.color for c in classes}) == 12
+
+
+def test_classes_yaml_round_trip_and_errors(tmp_path: Path):
+    classes = (ClassInfo("water", (0, 0, 255)), ClassInfo("sand", (230, 200, 120)))
+    path = save_classes_yaml(tmp_path / "names.yaml", classes)
+    assert load_classes_yaml(path, expected=2) == classes
+    with pytest.raises(ValueError, match="names 2 classes but the model has 3"):
+        load_classes_yaml(path, expected=3)
+    path.write_text("classes:\n  - {name: water, color: [0, 0, 255]}\n"
+                    "  - {name: water, color: [1, 1, 1]}\n")
+    with pytest.raises(ValueError, match="duplicate class names"):
+        load_classes_yaml(path)
+    path.write_text("classes: [\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_classes_yaml(path)
+
+
+def test_atomic_file_write_replaces_whole_file(tmp_path: Path):
+    target = tmp_path / "sub" / "f.bin"
+    write_bytes_atomic(target, b"one")
+    write_bytes_atomic(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
+
+
+def test_atomic_path_discards_on_error(tmp_path: Path):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"good")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash while saving")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_atomic_dir_swaps_whole_folder(tmp_path: Path):
+    out = tmp_path / "out"
+    with atomic_dir(out) as staging:
+        (staging / "a").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(out) as staging:
+        (staging / "b").write_text("2")
+        raise RuntimeError("crash")
+    assert sorted(p.name for p in out.iterdir()) == ["a"]
+    with atomic_dir(out) as staging:
+        (staging / "c").write_text("3")
+    assert sorted(p.name for p in out.iterdir()) == ["c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
