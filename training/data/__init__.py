@@ -1,0 +1,1 @@
+"""Training data: frame sources (folders, videos, bags) and the crop/enhancement pipeline."""
