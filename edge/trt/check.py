@@ -1,0 +1,79 @@
+"""Check a built engine against ONNX Runtime (CPU) on sample frames and time it (DEPLOY.md 9).
+
+Run by ``export-trt`` after a build and by ``uwstego build-engine --check``; the result is
+stored in the engine's sidecar so diagnostics can show it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bundle import Bundle
+from edge.trt.cache import update_sidecar
+from edge.trt.frames import host_stage
+
+log = logging.getLogger(__name__)
+
+# FP16 moves a few boundary pixels; below this the engine is reported as suspect.
+WARN_AGREEMENT = 0.99
+
+
+def latency_percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    arr = np.asarray(samples_ms, dtype=np.float64)
+    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
+            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()),
+            "runs": int(arr.size)}
+
+
+def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = "fp16",
+                 cache_dir: str | Path | None = None, repeats: int = 50,
+                 warmup: int = 5) -> dict[str, Any]:
+    """Label agreement and confidence error of the engine vs ORT CPU, and engine latency."""
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from edge.trt.runner import TensorRTBackend
+
+    engine = TensorRTBackend(bundle, precision=precision, cache_dir=cache_dir)
+    try:
+        reference = OnnxRuntimeBackend(bundle, device="cpu")
+        pairs = host_stage(frames, bundle.meta.enhancement)
+        agree = pixels = 0
+        conf_max = conf_sum = 0.0
+        for image, params in pairs:
+            labels, confidence = engine.run(image, params)
+            ref_labels, ref_confidence = reference.run(image, params)
+            agree += int((labels == ref_labels).sum())
+            pixels += labels.size
+            diff = np.abs(confidence - ref_confidence)
+            conf_max = max(conf_max, float(diff.max()))
+            conf_sum += float(diff.sum())
+        image, params = pairs[0]
+        for _ in range(warmup):
+            engine.run(image, params)
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            engine.run(image, params)
+            samples.append((time.perf_counter() - started) * 1e3)
+        report = {
+            "reference": "onnxruntime CPU",
+            "frames": len(pairs),
+            "label_agreement": agree / pixels,
+            "confidence_max_abs": conf_max,
+            "confidence_mean_abs": conf_sum / pixels,
+            "latency_ms": latency_percentiles(samples),
+            "latency_note": "host-to-host: copies in, execute_async_v3, copies out",
+        }
+        update_sidecar(engine.plan, check=report)
+    finally:
+        engine.close()
+    if report["label_agreement"] < WARN_AGREEMENT:
+        log.warning("engine agrees with ONNX Runtime on only %.2f%% of pixels: check FP16 "
+                    "drift (polygraphy, DEPLOY.md 8) or use --precision fp32",
+                    100 * report["label_agreement"])
+    return report

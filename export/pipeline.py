@@ -1,0 +1,211 @@
+"""``export-trt`` as a library call: trained model -> checked fused ONNX -> bundle -> engine.
+
+Everything that can fail is checked before the bundle is written: the output folder, the model
+file, the sizes, the ONNX checker, the TensorRT 8.6 op rules, and ONNX Runtime against PyTorch.
+The bundle is then written atomically (:func:`edge.bundle.write_bundle`). Where TensorRT is
+importable the engine is built into the bundle's cache and checked against ONNX Runtime;
+elsewhere the log says that the target builds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from edge import __version__
+from edge.bundle import BUNDLE_FILE, MODEL_FILE, Bundle, BundleMeta, Size, sha256_file, write_bundle
+from edge.classes import MAX_CLASSES
+from edge.trt import missing_packages
+from edge.trt.frames import folder_frames
+from export.fused import FusedSegmenter, check_network_size
+from export.onnx_export import OPSET, export_onnx
+from export.opcheck import check_graph
+from export.reference import ReferenceSegmenter
+from export.validate import MIN_AGREEMENT, ParityReport, check_parity, sample_frames
+from training.artifact import ModelFileError, TrainedModel, load_trained_model
+from training.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+ENGINE_MODES = ("auto", "skip", "require")
+
+
+class ExportError(ValueError):
+    """The export cannot go ahead; the message names the input at fault."""
+
+
+def _nearest_multiple(value: float, step: int) -> int:
+    return max(step, round(value / step) * step)
+
+
+def suggest_network_size(camera: Size, width: int, patch: int) -> Size:
+    """A network size with ``width`` (rounded to the patch) and the camera's aspect."""
+    w = _nearest_multiple(width, patch)
+    return Size(w, _nearest_multiple(w * camera.height / camera.width, patch))
+
+
+def default_network_size(camera: Size, short_side: int, patch: int) -> Size:
+    """Aspect kept, short side about ``short_side`` (the training resolution), patch multiples."""
+    if camera.width >= camera.height:
+        h = _nearest_multiple(short_side, patch)
+        return Size(_nearest_multiple(h * camera.width / camera.height, patch), h)
+    w = _nearest_multiple(short_side, patch)
+    return Size(w, _nearest_multiple(w * camera.height / camera.width, patch))
+
+
+def check_sizes(camera: Size, network: Size, patch: int) -> None:
+    """Network size: a multiple of the patch, and the camera's aspect to within one patch."""
+    hint = suggest_network_size(camera, network.width, patch)
+    try:
+        check_network_size(network, patch)
+    except ValueError as exc:
+        raise ExportError(f"{exc}; e.g. --network-size {hint}") from None
+    exact_h = network.width * camera.height / camera.width
+    if abs(network.height - exact_h) >= patch:
+        raise ExportError(f"network size {network} does not keep the camera aspect of {camera} "
+                          f"(height should be about {exact_h:.1f}); e.g. --network-size {hint}")
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse early what :func:`write_bundle` would refuse late: a file, a foreign folder, or a
+    place this process cannot write (probed by writing, so it holds for root too)."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / BUNDLE_FILE).exists():
+        raise ExportError(f"refusing to overwrite {out}: a non-empty folder that is not a bundle")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ExportError(f"cannot create output folder {out}: {ancestor} is not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".uwstego-write-test.", dir=ancestor)
+    except OSError as exc:
+        raise ExportError(f"output folder {out} is not writable ({exc.strerror}: {ancestor})"
+                          ) from exc
+    os.rmdir(probe)
+
+
+def _load_model(checkpoint: Path) -> TrainedModel:
+    if not checkpoint.exists():
+        raise ExportError(f"checkpoint {checkpoint} does not exist")
+    try:
+        model = load_trained_model(checkpoint)
+    except (ModelFileError, FileNotFoundError, ValueError) as exc:
+        raise ExportError(f"cannot export {checkpoint}: {exc}") from exc
+    if not 1 <= model.num_clusters <= MAX_CLASSES:
+        raise ExportError(f"{checkpoint}: {model.num_clusters} clusters, but labels are uint8: "
+                          f"at most {MAX_CLASSES}")
+    return model
+
+
+def _provenance(checkpoint: Path, model: TrainedModel) -> dict[str, Any]:
+    file = checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint
+    return {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha256_file(file),
+        "centroids_sha256": hashlib.sha256(model.centroids.tobytes()).hexdigest(),
+        "num_clusters": model.num_clusters,
+        "training_resolution": model.resolution,
+        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "confidence": "max cosine times rho in (0, 1], rho = 1 inside regions "
+                      "(see export/fused.py)",
+        "exporter": f"torch.onnx TorchScript (dynamo=False), opset {OPSET}",
+        "versions": {"uwstego": __version__, "torch": torch.__version__,
+                     "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training": dict(model.provenance),
+    }
+
+
+def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | str | None,
+                  out: str | Path, precision: str = "fp16", *,
+                  samples: str | Path | None = None, num_frames: int = 4, seed: int = 0,
+                  min_agreement: float = MIN_AGREEMENT, engine: str = "auto",
+                  cache_dir: str | Path | None = None, workspace_mb: int = 1024) -> Bundle:
+    """Write a validated deploy bundle for one camera size; build the engine where possible.
+
+    ``network=None`` keeps the camera aspect with the short side at the training resolution.
+    ``samples`` is a folder of images for the parity check (default: seeded synthetic frames).
+    ``engine``: ``auto`` builds when TensorRT imports, ``require`` fails when it does not,
+    ``skip`` never builds.
+    """
+    if engine not in ENGINE_MODES:
+        raise ExportError(f"engine {engine!r}: expected one of {ENGINE_MODES}")
+    if precision not in ("fp16", "fp32"):
+        raise ExportError(f"precision {precision!r}: expected fp16 or fp32")
+    if num_frames < 1:
+        raise ExportError(f"need at least one sample frame, got {num_frames}")
+    checkpoint, out = Path(checkpoint), Path(out)
+    camera = Size.parse(camera) if isinstance(camera, str) else camera
+    check_output_dir(out)
+    missing = missing_packages()
+    if engine == "require" and missing:
+        raise ExportError(f"--engine require, but {', '.join(missing)} cannot be imported here")
+    model = _load_model(checkpoint)
+    try:
+        backbone, head = model.build_modules()
+    except (RuntimeError, ValueError) as exc:  # weights that do not fit the named architecture
+        raise ExportError(f"cannot rebuild the network stored in {checkpoint}: {exc}") from exc
+    patch = backbone.patch_size
+    if network is None:
+        network = default_network_size(camera, model.resolution, patch)
+    network = Size.parse(network) if isinstance(network, str) else network
+    check_sizes(camera, network, patch)
+    log.info("exporting %s (%s, %d clusters) for camera %s at network size %s", checkpoint,
+             model.backbone, model.num_clusters, camera, network)
+
+    fused = FusedSegmenter(backbone, head, model.centroids, camera, network)
+    graph = export_onnx(fused)
+    check_graph(graph, camera)
+    if samples is not None:
+        frames, source = folder_frames(Path(samples), camera, num_frames), str(samples)
+    else:
+        frames, source = sample_frames(camera, num_frames, seed)
+    parity = check_parity(graph, fused, ReferenceSegmenter(backbone, head, model.centroids,
+                                                           network),
+                          frames, model.enhancement, frame_source=source,
+                          min_agreement=min_agreement)
+
+    meta = BundleMeta(camera=camera, network=network, patch_size=patch, classes=model.classes,
+                      enhancement=model.enhancement, backbone=model.backbone,
+                      provenance=_provenance(checkpoint, model),
+                      validation={"onnxruntime_cpu_vs_pytorch": parity.to_dict()}, opset=OPSET)
+    bundle = write_bundle(out, meta, {MODEL_FILE: graph.SerializeToString()})
+    log.info("wrote bundle %s (model.onnx sha256 %s...)", out, bundle.model_sha256[:12])
+    if engine == "skip":
+        log.info("engine build skipped (--engine skip): the target builds it on first use")
+    elif missing:
+        log.info("TensorRT is not usable here (%s not importable). The bundle is complete and "
+                 "validated; the engine will be built on the target (`uwstego build-engine %s` "
+                 "or the node's first start)", ", ".join(missing), bundle.path)
+    else:
+        _build_and_check_engine(bundle, precision, cache_dir, workspace_mb, frames, parity)
+    return bundle
+
+
+def _build_and_check_engine(bundle: Bundle, precision: str, cache_dir: str | Path | None,
+                            workspace_mb: int, frames: Sequence[np.ndarray],
+                            parity: ParityReport) -> None:
+    from edge.trt.check import check_engine
+    from edge.trt.engine import ensure_engine
+
+    plan = ensure_engine(bundle, precision=precision, cache_dir=cache_dir,
+                         workspace_bytes=workspace_mb << 20)
+    report = check_engine(bundle, frames, precision=precision, cache_dir=cache_dir)
+    log.info("engine %s: %.3f%% label agreement with ONNX Runtime (export parity %.3f%%), "
+             "latency p50 %.2f ms p90 %.2f ms p99 %.2f ms", plan.name,
+             100 * report["label_agreement"], 100 * parity.label_agreement,
+             report["latency_ms"]["p50"], report["latency_ms"]["p90"],
+             report["latency_ms"]["p99"])

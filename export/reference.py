@@ -1,0 +1,47 @@
+"""The unfused eager PyTorch path the fused graph is checked against (STEGO.md 8, without CRF).
+
+Per frame: the numpy graph-stage enhancement of :mod:`edge.enhance` (what training applies), the
+resize to the network size, ImageNet normalisation, the backbone with its positional embedding
+interpolated on the fly, the head, bilinear upsampling of the **D-channel code** to camera size,
+cosine similarity to the centroids and argmax. Used by the export's parity check and by the
+benchmark as the baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edge.bundle import Size
+from edge.enhance import apply_params
+from training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
+from training.clusters import cosine_scores
+from training.head import SegmentationHead
+
+
+class ReferenceSegmenter:
+    """``segment(image_u8 HxWx3, params[5]) -> (labels uint8 HxW, confidence float32 HxW)``."""
+
+    def __init__(self, backbone: DinoViT, head: SegmentationHead, centroids: np.ndarray,
+                 network: Size) -> None:
+        self.backbone = backbone.eval()
+        self.head = head.eval()
+        self.centroids = torch.as_tensor(np.asarray(centroids, dtype=np.float32))
+        self.network = network
+        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def segment(self, image_u8: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = image_u8.shape[:2]
+        img = apply_params(image_u8.astype(np.float32) / 255.0, params)
+        x = torch.from_numpy(img).permute(2, 0, 1)[None]
+        if (w, h) != (self.network.width, self.network.height):
+            x = F.interpolate(x, size=(self.network.height, self.network.width),
+                              mode="bilinear", align_corners=False, antialias=False)
+        x = (x - self._mean) / self._std
+        code = self.head(self.backbone(x))
+        code = F.interpolate(code, size=(h, w), mode="bilinear", align_corners=False)
+        confidence, labels = cosine_scores(code, self.centroids).max(dim=1)
+        return labels[0].to(torch.uint8).numpy(), confidence[0].numpy()

@@ -1,0 +1,133 @@
+"""Parity of the exported graph on ONNX Runtime (CPU) with the PyTorch reference, per frame.
+
+Two comparisons on the same frames and enhancement parameters:
+
+- **ONNX Runtime vs the reference** (:mod:`export.reference`, the official unfused path): label
+  agreement, which must reach ``min_agreement`` (99.5 % in fp32), and the confidence difference,
+  which includes the documented approximation of the fused confidence (:mod:`export.fused`);
+- **ONNX Runtime vs the eager fused module**: the export's own numerical error, which must stay
+  within float32 rounding (``max_graph_error``); anything larger is an exporter bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from edge.bundle import Size
+from edge.enhance import EnhanceSettings
+from edge.trt.frames import host_stage, synthetic_frames
+from export.fused import FusedSegmenter
+from export.reference import ReferenceSegmenter
+
+log = logging.getLogger(__name__)
+
+MIN_AGREEMENT = 0.995
+MAX_GRAPH_ERROR = 1e-3
+
+
+class ParityError(ValueError):
+    """The exported graph does not reproduce the PyTorch model closely enough."""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    frames: int
+    pixels: int
+    frame_source: str
+    label_agreement: float  # ORT vs reference, fraction of pixels
+    worst_frame_agreement: float
+    confidence_max_abs: float  # ORT vs reference (includes the fused-confidence approximation)
+    confidence_mean_abs: float
+    graph_label_agreement: float  # ORT vs eager fused module: export error only
+    graph_confidence_max_abs: float
+    min_agreement: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sample_frames(camera: Size, count: int, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """``count`` consecutive frames of a synthetic dive (:mod:`training.synth`) at the camera
+    size, or seeded synthetic fields where the dive generator is absent or cannot render that
+    size; with a description of the source."""
+    try:
+        from training.synth.sequence import generate_dive
+        from training.synth.settings import DiveSettings
+
+        settings = DiveSettings(seed=seed, frames=count, width=camera.width,
+                                height=camera.height)
+    except (ImportError, ValueError) as exc:
+        log.debug("synthetic dive unavailable (%s): using synthetic colour fields", exc)
+        return synthetic_frames(camera, count, seed), f"synthetic fields (seed {seed})"
+    return ([frame.rgb for frame in generate_dive(settings)],
+            f"synthetic dive (training.synth, seed {seed})")
+
+
+def ort_session(model: onnx.ModelProto | bytes | Path, threads: int = 0):
+    """A CPU ONNX Runtime session with all graph optimisations (``threads=0``: all cores)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    return ort.InferenceSession(str(model) if isinstance(model, Path) else model,
+                                sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: ReferenceSegmenter,
+                 frames: Sequence[np.ndarray], settings: EnhanceSettings,
+                 frame_source: str = "synthetic", min_agreement: float = MIN_AGREEMENT,
+                 max_graph_error: float = MAX_GRAPH_ERROR) -> ParityReport:
+    """Compare ORT with the reference and the eager fused module; raise :class:`ParityError`."""
+    session = ort_session(model)
+    agree = graph_agree = pixels = 0
+    worst = 1.0
+    conf_max = conf_sum = graph_max = 0.0
+    for image, params in host_stage(frames, settings):
+        labels, confidence = session.run(None, {"image": image[None],
+                                                "enhance": params[None].astype(np.float32)})
+        labels, confidence = labels[0], confidence[0].astype(np.float32)
+        ref_labels, ref_conf = reference.segment(image, params)
+        with torch.inference_mode():
+            eager_labels, eager_conf = fused(torch.from_numpy(image)[None],
+                                             torch.from_numpy(params)[None])
+        same = int((labels == ref_labels).sum())
+        agree += same
+        graph_agree += int((labels == eager_labels[0].numpy()).sum())
+        pixels += labels.size
+        worst = min(worst, same / labels.size)
+        diff = np.abs(confidence - ref_conf)
+        conf_max = max(conf_max, float(diff.max()))
+        conf_sum += float(diff.sum())
+        graph_max = max(graph_max, float(np.abs(confidence - eager_conf[0].numpy()).max()))
+    report = ParityReport(
+        frames=len(frames), pixels=pixels, frame_source=frame_source,
+        label_agreement=agree / pixels, worst_frame_agreement=worst,
+        confidence_max_abs=conf_max, confidence_mean_abs=conf_sum / pixels,
+        graph_label_agreement=graph_agree / pixels, graph_confidence_max_abs=graph_max,
+        min_agreement=min_agreement)
+    log.info("parity on %d %s frames: labels %.4f%% (worst frame %.4f%%) vs PyTorch reference, "
+             "confidence error max %.3g mean %.3g; graph vs eager: labels %.4f%%, "
+             "confidence max %.3g", report.frames, frame_source,
+             100 * report.label_agreement, 100 * worst, conf_max, report.confidence_mean_abs,
+             100 * report.graph_label_agreement, graph_max)
+    if report.label_agreement < min_agreement:
+        raise ParityError(f"ONNX Runtime agrees with the PyTorch reference on only "
+                          f"{100 * report.label_agreement:.3f}% of pixels (need "
+                          f"{100 * min_agreement:.1f}%): the export is wrong; nothing written")
+    if graph_max > max_graph_error:
+        raise ParityError(f"ONNX Runtime confidence differs from the eager fused module by "
+                          f"{graph_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "
+                          "written")
+    return report
