@@ -1,0 +1,144 @@
+"""Inference backends for the fused graph, behind one small interface and a registry.
+
+Every backend takes the host-stage output (``image`` uint8 HxWx3 at the bundle's camera size and
+the five graph-stage ``enhance`` parameters) and returns ``(labels uint8 HxW, confidence float32
+HxW)``. Backends are looked up by name and imported lazily, so the vehicle loads TensorRT and
+pycuda only when it asks for them, and a machine without them still runs ONNX Runtime.
+
+``auto`` tries TensorRT, then ONNX Runtime on CUDA, then ONNX Runtime on the CPU, and logs why
+each faster one was skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp16", "fp32")
+
+
+class Backend(Protocol):
+    """What the Segmenter needs from an inference runtime."""
+
+    name: str
+
+    def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+        """``image_u8`` HxWx3 RGB and ``enhance_params[5]`` -> (labels HxW, confidence HxW)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for logs and diagnostics: runtime version, active providers, engine, ..."""
+        ...
+
+    def close(self) -> None:
+        """Release the runtime's memory (and a CUDA context) on the thread that used it."""
+        ...
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run on this machine (missing package, no GPU, provider refused)."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Settings only some backends use (TensorRT); the others ignore them."""
+
+    precision: str = "fp16"
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
+
+
+def _onnxruntime_cpu(bundle: Bundle, options: BackendOptions) -> Backend:
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(bundle, device="cpu")
+
+
+def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(bundle, device="cuda")
+
+
+def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:
+    missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailable(f"python package(s) {', '.join(missing)} not installed "
+                                 "(JetPack ships tensorrt; pip install pycuda)")
+    try:
+        from edge.trt.runner import TensorRTBackend
+    except ImportError as exc:
+        raise BackendUnavailable(f"edge.trt.runner does not import: {exc}") from exc
+    return TensorRTBackend(bundle, precision=options.precision, cache_dir=options.cache_dir)
+
+
+_REGISTRY: dict[str, Callable[[Bundle, BackendOptions], Backend]] = {
+    "tensorrt": _tensorrt,
+    "onnxruntime-cuda": _onnxruntime_cuda,
+    "onnxruntime": _onnxruntime_cpu,
+}
+# Fastest first: the order `auto` tries them in.
+AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "onnxruntime")
+BACKEND_NAMES = ("auto", *_REGISTRY)
+
+
+@dataclass
+class BackendChoice:
+    """The backend that runs, and why `auto` passed over the ones before it."""
+
+    backend: Backend
+    requested: str
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def check_backend_name(name: str) -> str:
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"backend {name!r}: expected one of {', '.join(BACKEND_NAMES)}")
+    return name
+
+
+def create_backend(name: str, bundle: Bundle,
+                   options: BackendOptions | None = None) -> BackendChoice:
+    """Build the named backend; ``auto`` falls back down :data:`AUTO_ORDER`.
+
+    An explicitly named backend that cannot run raises :class:`BackendUnavailable` instead of
+    silently running somewhere slower.
+    """
+    check_backend_name(name)
+    options = options or BackendOptions()
+    if name != "auto":
+        return BackendChoice(_REGISTRY[name](bundle, options), requested=name)
+    skipped: dict[str, str] = {}
+    for candidate in AUTO_ORDER:
+        try:
+            backend = _REGISTRY[candidate](bundle, options)
+        except BackendUnavailable as exc:
+            skipped[candidate] = str(exc)
+            log.info("backend auto: %s unavailable (%s)", candidate, exc)
+            continue
+        except Exception as exc:  # a runtime that imports but fails to build must not stop auto
+            if candidate == AUTO_ORDER[-1]:
+                raise
+            skipped[candidate] = f"{type(exc).__name__}: {exc}"
+            log.warning("backend auto: %s failed (%s); trying the next one", candidate,
+                        skipped[candidate])
+            continue
+        log.info("backend auto picked %s%s", candidate,
+                 f" (skipped: {'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
+                 if skipped else "")
+        return BackendChoice(backend, requested=name, skipped=skipped)
+    raise BackendUnavailable(f"no backend can run: {skipped}")

@@ -1,0 +1,111 @@
+"""ONNX Runtime backend: the CPU reference everywhere, CUDA where a GPU build is installed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from edge.backends import BackendUnavailable
+from edge.bundle import Bundle, BundleError
+
+log = logging.getLogger(__name__)
+
+# ONNX type strings as ORT reports them -> numpy dtypes.
+_ORT_DTYPES = {
+    "tensor(uint8)": np.uint8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+}
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+INPUTS = ("image", "enhance")
+OUTPUTS = ("labels", "confidence")
+
+
+def _dtype(type_str: str, what: str) -> np.dtype:
+    try:
+        return np.dtype(_ORT_DTYPES[type_str])
+    except KeyError:
+        raise BundleError(f"model.onnx: {what} has unsupported type {type_str}") from None
+
+
+class OnnxRuntimeBackend:
+    """One ORT session over the bundle's fused graph.
+
+    ``device="cuda"`` requires that the session really runs on the CUDA provider: ORT can list
+    CUDA as available and still fall back to the CPU with only a stderr warning (JetPack 6), so
+    the providers granted after construction are checked and reported in :meth:`describe`.
+    """
+
+    def __init__(self, bundle: Bundle, device: str = "cpu", threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        if device not in _PROVIDERS:
+            raise ValueError(f"device {device!r}: expected one of {sorted(_PROVIDERS)}")
+        wanted = _PROVIDERS[device]
+        available = ort.get_available_providers()
+        if wanted[0] not in available:
+            raise BackendUnavailable(f"{wanted[0]} not in this onnxruntime build "
+                                     f"(available: {', '.join(available)})")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(bundle.model_path), sess_options=opts,
+                                            providers=wanted)
+        self.providers = self.session.get_providers()
+        if wanted[0] not in self.providers:
+            raise BackendUnavailable(f"{wanted[0]} requested but the session runs on "
+                                     f"{', '.join(self.providers)}")
+        self.name = "onnxruntime" if device == "cpu" else f"onnxruntime-{device}"
+        self._ort_version = ort.__version__
+        self._bundle = bundle
+        self._check_io(bundle)
+        log.info("%s: session on %s for %s", self.name, ", ".join(self.providers),
+                 bundle.model_path)
+
+    def _check_io(self, bundle: Bundle) -> None:
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        missing = [n for n in INPUTS if n not in inputs] + [n for n in OUTPUTS if n not in outputs]
+        if missing:
+            raise BundleError(f"{bundle.model_path}: graph lacks {missing}; it has inputs "
+                              f"{sorted(inputs)} and outputs {sorted(outputs)}")
+        cam = bundle.meta.camera
+        expected = [1, cam.height, cam.width, 3]
+        shape = list(inputs["image"].shape)
+        if shape != expected:
+            raise BundleError(f"{bundle.model_path}: input 'image' has shape {shape}, "
+                              f"bundle.json says camera {cam} -> {expected}")
+        self._in_dtypes = {n: _dtype(inputs[n].type, f"input {n!r}") for n in INPUTS}
+        self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in OUTPUTS}
+
+    def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+        feeds = {
+            "image": np.ascontiguousarray(image_u8[None], dtype=self._in_dtypes["image"]),
+            "enhance": np.asarray(enhance_params, dtype=self._in_dtypes["enhance"])
+            .reshape(1, -1),
+        }
+        labels, confidence = self.session.run(list(OUTPUTS), feeds)
+        # Graphs exported for TRT may carry int32/int64 labels or fp16 scores: normalise here.
+        return (labels[0].astype(np.uint8, copy=False),
+                confidence[0].astype(np.float32, copy=False))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "runtime": f"onnxruntime {self._ort_version}",
+            "providers": list(self.providers),
+            "model": str(self._bundle.model_path),
+            "model_sha256": self._bundle.model_sha256,
+            "output_dtypes": {n: str(d) for n, d in self._out_dtypes.items()},
+        }
+
+    def close(self) -> None:
+        self.session = None

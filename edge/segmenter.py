@@ -1,0 +1,115 @@
+"""The Segmenter: one camera stream in, class labels and confidence out, over any backend.
+
+Per frame: optional BGR->RGB, resize to the bundle's camera size when the frame differs, the
+host enhancement stage (stateful per stream), the fused graph on the backend, and the labels
+resized back to the frame size (nearest, so class ids stay class ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.backends import BackendChoice, BackendOptions, create_backend
+from edge.bundle import Bundle, load_bundle
+from edge.enhance import Enhancer, check_rgb_frame
+
+log = logging.getLogger(__name__)
+
+TIMING_KEYS = ("preprocess", "enhance", "inference", "postprocess", "total")
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    labels: np.ndarray  # uint8 HxW class index, at the input frame's size
+    confidence: np.ndarray  # float32 HxW max cosine similarity to the centroids
+    timings_ms: dict[str, float]  # TIMING_KEYS
+    backend: str
+    resized: bool  # the frame was not at the bundle's camera size
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+class Segmenter:
+    """Segment frames of one stream with a bundle's fused graph.
+
+    Not thread-safe, and GPU backends keep their CUDA context on the thread that built them:
+    create and use a Segmenter on one thread.
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, backend: str = "auto",
+                 precision: str = "fp16", cache_dir: str | Path | None = None) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        options = BackendOptions(precision=precision,
+                                 cache_dir=Path(cache_dir) if cache_dir else None)
+        self.choice: BackendChoice = create_backend(backend, self.bundle, options)
+        self.enhancer = Enhancer(self.bundle.meta.enhancement)
+        cam = self.bundle.meta.camera
+        self.camera_size = (cam.width, cam.height)
+        self._last_resized: tuple[int, int] | None = None
+
+    @property
+    def backend_name(self) -> str:
+        return self.choice.backend.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.bundle.meta.classes]
+
+    def describe(self) -> dict[str, Any]:
+        info = dict(self.choice.backend.describe())
+        info.update(requested=self.choice.requested, camera=f"{self.camera_size[0]}x"
+                    f"{self.camera_size[1]}", classes=len(self.bundle.meta.classes))
+        if self.choice.skipped:
+            info["skipped"] = dict(self.choice.skipped)
+        return info
+
+    def close(self) -> None:
+        """Release the backend; call it on the thread that segmented (CUDA contexts)."""
+        self.choice.backend.close()
+
+    def reset(self) -> None:
+        """Forget the temporal enhancement state: call between unrelated streams or images."""
+        self.enhancer.reset()
+
+    def segment(self, frame: np.ndarray, bgr: bool = False) -> Segmentation:
+        t_start = time.perf_counter()
+        # OpenCV refuses views with negative or padded strides (frame[..., ::-1], crops).
+        frame = np.ascontiguousarray(check_rgb_frame(frame))
+        h, w = frame.shape[:2]
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr else frame
+        resized = (w, h) != self.camera_size
+        if resized:
+            if (w, h) != self._last_resized:
+                self._last_resized = (w, h)
+                log.info("frames of %dx%d are resized to the bundle's camera size %dx%d", w, h,
+                         *self.camera_size)
+            shrink = w * h > self.camera_size[0] * self.camera_size[1]
+            rgb = cv2.resize(rgb, self.camera_size,
+                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        timings = {"preprocess": _ms(t_start)}
+
+        t0 = time.perf_counter()
+        image, params = self.enhancer.host_stage(rgb)
+        timings["enhance"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        labels, confidence = self.choice.backend.run(image, params)
+        timings["inference"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        if resized:
+            labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            confidence = cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
+        timings["postprocess"] = _ms(t0)
+        timings["total"] = _ms(t_start)
+        return Segmentation(labels=labels, confidence=confidence, timings_ms=timings,
+                            backend=self.backend_name, resized=resized)

@@ -1,0 +1,1 @@
+"""ROS 2 node around the uwstego Segmenter (see README.md in the package folder)."""

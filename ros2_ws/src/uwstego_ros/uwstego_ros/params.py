@@ -1,0 +1,138 @@
+"""The node's parameters: one table with defaults, descriptors and validation.
+
+Start-up parameters (bundle, backend, transport, QoS, ...) are read-only: they shape the graph of
+subscriptions and the engine, so changing them means restarting the node. Publishing switches,
+the overlay alpha and the rate limit can be changed while it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from edge.backends import BACKEND_NAMES, PRECISIONS
+
+TRANSPORTS = ("raw", "compressed")
+QOS_PROFILES = ("sensor_data", "reliable")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    bundle: str = ""
+    backend: str = "auto"
+    precision: str = "fp16"
+    engine_cache_dir: str = ""
+    transport: str = "compressed"
+    qos: str = "sensor_data"
+    qos_depth: int = 5
+    use_camera_info: bool = True
+    publish_overlay: bool = False
+    overlay_alpha: float = 0.5
+    publish_confidence: bool = False
+    max_rate: float = 0.0
+    diagnostics_period: float = 1.0
+
+    def with_values(self, values: Mapping[str, Any]) -> NodeSettings:
+        """A copy with ``values`` applied, or ValueError naming the first invalid one."""
+        clean = {}
+        for name, value in values.items():
+            reason = check_value(name, value)
+            if reason:
+                raise ValueError(f"parameter {name!r}: {reason}")
+            clean[name] = float(value) if isinstance(getattr(self, name), float) else value
+        return dataclasses.replace(self, **clean)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    description: str
+    read_only: bool = True
+    choices: tuple[str, ...] = ()
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+    check: Callable[[Any], str | None] | None = None
+
+
+def _bundle_given(value: Any) -> str | None:
+    return None if value else "is required: the path of a deploy bundle folder"
+
+
+SPECS: dict[str, ParamSpec] = {
+    "bundle": ParamSpec("deploy bundle folder (model.onnx + bundle.json)", check=_bundle_given),
+    "backend": ParamSpec("inference backend; auto tries TensorRT, then ONNX Runtime CUDA, "
+                         "then CPU", choices=BACKEND_NAMES),
+    "precision": ParamSpec("TensorRT engine precision", choices=PRECISIONS),
+    "engine_cache_dir": ParamSpec("where TensorRT plans are cached; empty = <bundle>/engines"),
+    "transport": ParamSpec("raw: subscribe 'image' (sensor_msgs/Image); compressed: "
+                           "'image/compressed' (sensor_msgs/CompressedImage)",
+                           choices=TRANSPORTS),
+    "qos": ParamSpec("input QoS: sensor_data (best effort, keep last) or reliable",
+                     choices=QOS_PROFILES),
+    "qos_depth": ParamSpec("input queue depth (the node keeps only the newest frame anyway)",
+                           int_range=(1, 100)),
+    "use_camera_info": ParamSpec("subscribe 'camera_info' and republish it on ~/camera_info"),
+    "publish_overlay": ParamSpec("publish ~/overlay (rgb8 frame with the labels blended in)",
+                                 read_only=False),
+    "overlay_alpha": ParamSpec("overlay weight of the label colours (0 = frame only)",
+                               read_only=False, float_range=(0.0, 1.0)),
+    "publish_confidence": ParamSpec("publish ~/confidence (32FC1 cosine similarity)",
+                                    read_only=False),
+    "max_rate": ParamSpec("at most this many inferences per second; 0 = as fast as possible",
+                          read_only=False, float_range=(0.0, 1000.0)),
+    "diagnostics_period": ParamSpec("seconds between /diagnostics messages",
+                                    float_range=(0.05, 60.0)),
+}
+DEFAULTS = NodeSettings()
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None if it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter; known: {', '.join(SPECS)}"
+    expected = type(getattr(DEFAULTS, name))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        return f"expected a {expected.__name__}, got {value!r}"
+    if spec.choices and value not in spec.choices:
+        return f"{value!r} is not one of {', '.join(spec.choices)}"
+    for bounds in (spec.float_range, spec.int_range):
+        if bounds and not bounds[0] <= value <= bounds[1]:
+            return f"{value} is outside [{bounds[0]}, {bounds[1]}]"
+    return spec.check(value) if spec.check else None
+
+
+def _descriptor(name: str, spec: ParamSpec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(name=name, description=spec.description,
+                               read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.float_range:
+        # `max_rate:=5` is an integer on the command line: accept it, check_value converts it.
+        desc.dynamic_typing = True
+        desc.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
+                                                        to_value=spec.float_range[1])]
+    if spec.int_range:
+        desc.integer_range = [IntegerRange(from_value=spec.int_range[0],
+                                           to_value=spec.int_range[1], step=1)]
+    return desc
+
+
+def declare_settings(node: Node) -> NodeSettings:
+    """Declare every parameter on ``node`` and return the validated start-up settings."""
+    values = {}
+    for name, spec in SPECS.items():
+        param = node.declare_parameter(name, getattr(DEFAULTS, name), _descriptor(name, spec))
+        values[name] = param.value
+    return DEFAULTS.with_values(values)
+
+
+def updates_from(params: list[Parameter]) -> dict[str, Any]:
+    return {p.name: p.value for p in params if p.name in SPECS}
