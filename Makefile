@@ -6,17 +6,15 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
-ROS_PKG := ros2_ws/src/uwstego_ros
 
 .PHONY: venv test lint demo bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml $(ROS_PKG)/setup.py
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q -e $(ROS_PKG)
 	touch $@
 
 # The whole suite runs inside a private network namespace where the machine allows it, so the

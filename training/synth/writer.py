@@ -1,0 +1,214 @@
+"""Write a synthetic dive to disk: PNG folders, a rosbag2, or both, resumably.
+
+Output folder::
+
+    settings.json        the DiveSettings (a later run with other settings is refused)
+    frames.jsonl         one JSON line of parameters per frame written to the folders
+    dive.json            camera, world, classes, per-segment conditions, every frame's
+                         parameters and ``complete``; rewritten at the end, even after an error
+    images/NNNNNN.png    RGB frames              (folders)
+    labels/NNNNNN.png    uint8 class indices     (folders; 255 = ignore)
+    range/NNNNNN.png     uint16 range in mm, 0 = open water (folders, unless disabled)
+    bag/                 rosbag2: /camera/image_raw (rgb8) or /camera/image_raw/compressed,
+                         /camera/camera_info, /camera/labels_gt (mono8)   (bag)
+
+Frames are pure functions of the settings, so a rerun into the same folder only renders what
+is missing from the folders. A bag cannot be appended to: an incomplete one (kept by an
+interrupted run) is replaced by a full rewrite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edge.atomic import write_bytes_atomic, write_json_atomic
+from edge.bags import BagWriter, topic_message_counts
+from edge.classes import classes_to_list
+from training.synth.classes import CLASSES, IGNORE
+from training.synth.sequence import Dive, SynthFrame
+from training.synth.settings import DiveSettings
+
+log = logging.getLogger(__name__)
+
+IMAGE_TOPIC = "/camera/image_raw"
+COMPRESSED_TOPIC = "/camera/image_raw/compressed"
+INFO_TOPIC = "/camera/camera_info"
+LABELS_TOPIC = "/camera/labels_gt"
+FRAME_ID = "camera"
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    out: Path
+    rendered: int          # frames generated in this run
+    reused: int            # frames already in the folders from an earlier run
+    bag: Path | None
+    complete: bool
+    seconds: float
+
+
+def _name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an array of shape {image.shape}")
+    return buf.tobytes()
+
+
+def range_to_mm(range_m: np.ndarray) -> np.ndarray:
+    """Range map -> uint16 millimetres; 0 marks open water (infinite range)."""
+    mm = np.where(np.isfinite(range_m), np.rint(range_m * 1000), 0)
+    return np.clip(mm, 0, 65535).astype(np.uint16)
+
+
+def _frame_files(out: Path, index: int, save_range: bool) -> list[Path]:
+    dirs = ["images", "labels"] + (["range"] if save_range else [])
+    return [out / d / _name(index) for d in dirs]
+
+
+def _write_folders(out: Path, frame: SynthFrame, save_range: bool) -> None:
+    paths = _frame_files(out, frame.index, save_range)
+    write_bytes_atomic(paths[0], _png(cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)))
+    write_bytes_atomic(paths[1], _png(frame.labels))
+    if save_range:
+        write_bytes_atomic(paths[2], _png(range_to_mm(frame.range_m)))
+
+
+def _write_bag_frame(bag: BagWriter, dive: Dive, frame: SynthFrame, compressed: bool,
+                     quality: int) -> None:
+    t = frame.t_ns
+    if compressed:
+        bag.write_compressed(COMPRESSED_TOPIC, t, frame.rgb, t, FRAME_ID, quality)
+    else:
+        bag.write_image(IMAGE_TOPIC, t, frame.rgb, "rgb8", t, FRAME_ID)
+    bag.write_camera_info(INFO_TOPIC, t, dive.camera.width, dive.camera.height, dive.camera.K,
+                          t, FRAME_ID)
+    bag.write_image(LABELS_TOPIC, t, frame.labels, "mono8", t, FRAME_ID)
+
+
+def _claim(out: Path, settings: DiveSettings) -> None:
+    """Record the settings, or check that the folder holds this very dive."""
+    path = out / "settings.json"
+    wanted = json.loads(json.dumps(settings.to_dict()))
+    if path.exists():
+        found = json.loads(path.read_text())
+        if found != wanted:
+            changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+            raise ValueError(f"{out} holds a dive with other settings ({', '.join(changed)}); "
+                             "choose another output folder")
+    else:
+        write_json_atomic(path, wanted)
+
+
+def _load_params(path: Path) -> dict[int, dict[str, Any]]:
+    params: dict[int, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # the last line of an interrupted run
+                continue
+            params[int(entry["index"])] = entry
+    return params
+
+
+def _bag_is_complete(bag_dir: Path, frames: int) -> bool:
+    """Whether an earlier run left a bag holding every frame's labels."""
+    try:
+        return topic_message_counts(bag_dir).get(LABELS_TOPIC) == frames
+    except (ValueError, OSError):  # unreadable leftovers are rewritten
+        return False
+
+
+def _already_done(out: Path, frames: int, folders: bool, bag: bool, save_range: bool) -> bool:
+    """A finished earlier run (same settings, see _claim) whose outputs are all still there."""
+    path = out / "dive.json"
+    if not path.exists() or not json.loads(path.read_text()).get("complete"):
+        return False
+    if folders and not all(p.exists() for i in range(frames)
+                           for p in _frame_files(out, i, save_range)):
+        return False
+    return not bag or _bag_is_complete(out / "bag", frames)
+
+
+def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
+               bag: bool = False, storage: str = "mcap", compressed: bool = False,
+               quality: int = 90, save_range: bool = True,
+               progress: bool = False) -> WriteReport:
+    """Render the dive into ``out`` (see the module text); returns what was done."""
+    if not (folders or bag):
+        raise ValueError("nothing to write: enable folders, bag or both")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, settings)
+    if _already_done(out, settings.frames, folders, bag, save_range):
+        log.info("%s already holds this complete dive", out)
+        return WriteReport(out=out, rendered=0, reused=settings.frames,
+                           bag=out / "bag" if bag else None, complete=True,
+                           seconds=round(time.perf_counter() - started, 3))
+    dive = Dive(settings)
+    frames_log = out / "frames.jsonl"
+    params = _load_params(frames_log) if folders else {}
+    done = {i for i in params if all(p.exists() for p in _frame_files(out, i, save_range))}
+    reused = len(done)
+    bag_dir = out / "bag"
+    need_bag = bag and not (bag_dir.exists() and _bag_is_complete(bag_dir, settings.frames))
+    if need_bag and bag_dir.exists():
+        log.warning("replacing the incomplete bag %s of an earlier run", bag_dir)
+        shutil.rmtree(bag_dir)
+    # Frames to render: all for a new bag, else those missing from the folders or whose
+    # parameters are unknown (a complete bag-only output re-renders just for dive.json).
+    todo = [i for i in range(settings.frames)
+            if need_bag or (folders and i not in done) or i not in params]
+    rendered = 0
+    bag_finished = not need_bag
+    try:
+        with ExitStack() as stack:
+            writer = stack.enter_context(BagWriter(bag_dir, storage)) if need_bag else None
+            log_file: TextIO | None = (stack.enter_context(frames_log.open("a"))
+                                       if folders else None)
+            for index in tqdm(todo, desc="synth", unit="frame", disable=not progress):
+                frame = dive.frame(index)
+                rendered += 1
+                if log_file is not None and index not in done:
+                    _write_folders(out, frame, save_range)
+                    log_file.write(json.dumps(frame.params) + "\n")
+                    log_file.flush()
+                    done.add(index)
+                params[index] = frame.params
+                if writer is not None:
+                    _write_bag_frame(writer, dive, frame, compressed, quality)
+            bag_finished = True
+    finally:
+        complete = (bag_finished and len(params) == settings.frames
+                    and (not folders or len(done) == settings.frames))
+        summary = dive.describe()
+        summary.update({
+            "classes": classes_to_list(CLASSES), "ignore_index": IGNORE,
+            "outputs": {"folders": folders, "bag": bag, "storage": storage,
+                        "compressed": compressed, "range": save_range},
+            "complete": complete, "frames": [params[i] for i in sorted(params)]})
+        write_json_atomic(out / "dive.json", summary)
+        if not complete:
+            log.warning("dive in %s is incomplete: %d of %d frames; rerun to finish", out,
+                        len(done) if folders else len(params), settings.frames)
+    return WriteReport(out=out, rendered=rendered, reused=reused,
+                       bag=bag_dir if bag else None, complete=complete,
+                       seconds=round(time.perf_counter() - started, 3))
