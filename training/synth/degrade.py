@@ -85,10 +85,19 @@ class Conditions:
         return asdict(self)
 
 
+def visible_water_types(settings: DiveSettings, range_m: float) -> list[str]:
+    """The allowed water types in which the seabed at ``range_m`` is more than haze."""
+    def transmission(name: str) -> float:
+        return float(np.exp(-np.mean(JERLOV[name].beta) * range_m))
+
+    visible = [t for t in settings.water_types if transmission(t) >= settings.min_transmission]
+    return visible or [max(settings.water_types, key=transmission)]
+
+
 def sample_conditions(rng: np.random.Generator, settings: DiveSettings, altitude_max: float,
                       typical_range_m: float) -> Conditions:
     """Draw one segment's conditions; lamps are sized to light ``typical_range_m`` [own]."""
-    name = str(rng.choice(settings.water_types))
+    name = str(rng.choice(visible_water_types(settings, typical_range_m)))
     water = JERLOV[name]
     beta = np.array(water.beta)
     s = rng.uniform(0.6, 1.4, 3)

@@ -30,6 +30,10 @@ class DiveSettings:
     cable_prob: float = 0.4           # the dive has a cable or pipeline (the ROV follows it)
     jpeg_prob: float = 0.5            # share of segments whose frames pass a JPEG link
     jpeg_quality: tuple[int, int] = (50, 95)
+    # Water so turbid that the seabed at the dive's typical range would be haze alone is not
+    # drawn (a pilot flies closer or turns back): the mean beam transmission along the optical
+    # axis must reach this. 0 allows every type.
+    min_transmission: float = 0.2
     degrade: bool = True              # False: clean albedo only, for debugging and tests
 
     def __post_init__(self) -> None:
@@ -51,6 +55,8 @@ class DiveSettings:
         for name in ("night_prob", "lamp_prob", "diver_prob", "cable_prob", "jpeg_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
+        if not 0 <= self.min_transmission < 1:
+            raise ValueError(f"min_transmission must be in [0, 1), got {self.min_transmission}")
         if self.snow_max < 0 or self.fish_density < 0:
             raise ValueError("snow_max and fish_density must be >= 0")
 
