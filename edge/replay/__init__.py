@@ -1,0 +1,12 @@
+"""Validate a bundle on recorded dives: offline replay with a report, and live playback.
+
+- :func:`replay` (``uwstego replay``): the node's Segmenter over a bag's camera topic, writing an
+  output bag, an HTML/PNG/MP4 report and scores against ground truth; survives damaged bags.
+- :mod:`edge.replay.play` (``uwstego play``): publish a bag onto ROS 2 with its recorded timing.
+"""
+
+from __future__ import annotations
+
+from edge.replay.loop import ReplayResult, ReplaySettings, replay
+
+__all__ = ["ReplayResult", "ReplaySettings", "replay"]

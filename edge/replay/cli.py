@@ -1,0 +1,89 @@
+"""``uwstego replay``: run a bundle over a recorded dive, offline, without ROS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from edge.backends import BACKEND_NAMES, PRECISIONS
+from edge.replay.loop import ReplaySettings, replay
+from edge.replay.outputs import NODE_NAMESPACE
+from edge.replay.report import ReportUnavailable
+from edge.scoring import ScoringUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "replay", help="segment a rosbag offline: output bag, report, scores",
+        description="Run the node's Segmenter over a bag's camera topic frame by frame. Writes "
+                    "an output bag (the frames plus the node's topics), an HTML report with "
+                    "plots and an overlay video, and scores against ground truth if given.")
+    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3)")
+    p.add_argument("--bundle", type=Path, required=True, help="deploy bundle folder")
+    p.add_argument("--topic", help="camera topic (Image or CompressedImage); default "
+                   "/camera/image_raw[/compressed] or the bag's only image topic")
+    gt = p.add_mutually_exclusive_group()
+    gt.add_argument("--gt-topic", help="ground-truth label topic in the bag (mono8 class ids, "
+                    "255 = ignore), matched to frames by header stamp")
+    gt.add_argument("--gt-dir", type=Path, help="folder of ground-truth label PNGs named by "
+                    "header stamp in ns or by frame index (000042.png)")
+    p.add_argument("--gt-classes", type=int, help="number of ground-truth classes "
+                   "(default: 1 + the largest label seen)")
+    p.add_argument("--out", type=Path, help="output bag folder (must not exist)")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
+                   help="output bag storage (default mcap)")
+    p.add_argument("--report", type=Path, help="report folder (HTML, PNGs, MP4, summary.json)")
+    p.add_argument("--compare", type=Path, metavar="BUNDLE2",
+                   help="a second bundle to run on the same frames and compare with")
+    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
+                   help="TensorRT engine precision")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="use every N-th frame")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace frames by their bag timestamps instead of as fast as possible")
+    p.add_argument("--namespace", default=NODE_NAMESPACE,
+                   help=f"namespace of the output topics (default {NODE_NAMESPACE}, the node's)")
+    p.add_argument("--overlay-alpha", type=float, default=0.5)
+    p.add_argument("--json", action="store_true",
+                   help="print the summary (without per-frame series) as JSON on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ReplaySettings(
+        topic=args.topic, every=args.every, realtime=args.realtime, backend=args.backend,
+        precision=args.precision, gt_topic=args.gt_topic, gt_dir=args.gt_dir,
+        gt_classes=args.gt_classes, overlay_alpha=args.overlay_alpha, namespace=args.namespace,
+        storage=args.storage, progress=not args.no_progress)
+    try:
+        result = replay(args.bag, args.bundle, settings, out_bag=args.out,
+                        report_dir=args.report, compare=args.compare)
+    except (ScoringUnavailable, ReportUnavailable) as exc:
+        log.error("%s", exc)
+        return 1
+    s = result.summary
+    frames = s["frames"]
+    lat = s["model"]["latency_ms"]
+    log.info("%d frames processed, %d skipped, %.1f frames/s; latency p50 %s ms, p95 %s ms",
+             frames["processed"], frames["skipped"], s["throughput_fps"] or 0.0,
+             _ms(lat["p50"]), _ms(lat["p95"]))
+    if s.get("ground_truth", {}).get("mIoU") is not None:
+        log.info("ground truth: mIoU %.1f%%, accuracy %.1f%%", s["ground_truth"]["mIoU"],
+                 s["ground_truth"]["accuracy"])
+    if s.get("compare", {}).get("agreement"):
+        log.info("agreement with %s: %.1f%% of pixels", args.compare,
+                 s["compare"]["agreement"]["accuracy"])
+    for problem in frames["damage"]:
+        log.warning("damage: %s", problem)
+    if args.json:
+        print(json.dumps({k: v for k, v in s.items() if k != "per_frame"}, indent=2))
+    return 0
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"

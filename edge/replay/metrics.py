@@ -1,0 +1,153 @@
+"""Per-frame figures of a replay and their summaries: latency, coverage, flicker, confidence,
+scores against ground truth and agreement between two models.
+
+Everything is accumulated frame by frame in small arrays, so a dive of hours fits in memory: a
+frame's label pairs (prediction, truth) are kept as a sparse histogram of the pairs that occur.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.scoring import Scores, hungarian_match, scores_with_assignment
+from edge.segmenter import TIMING_KEYS, Segmentation
+from edge.visualize import coverage
+
+PERCENTILES = (50, 95, 99)
+_PAIRS = 256 * 256  # (uint8 prediction, uint8 truth)
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99, mean and max of a series (``None`` for an empty one)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if not arr.size:
+        return {**{f"p{p}": None for p in PERCENTILES}, "mean": None, "max": None}
+    out: dict[str, float | None] = {f"p{p}": float(np.percentile(arr, p)) for p in PERCENTILES}
+    out.update(mean=float(arr.mean()), max=float(arr.max()))
+    return out
+
+
+def _nan_to_none(values: Sequence[float]) -> list[float | None]:
+    return [None if math.isnan(v) else float(v) for v in values]
+
+
+class PairCounts:
+    """Label pairs ``(prediction, truth)`` over a stream: a whole-set matrix and one per frame.
+
+    Truth values 255 (ignore) are never counted. The number of truth classes can be left open
+    until the end (the largest value seen), since a bag does not say how many classes its
+    ground truth uses.
+    """
+
+    def __init__(self) -> None:
+        self.total = np.zeros(_PAIRS, dtype=np.int64)
+        self._frames: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        if pred.shape != truth.shape:
+            raise ValueError(f"prediction {pred.shape} and truth {truth.shape} differ in shape")
+        codes = (pred.astype(np.intp) << 8) | truth
+        counts = np.bincount(codes.ravel(), minlength=_PAIRS)
+        counts[255::256] = 0  # truth 255: ignore
+        self.total += counts
+        nz = np.flatnonzero(counts)
+        self._frames.append((nz.astype(np.int32), counts[nz]))
+
+    def truth_classes(self) -> int:
+        """1 + the largest truth value seen (0 if nothing was counted)."""
+        seen = np.flatnonzero(self.total.reshape(256, 256).sum(axis=0))
+        return int(seen.max()) + 1 if seen.size else 0
+
+    def _matrix(self, counts: np.ndarray, n_pred: int, n_truth: int) -> np.ndarray:
+        """``conf[pred, truth]`` with at least ``n_truth`` rows, as the matching needs."""
+        square = counts.reshape(256, 256)
+        rows = max(n_pred, n_truth)
+        conf = np.zeros((rows, n_truth), dtype=np.int64)
+        conf[:n_pred] = square[:n_pred, :n_truth]
+        return conf
+
+    def _frame_counts(self, i: int) -> np.ndarray:
+        dense = np.zeros(_PAIRS, dtype=np.int64)
+        codes, counts = self._frames[i]
+        dense[codes] = counts
+        return dense
+
+    def scores(self, n_pred: int, n_truth: int) -> tuple[Scores, list[Scores]]:
+        """Whole-set scores and, under the same matching, the scores of every frame.
+
+        Predictions ``>= n_pred`` would be a model bug; truth values ``>= n_truth`` are ignored.
+        """
+        conf = self._matrix(self.total, n_pred, n_truth)
+        assignment = hungarian_match(conf)
+        overall = scores_with_assignment(conf, assignment)
+        frames = [scores_with_assignment(self._matrix(self._frame_counts(i), n_pred, n_truth),
+                                         assignment) for i in range(len(self._frames))]
+        return overall, frames
+
+
+@dataclass
+class StreamFigures:
+    """What one model did on the replayed frames."""
+
+    class_names: list[str]
+    timings_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {k: [] for k in TIMING_KEYS})
+    coverage: list[np.ndarray] = field(default_factory=list)
+    flicker: list[float] = field(default_factory=list)  # NaN for the first frame
+    confidence_mean: list[float] = field(default_factory=list)
+    confidence_p05: list[float] = field(default_factory=list)
+    _previous: np.ndarray | None = None
+
+    def add(self, seg: Segmentation) -> None:
+        for key in TIMING_KEYS:
+            self.timings_ms[key].append(float(seg.timings_ms.get(key, math.nan)))
+        self.coverage.append(coverage(seg.labels, len(self.class_names)))
+        prev = self._previous
+        # Labels of consecutive processed frames; a resolution change restarts the measure.
+        self.flicker.append(float(np.count_nonzero(seg.labels != prev)) / seg.labels.size
+                            if prev is not None and prev.shape == seg.labels.shape else math.nan)
+        self._previous = seg.labels
+        conf = seg.confidence
+        self.confidence_mean.append(float(conf.mean()))
+        self.confidence_p05.append(float(np.percentile(conf[::4, ::4], 5)))
+
+    def summary(self) -> dict[str, Any]:
+        cov = np.array(self.coverage) if self.coverage else np.zeros((0, len(self.class_names)))
+        flicker = np.array(self.flicker, dtype=np.float64)
+        flicker = flicker[~np.isnan(flicker)]
+        return {
+            "latency_ms": percentiles(self.timings_ms["total"]),
+            "latency_stages_ms": {k: percentiles(v) for k, v in self.timings_ms.items()
+                                  if k != "total"},
+            "coverage_mean": {name: float(cov[:, i].mean()) if len(cov) else None
+                              for i, name in enumerate(self.class_names)},
+            "flicker": percentiles(flicker),
+            "confidence_mean": percentiles(self.confidence_mean),
+        }
+
+    def series(self) -> dict[str, Any]:
+        """Per-frame series, in frame order (JSON-ready)."""
+        return {
+            "latency_ms": self.timings_ms["total"],
+            "coverage": [[float(v) for v in c] for c in self.coverage],
+            "flicker": _nan_to_none(self.flicker),
+            "confidence_mean": self.confidence_mean,
+            "confidence_p05": self.confidence_p05,
+        }
+
+
+def scores_summary(overall: Scores, frames: list[Scores], names: Sequence[str]) -> dict[str, Any]:
+    """Whole-set figures with per-class IoU by name, and the per-frame series."""
+    out = overall.to_dict()
+    out["per_class_iou"] = dict(zip(names, out["per_class_iou"], strict=True))
+    out["over_time"] = {"mIoU": _nan_to_none([s.miou for s in frames]),
+                        "accuracy": _nan_to_none([s.accuracy for s in frames])}
+    return out

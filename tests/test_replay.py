@@ -1,0 +1,404 @@
+"""Offline replay on real bags (rosbags MCAP and sqlite3) with a real exported tiny bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from rosbags.highlevel import AnyReader
+
+from edge.bags import BagWriter, iter_bag_images, typestore
+from edge.bundle import load_bundle
+from edge.enhance import EnhanceSettings
+from edge.replay.cli import register
+from edge.replay.loop import SUMMARY_FILE, ReplaySettings, replay
+from edge.replay.outputs import NODE_NAMESPACE
+from edge.scoring import unsupervised_scores
+from edge.segmenter import Segmenter
+from tests.support.bundles import make_tiny_bundle
+from tests.support.media import scene
+
+CAMERA = (64, 48)
+RAW, JPEG, GT = "/camera/image_raw", "/camera/image_raw/compressed", "/camera/labels_gt"
+T0, DT = 1_700_000_000_000_000_000, 100_000_000
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("b") / "bundle", camera=CAMERA, seed=0)
+
+
+@pytest.fixture(scope="module")
+def other_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("b2") / "bundle", camera=CAMERA, seed=1,
+                            k=4, enhancement=EnhanceSettings.raw())
+
+
+def frames(n: int, size: tuple[int, int] = CAMERA) -> list[np.ndarray]:
+    return [scene(i, h=size[1], w=size[0]) for i in range(n)]
+
+
+def write_bag(path: Path, images: list[np.ndarray], storage: str = "mcap",
+              compressed: bool = False, truth: list[np.ndarray | None] | None = None) -> Path:
+    with BagWriter(path, storage=storage) as bag:
+        for i, rgb in enumerate(images):
+            t = T0 + i * DT
+            if compressed:
+                bag.write_compressed(JPEG, t, rgb, stamp_ns=t - 7, frame_id="cam")
+            else:
+                bag.write_image(RAW, t, rgb, "rgb8", stamp_ns=t - 7, frame_id="cam")
+            if truth is not None and truth[i] is not None:
+                bag.write_image(GT, t, truth[i], "mono8", stamp_ns=t - 7, frame_id="cam")
+    return path
+
+
+def direct_labels(bundle: Path, images: list[np.ndarray]) -> list[np.ndarray]:
+    """What the Segmenter alone makes of the frames, in order (one stream)."""
+    seg = Segmenter(bundle, backend="onnxruntime")
+    return [seg.segment(rgb).labels for rgb in images]
+
+
+def read_topic(bag: Path, topic: str) -> list:
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [(t, reader.deserialize(raw, c.msgtype)) for c, t, raw in reader.messages(conns)]
+
+
+def settings(**kw) -> ReplaySettings:
+    return ReplaySettings(backend="onnxruntime", progress=False, **kw)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_output_bag_holds_the_frames_and_the_nodes_topics(tmp_path, bundle, storage):
+    images = frames(5)
+    bag = write_bag(tmp_path / "dive", images, storage=storage)
+    out = tmp_path / "out"
+    result = replay(bag, bundle, settings(), out_bag=out)
+
+    assert result.summary["stopped"] == "completed"
+    assert result.summary["frames"]["processed"] == 5
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 8 and meta["storage_identifier"] == "mcap"
+    expected = direct_labels(bundle, images)
+    labels = read_topic(out, f"{NODE_NAMESPACE}/labels")
+    assert [t for t, _ in labels] == [T0 + i * DT for i in range(5)]
+    for (_, msg), ref in zip(labels, expected, strict=True):
+        assert msg.encoding == "mono8"
+        assert (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec) % DT == DT - 7
+        assert msg.header.frame_id == "cam"
+        np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
+    names = [c.name for c in load_bundle(bundle).meta.classes]
+    for _, msg in read_topic(out, f"{NODE_NAMESPACE}/coverage"):
+        assert msg.layout.dim[0].label == ",".join(names)
+        assert msg.data.sum() == pytest.approx(1.0, abs=1e-5)
+    conf = read_topic(out, f"{NODE_NAMESPACE}/confidence")
+    assert conf[0][1].encoding == "32FC1" and len(conf) == 5
+    copied = read_topic(out, RAW)
+    np.testing.assert_array_equal(copied[2][1].data.reshape(CAMERA[1], CAMERA[0], 3), images[2])
+    assert len(read_topic(out, f"{NODE_NAMESPACE}/overlay")) == 5
+
+
+def test_compressed_input_and_report(tmp_path, bundle):
+    images = frames(6)
+    bag = write_bag(tmp_path / "dive", images, compressed=True)
+    decoded = [f.rgb for f in iter_bag_images(bag, JPEG)]
+    out, report = tmp_path / "out", tmp_path / "report"
+    result = replay(bag, bundle, settings(), out_bag=out, report_dir=report)
+
+    assert result.summary["topic"] == JPEG
+    got = [m for _, m in read_topic(out, f"{NODE_NAMESPACE}/labels")]
+    for msg, ref in zip(got, direct_labels(bundle, decoded), strict=True):
+        np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
+    assert [m.format for _, m in read_topic(out, JPEG)] == ["jpeg"] * 6
+
+    files = {p.name for p in report.iterdir()}
+    assert {"index.html", SUMMARY_FILE, "overlay.mp4", "latency.png", "coverage.png",
+            "flicker.png", "confidence.png"} <= files
+    summary = json.loads((report / SUMMARY_FILE).read_text())
+    assert summary["frames"]["processed"] == 6
+    lat = summary["model"]["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert len(summary["per_frame"]["model"]["latency_ms"]) == 6
+    flicker = summary["per_frame"]["model"]["flicker"]
+    ref = direct_labels(bundle, decoded)
+    assert flicker[0] is None
+    assert flicker[3] == pytest.approx(float(np.mean(ref[3] != ref[2])))
+    video = cv2.VideoCapture(str(report / "overlay.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    video.release()
+    page = (report / "index.html").read_text()
+    assert "latency.png" in page and "overlay.mp4" in page and str(bag) in page
+
+
+def test_ground_truth_scores_on_a_synthetic_dive(tmp_path, bundle):
+    synth = pytest.importorskip("training.synth.sequence")
+    from training.synth.classes import CLASS_NAMES
+    from training.synth.settings import DiveSettings
+
+    dive = list(synth.generate_dive(DiveSettings(frames=5, width=96, height=64, seed=3)))
+    truth: list[np.ndarray | None] = [f.labels for f in dive]
+    truth[2] = None  # one frame without ground truth
+    bag = write_bag(tmp_path / "dive", [f.rgb for f in dive], truth=truth)
+    n = len(CLASS_NAMES)
+    result = replay(bag, bundle, settings(gt_topic=GT, gt_classes=n))
+    gt = result.summary["ground_truth"]
+
+    preds = direct_labels(bundle, [f.rgb for f in dive])
+    scored = [i for i in range(5) if truth[i] is not None]
+    k = len(load_bundle(bundle).meta.classes)
+    expected = unsupervised_scores([preds[i] for i in scored], [truth[i] for i in scored], n,
+                                   extra_clusters=max(0, k - n))
+    assert gt["frames_scored"] == 4 and gt["frames_without_truth"] == 1
+    assert gt["mIoU"] == pytest.approx(expected.miou)
+    assert gt["accuracy"] == pytest.approx(expected.accuracy)
+    assert gt["assignment"] == list(expected.assignment)
+    over_time = result.summary["per_frame"]["ground_truth"]["accuracy"]
+    assert over_time[2] is None and all(over_time[i] is not None for i in scored)
+
+
+def test_ground_truth_that_is_a_relabelling_scores_100(tmp_path, bundle):
+    images = frames(4)
+    preds = direct_labels(bundle, images)
+    k = len(load_bundle(bundle).meta.classes)
+    relabel = np.roll(np.arange(k, dtype=np.uint8), 2)
+    truth = [relabel[p] for p in preds]
+    truth[1][:8] = 255  # ignored rows
+    bag = write_bag(tmp_path / "dive", images)
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    for i, t in enumerate(truth):  # by frame index on the topic
+        cv2.imwrite(str(gt_dir / f"{i:06d}.png"), t)
+    result = replay(bag, bundle, settings(gt_dir=gt_dir, gt_classes=k))
+    gt = result.summary["ground_truth"]
+    assert gt["mIoU"] == pytest.approx(100.0) and gt["accuracy"] == pytest.approx(100.0)
+    assert gt["pixels"] == sum(t.size for t in truth) - 8 * CAMERA[0]
+    assert [relabel[c] for c in gt["assignment"]] == list(range(k))
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_truncated_bag_is_replayed_up_to_the_damage(tmp_path, bundle, storage):
+    images = frames(30, size=(128, 96))  # 30 x 37 kB: beyond one 1 MiB MCAP chunk
+    bag = write_bag(tmp_path / "dive", images, storage=storage)
+    cut = tmp_path / "cut"
+    shutil.copytree(bag, cut)
+    store = next(p for p in cut.iterdir() if p.suffix in (".mcap", ".db3"))
+    store.write_bytes(store.read_bytes()[:int(store.stat().st_size * 0.6)])
+
+    result = replay(cut, bundle, settings(), out_bag=tmp_path / "out")
+    frames_doc = result.summary["frames"]
+    processed = frames_doc["processed"]
+    assert 0 < processed < 30
+    assert frames_doc["damage"] and any(store.name in d for d in frames_doc["damage"])
+    labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
+    assert len(labels) == processed
+    for msg, ref in zip(labels, direct_labels(bundle, images[:processed]), strict=True):
+        np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
+
+
+def test_corrupt_record_ends_the_replay_there(tmp_path, bundle):
+    images = frames(12)
+    bag = write_bag(tmp_path / "dive", images)
+    store = next(bag.glob("*.mcap"))
+    data = bytearray(store.read_bytes())
+    # A message record: opcode, u64 length, channel u16, sequence u32, log and publish time.
+    t = struct.pack("<Q", T0 + 7 * DT)
+    record = data.find(t + t) - 15
+    assert data[record] == 0x05
+    struct.pack_into("<Q", data, record + 1, 1 << 40)  # a length no file can satisfy
+    store.write_bytes(bytes(data))
+
+    result = replay(bag, bundle, settings(), out_bag=tmp_path / "out")
+    doc = result.summary["frames"]
+    assert result.summary["per_frame"]["index"] == list(range(7))
+    assert any("nothing after it is read" in d for d in doc["damage"])
+    labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
+    for msg, ref in zip(labels, direct_labels(bundle, images[:7]), strict=True):
+        np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
+
+
+def test_frames_in_unknown_encodings_are_counted(tmp_path, bundle):
+    images = frames(4)
+    bag = tmp_path / "dive"
+    with BagWriter(bag) as w:
+        for i, rgb in enumerate(images):
+            w.write_image(RAW, T0 + i * DT, rgb, "rgb8", stamp_ns=T0 + i * DT)
+        types = w.store.types
+        odd = types["sensor_msgs/msg/Image"](
+            header=types["std_msgs/msg/Header"](
+                stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam"),
+            height=2, width=2, encoding="32FC3", is_bigendian=0, step=24,
+            data=np.zeros(48, np.uint8))
+        w.write_message(RAW, T0 + 10 * DT, "sensor_msgs/msg/Image", odd)
+    result = replay(bag, bundle, settings(), report_dir=tmp_path / "report")
+    doc = result.summary["frames"]
+    assert doc["processed"] == 4 and doc["skipped"] == 1
+    assert any("32FC3" in reason for reason in doc["skip_reasons"])
+    assert "32FC3" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_wrong_or_missing_topic_lists_the_image_topics(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(2), compressed=True, truth=[
+        np.zeros(CAMERA[::-1], np.uint8)] * 2)
+    with pytest.raises(ValueError, match=r"/camera/image_raw/compressed \(CompressedImage\)"):
+        replay(bag, bundle, settings(topic="/camera/front"))
+    with BagWriter(tmp_path / "two") as w:  # no preferred name, two candidates
+        for topic in ("/left/image", "/right/image"):
+            w.write_image(topic, T0, frames(1)[0], "rgb8")
+    with pytest.raises(ValueError, match=r"--topic; image topics: /left/image \(Image\), "
+                                         r"/right/image \(Image\)"):
+        replay(tmp_path / "two", bundle, settings())
+    with pytest.raises(FileNotFoundError, match="bag not found"):
+        replay(tmp_path / "nope", bundle, settings())
+
+
+def test_every_and_realtime(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(5))
+    result = replay(bag, bundle, settings(every=2, realtime=True))
+    assert result.summary["per_frame"]["index"] == [0, 2, 4]
+    # Paced by bag time: the last used frame is due 0.4 s after the first.
+    assert result.summary["wall_s"] >= 0.4
+
+
+def test_compare_two_bundles(tmp_path, bundle, other_bundle):
+    images = frames(4)
+    bag = write_bag(tmp_path / "dive", images)
+    same = replay(bag, bundle, settings(), compare=bundle)
+    assert same.summary["compare"]["agreement"]["accuracy"] == pytest.approx(100.0)
+
+    out, report = tmp_path / "out", tmp_path / "report"
+    diff = replay(bag, bundle, settings(), compare=other_bundle, out_bag=out, report_dir=report)
+    a, b = direct_labels(bundle, images), direct_labels(other_bundle, images)
+    k_a, k_b = (len(load_bundle(x).meta.classes) for x in (bundle, other_bundle))
+    expected = unsupervised_scores(b, a, n_classes=k_a, extra_clusters=max(0, k_b - k_a))
+    agreement = diff.summary["compare"]["agreement"]
+    assert agreement["accuracy"] == pytest.approx(expected.accuracy)
+    assert agreement["accuracy"] < 100.0
+    compare_labels = [m for _, m in read_topic(out, f"{NODE_NAMESPACE}/compare/labels")]
+    for msg, ref in zip(compare_labels, b, strict=True):
+        np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
+    assert (report / "agreement.png").is_file()
+    assert diff.summary["compare"]["model"]["latency_ms"]["p50"] > 0
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="uwstego")
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_runs_and_reports(tmp_path, bundle, capsys):
+    bag = write_bag(tmp_path / "dive", frames(3))
+    assert _cli(["replay", str(bag), "--bundle", str(bundle), "--backend", "onnxruntime",
+                 "--no-progress", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["frames"]["processed"] == 3 and "per_frame" not in printed
+
+
+def test_interrupt_leaves_a_valid_bag_and_a_report(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(40))  # 4 s of bag time, replayed in real time
+    out, report = tmp_path / "out", tmp_path / "report"
+    argv = ["replay", str(bag), "--bundle", str(bundle), "--out", str(out), "--report",
+            str(report), "--realtime", "--backend", "onnxruntime", "--no-progress"]
+    # As `uwstego replay` runs it: edge.cli.main turns KeyboardInterrupt into exit code 130.
+    script = textwrap.dedent(f"""
+        import argparse, sys
+        from edge.replay.cli import register
+        parser = argparse.ArgumentParser(prog="uwstego")
+        register(parser.add_subparsers())
+        args = parser.parse_args({argv!r})
+        try:
+            sys.exit(args.func(args))
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    # The output bag is staged next to its final path once frames start flowing.
+    while not any(p.name.startswith(".out.") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "replay never started"
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130, proc.stderr.read().decode()
+
+    summary = json.loads((report / SUMMARY_FILE).read_text())
+    assert summary["stopped"] == "interrupted"
+    processed = summary["frames"]["processed"]
+    assert 1 <= processed < 40
+    labels = read_topic(out, f"{NODE_NAMESPACE}/labels")  # a complete, readable bag
+    assert len(labels) == processed
+    assert len(read_topic(out, RAW)) == processed
+    assert (report / "index.html").is_file()
+
+
+def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(2))
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["matplotlib"] = None  # as on a vehicle without it
+        from edge.replay.loop import ReplaySettings, replay
+        from edge.replay.report import ReportUnavailable
+        s = ReplaySettings(backend="onnxruntime", progress=False)
+        r = replay({str(bag)!r}, {str(bundle)!r}, s, out_bag={str(tmp_path / "out")!r})
+        assert r.summary["frames"]["processed"] == 2
+        try:
+            replay({str(bag)!r}, {str(bundle)!r}, s, report_dir={str(tmp_path / "rep")!r})
+        except ReportUnavailable as exc:
+            print("refused:", exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: the replay report needs matplotlib" in done.stdout
+    assert not (tmp_path / "rep").exists()
+
+
+def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
+    from edge.replay.play import PlayStats, _bag_messages, parse_remap, restamped
+
+    bag = write_bag(tmp_path / "dive", frames(3))
+    stats = PlayStats()
+    msgs = list(_bag_messages(bag, {RAW}, T0 + DT, None, stats))
+    assert [m.t_ns for m in msgs] == [T0 + DT, T0 + 2 * DT] and not stats.damage
+    store = typestore()
+    shifted = store.deserialize_cdr(restamped(msgs[0].data, 1_500_000_000), msgs[0].msgtype)
+    original = store.deserialize_cdr(msgs[0].data, msgs[0].msgtype)
+    assert (shifted.header.stamp.sec * 10**9 + shifted.header.stamp.nanosec
+            == original.header.stamp.sec * 10**9 + original.header.stamp.nanosec + 1_500_000_000)
+    np.testing.assert_array_equal(shifted.data, original.data)
+    assert shifted.header.frame_id == original.header.frame_id
+
+    storage = next(bag.glob("*.mcap"))
+    storage.write_bytes(storage.read_bytes()[:-100])  # footer and index gone
+    stats = PlayStats()
+    assert len(list(_bag_messages(bag, {RAW}, None, None, stats))) == 3
+    assert stats.damage
+    assert parse_remap(["/a:=/b"]) == {"/a": "/b"}
+    with pytest.raises(ValueError, match="FROM:=TO"):
+        parse_remap(["/a=/b"])
+
+
+def test_existing_outputs_are_refused(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(1))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="exists already"):
+        replay(bag, bundle, settings(), out_bag=bag)
+    with pytest.raises(ValueError, match="holds no earlier replay report"):
+        replay(bag, bundle, settings(), report_dir=tmp_path / "notes")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
