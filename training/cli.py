@@ -1,0 +1,178 @@
+"""The training sub-commands of ``uwstego``: ``train``, ``evaluate`` and ``clusters``.
+
+Each ``register_<cmd>`` adds one sub-parser (entry-point group ``uwstego.commands``). Several
+GPUs or nodes: launch the same command under torchrun, e.g.
+``torchrun --nproc_per_node 4 --no-python uwstego train ... --device cuda``; every process joins
+the group torchrun describes (NCCL on GPUs, gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from edge.enhance import EnhanceSettings
+
+log = logging.getLogger(__name__)
+
+_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+ENHANCEMENTS = {"default": EnhanceSettings, "raw": EnhanceSettings.raw,
+                "clahe": lambda: EnhanceSettings(clahe=True)}
+
+
+def register_train(subparsers: argparse._SubParsersAction) -> None:
+    from training.presets import DEFAULT_PRESET, PRESETS
+    from training.settings import TrainSettings
+
+    d = TrainSettings()
+    p = subparsers.add_parser(
+        "train", formatter_class=_FORMATTER,
+        help="train the STEGO head on image folders, videos or rosbags",
+        description="Frozen DINO features are computed once into OUT/features, KNN positives "
+                    "found, the head trained and its clusters written to OUT/model.pt. Runs "
+                    "under torchrun for several GPUs/nodes (see the README).")
+    p.add_argument("sources", nargs="+", type=Path,
+                   help="image folders, video files or rosbag2 folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--backbone", default="dino_vits8", help="backbone id (default dino_vits8)")
+    p.add_argument("--weights", type=Path, help="official DINO weights file for the backbone")
+    p.add_argument("--clusters", type=int, default=d.clusters, help="number of clusters K")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    p.add_argument("--resolution", type=int, default=224, help="training crop size (px)")
+    p.add_argument("--crop-type", help="crops per frame: five, full, or five+full (STEGO's "
+                   "five-crop plus the whole frame; the default)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help="loss weights and shifts (STEGO.md 4.5)")
+    p.add_argument("--code-dim", type=int, default=d.code_dim)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--enhancement", choices=sorted(ENHANCEMENTS), default="default",
+                   help="enhancement chain the head is trained on (and the vehicle runs)")
+    p.add_argument("--knn-exclude-window", type=int, default=None, metavar="FRAMES",
+                   help="rank neighbours within this many frames of the same video last")
+    p.add_argument("--topic", help="image topic of the bags (default: all image topics)")
+    p.add_argument("--video-stride", type=int, default=1, help="keep every N-th video frame")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training import distributed as ddp
+    from training.pipeline import PipelineSettings, run_training
+    from training.settings import TrainSettings
+
+    info = ddp.init_from_env(args.device)
+    device = str(ddp.process_device(args.device, info))
+    try:
+        crop = {"crop_type": args.crop_type} if args.crop_type else {}
+        pipeline = PipelineSettings(
+            backbone=args.backbone, weights=args.weights, resolution=args.resolution,
+            enhancement=ENHANCEMENTS[args.enhancement](),
+            knn_exclude_window=args.knn_exclude_window, topic=args.topic,
+            video_stride=args.video_stride, **crop)
+        train = TrainSettings(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+                              lr=args.lr, clusters=args.clusters, code_dim=args.code_dim,
+                              seed=args.seed, checkpoint_every=args.checkpoint_every,
+                              log_every=args.log_every)
+        result = run_training(args.sources, args.out, pipeline, train, resume=args.resume,
+                              device=device)
+    finally:
+        ddp.shutdown()
+    if info.is_main:
+        log.info("model written to %s", result.model_path)
+    return 0
+
+
+def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    from training.masks import MASK_KINDS
+    from training.settings import INTERPOLATIONS, EvalSettings
+
+    d = EvalSettings()
+    p = subparsers.add_parser(
+        "evaluate", formatter_class=_FORMATTER,
+        help="mIoU / accuracy of a trained model on labelled images",
+        description="STEGO's protocol: whole-set confusion matrix, Hungarian matching of "
+                    "clusters to classes, mIoU and pixel accuracy; per-class IoU table and a "
+                    "confusion-matrix PNG.")
+    p.add_argument("model", type=Path, help="model.pt or a training output folder")
+    p.add_argument("--images", type=Path, required=True, help="folder of images")
+    p.add_argument("--masks", type=Path, required=True,
+                   help="folder of masks with the images' file names (SUIM colour or index)")
+    p.add_argument("--out", type=Path, help="folder for scores.json, the table and the PNG")
+    p.add_argument("--mask-kind", choices=MASK_KINDS, default=d.mask_kind)
+    p.add_argument("--num-classes", type=int, help="ground-truth classes (default: SUIM's 8 "
+                   "for colour masks, else the largest label + 1)")
+    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
+                   help="image resize (labels always nearest)")
+    p.add_argument("--flip", action="store_true", help="average with the mirrored image")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.artifact import load_trained_model
+    from training.evaluate import evaluate
+    from training.settings import EvalSettings
+
+    settings = EvalSettings(resolution=args.resolution, interpolation=args.interpolation,
+                            flip=args.flip, mask_kind=args.mask_kind,
+                            num_classes=args.num_classes)
+    report = evaluate(load_trained_model(args.model), args.images, args.masks, settings,
+                      device=args.device, out_dir=args.out)
+    print(report.table())
+    return 0
+
+
+def register_clusters(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "clusters", formatter_class=_FORMATTER,
+        help="gallery of example patches per cluster; name the clusters",
+        description="Writes OUT/index.html, gallery.png and classes.yaml. Edit the names and "
+                    "colours in classes.yaml, then put them into the model with --apply.")
+    p.add_argument("model", type=Path, help="model.pt or a training output folder")
+    p.add_argument("sources", nargs="*", type=Path,
+                   help="images, videos or bags to take examples from (default: the model's "
+                        "training feature cache)")
+    p.add_argument("--out", type=Path, help="gallery folder (default: <model folder>/gallery)")
+    p.add_argument("--apply", type=Path, metavar="NAMES_YAML",
+                   help="write these names and colours into the model file and exit")
+    p.add_argument("--per-cluster", type=int, default=8, help="examples per cluster")
+    p.add_argument("--max-images", type=int, default=200)
+    p.add_argument("--topic", help="image topic of the bags")
+    p.add_argument("--video-stride", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_clusters)
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from training.artifact import load_trained_model
+    from training.features import FeatureCache
+    from training.gallery import apply_names, cache_views, source_views, write_gallery
+    from training.pipeline import PipelineSettings, open_sources
+
+    model_path = args.model / "model.pt" if args.model.is_dir() else args.model
+    if args.apply:
+        apply_names(model_path, args.apply)
+        return 0
+    model = load_trained_model(model_path)
+    if args.sources:
+        sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
+                                                              video_stride=args.video_stride))
+        views = source_views(model, sources, args.max_images, args.device)
+    else:
+        cache_dir = model.provenance.get("feature_cache")
+        if not cache_dir or not os.path.isdir(cache_dir):
+            raise FileNotFoundError(f"the feature cache the model was trained on ({cache_dir}) "
+                                    "is gone: pass image sources to take examples from")
+        views = cache_views(model, FeatureCache.open(cache_dir), args.max_images, args.device)
+    out = args.out or model_path.parent / "gallery"
+    result = write_gallery(model, views, out, args.per_cluster, model_path=str(model_path))
+    log.info("gallery: %s; names file: %s", result.html, result.classes_yaml)
+    return 0

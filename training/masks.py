@@ -1,0 +1,66 @@
+"""Ground-truth masks for evaluation: SUIM-style colour masks and plain index masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.classes import ClassInfo
+
+IGNORE = 255
+MASK_KINDS = ("auto", "suim", "index")
+
+# SUIM (Islam et al. 2020): each RGB channel is one bit, index = 4 R + 2 G + B.
+SUIM_CLASSES: tuple[ClassInfo, ...] = (
+    ClassInfo("water", (0, 0, 0)),            # BW: background / waterbody
+    ClassInfo("diver", (0, 0, 255)),          # HD: human divers
+    ClassInfo("plants", (0, 255, 0)),         # PF: aquatic plants and sea-grass
+    ClassInfo("wreck", (0, 255, 255)),        # WR: wrecks and ruins
+    ClassInfo("robot", (255, 0, 0)),          # RO: robots and instruments
+    ClassInfo("reef", (255, 0, 255)),         # RI: reefs and invertebrates
+    ClassInfo("fish", (255, 255, 0)),         # FV: fish and vertebrates
+    ClassInfo("seafloor", (255, 255, 255)),   # SR: sea-floor and rocks
+)
+
+
+def decode_suim(mask_rgb: np.ndarray) -> np.ndarray:
+    """RGB colour mask -> uint8 class indices; channels are thresholded at 127 like the
+    official SUIM loader, because some masks carry off-palette boundary colours."""
+    bits = (mask_rgb[..., :3] > 127).astype(np.uint8)
+    return 4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2]
+
+
+def read_mask(path: str | Path, kind: str = "auto") -> np.ndarray:
+    """uint8 ``HxW`` class indices (255 = ignore); see :func:`read_mask_kind`."""
+    return read_mask_kind(path, kind)[0]
+
+
+def read_mask_kind(path: str | Path, kind: str = "auto") -> tuple[np.ndarray, str]:
+    """``(uint8 HxW class indices, kind read)`` from a mask image (255 = ignore).
+
+    ``kind`` "suim" decodes colour masks, "index" reads the pixel values as indices, "auto"
+    picks "suim" for files with colour channels and "index" for single-channel ones (by the
+    file's layout, not its content, so an all-white SUIM mask is still sea-floor).
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {kind!r}")
+    path = Path(path)
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ValueError(f"{path}: not a readable image")
+    channels = raw.shape[2] if raw.ndim == 3 else 1
+    if kind == "auto":
+        kind = "suim" if channels >= 3 else "index"
+    if kind == "suim":
+        if channels < 3:
+            raise ValueError(f"{path}: a SUIM colour mask needs 3 channels, got {raw.shape}")
+        return decode_suim(cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)), kind
+    if channels > 1 and not (np.array_equal(raw[..., 0], raw[..., 1])
+                             and np.array_equal(raw[..., 1], raw[..., 2])):
+        raise ValueError(f"{path}: an index mask must have one channel (or three equal ones); "
+                         "use --mask-kind suim for colour masks")
+    if raw.dtype != np.uint8:
+        raise ValueError(f"{path}: index masks must be 8-bit, got {raw.dtype}")
+    return (raw if raw.ndim == 2 else raw[..., 0]), kind

@@ -1,0 +1,120 @@
+"""``uwstego train`` end to end: sources -> feature cache -> KNN table -> head -> ``model.pt``.
+
+Layout of an output folder::
+
+    OUT/
+      features/<key>/   the feature cache (reused when present; see training.features)
+      knn.npz           KNN table of that cache (reused when the cache and k match)
+      state.pt          resumable training state
+      train_log.csv     every loss term, tensorboard/ the same plus cd histograms
+      model.pt          the trained model (training.artifact)
+
+Under torchrun, rank 0 builds the cache and the KNN table while the other ranks wait, then
+every rank trains on its slice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.atomic import atomic_path
+from edge.enhance import EnhanceSettings
+from training import distributed as ddp
+from training.backbones import OFFICIAL_WEIGHTS, build_backbone, weights_hint
+from training.data.crops import DEFAULT_CROP_TYPE
+from training.data.sources import Source, source_from_path
+from training.features import FeatureCache, build_feature_cache, cache_key
+from training.knn import compute_knn
+from training.train import STATE_FILE, TrainResult, TrainSettings, train_head
+
+log = logging.getLogger(__name__)
+
+KNN_FILE = "knn.npz"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    backbone: str = "dino_vits8"
+    weights: Path | None = None
+    resolution: int = 224
+    crop_type: str = DEFAULT_CROP_TYPE
+    enhancement: EnhanceSettings = field(default_factory=EnhanceSettings)
+    feature_batch_size: int = 16
+    knn_k: int = 30
+    # Our addition to STEGO: neighbours within this many frames of the same stream rank last.
+    knn_exclude_window: int | None = None
+    topic: str | None = None
+    video_stride: int = 1
+    video_rate_hz: float | None = None
+
+
+def open_sources(paths: Sequence[str | Path], settings: PipelineSettings) -> list[Source]:
+    if not paths:
+        raise ValueError("no data sources given: pass image folders, videos or rosbag2 folders")
+    return [source_from_path(p, stride=settings.video_stride, rate_hz=settings.video_rate_hz,
+                             topic=settings.topic) for p in paths]
+
+
+def load_or_compute_knn(cache: FeatureCache, path: Path, k: int,
+                        exclude_window: int | None) -> np.ndarray:
+    """The cache's KNN table, recomputed unless ``path`` holds one for the same cache and k."""
+    tag = f"{cache.key}|k={k}|exclude={exclude_window}"
+    if path.is_file():
+        with np.load(path) as saved:
+            if str(saved["tag"]) == tag:
+                log.info("reusing KNN table %s", path)
+                return saved["indices"]
+    groups, positions = cache.sequences() if exclude_window is not None else (None, None)
+    knn = compute_knn(np.array(cache.descriptors), k=k, exclude_same_sequence=exclude_window,
+                      groups=groups, positions=positions)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, indices=knn, tag=np.array(tag))
+    return knn
+
+
+def run_training(sources: Sequence[str | Path], out_dir: str | Path,
+                 pipeline: PipelineSettings | None = None, train: TrainSettings | None = None,
+                 resume: bool = False, device: str = "cpu", progress: bool = True
+                 ) -> TrainResult:
+    """Train a model on ``sources`` into ``out_dir``; every DDP rank calls this alike."""
+    pipeline = pipeline or PipelineSettings()
+    train = train or TrainSettings()
+    out_dir = Path(out_dir)
+    info = ddp.dist_info()
+    if (out_dir / STATE_FILE).exists() and not resume:
+        raise ValueError(f"{out_dir} already holds a training run ({STATE_FILE}); pass "
+                         "--resume to continue it or choose another output folder")
+    source_list = open_sources(sources, pipeline)
+    if pipeline.weights is None and pipeline.backbone in OFFICIAL_WEIGHTS:
+        # Random features train nothing; only the test configurations may run without weights.
+        raise ValueError(f"--weights is required for {pipeline.backbone}. "
+                         f"{weights_hint(pipeline.backbone)}")
+    backbone = build_backbone(pipeline.backbone, pipeline.weights)
+    key = cache_key(backbone, pipeline.resolution, pipeline.crop_type, pipeline.enhancement)
+    cache_dir = out_dir / "features" / key
+    if info.is_main:
+        cache = build_feature_cache(source_list, backbone, cache_dir,
+                                    resolution=pipeline.resolution,
+                                    batch_size=pipeline.feature_batch_size, device=device,
+                                    enhancement=pipeline.enhancement,
+                                    crop_type=pipeline.crop_type)
+        load_or_compute_knn(cache, out_dir / KNN_FILE, pipeline.knn_k,
+                            pipeline.knn_exclude_window)
+    ddp.barrier()
+    cache = FeatureCache.open(cache_dir)
+    knn = load_or_compute_knn(cache, out_dir / KNN_FILE, pipeline.knn_k,
+                              pipeline.knn_exclude_window)
+    provenance = {
+        "sources": [s.describe() for s in source_list],
+        "feature_cache": str(cache_dir.resolve()),
+        "crop_type": pipeline.crop_type,
+        "knn": {"k": pipeline.knn_k, "exclude_window": pipeline.knn_exclude_window},
+        "weights_file": str(pipeline.weights) if pipeline.weights else None,
+    }
+    return train_head(cache, knn, train, out_dir, resume, backbone=backbone, device=device,
+                      provenance=provenance, progress=progress)
