@@ -51,6 +51,8 @@ class PipelineSettings:
     topic: str | None = None
     video_stride: int = 1
     video_rate_hz: float | None = None
+    # Only for demos and smoke runs: train on a randomly initialised official architecture.
+    allow_random_weights: bool = False
 
 
 def open_sources(paths: Sequence[str | Path], settings: PipelineSettings) -> list[Source]:
@@ -90,7 +92,8 @@ def run_training(sources: Sequence[str | Path], out_dir: str | Path,
         raise ValueError(f"{out_dir} already holds a training run ({STATE_FILE}); pass "
                          "--resume to continue it or choose another output folder")
     source_list = open_sources(sources, pipeline)
-    if pipeline.weights is None and pipeline.backbone in OFFICIAL_WEIGHTS:
+    if pipeline.weights is None and pipeline.backbone in OFFICIAL_WEIGHTS \
+            and not pipeline.allow_random_weights:
         # Random features train nothing; only the test configurations may run without weights.
         raise ValueError(f"--weights is required for {pipeline.backbone}. "
                          f"{weights_hint(pipeline.backbone)}")
@@ -115,6 +118,7 @@ def run_training(sources: Sequence[str | Path], out_dir: str | Path,
         "crop_type": pipeline.crop_type,
         "knn": {"k": pipeline.knn_k, "exclude_window": pipeline.knn_exclude_window},
         "weights_file": str(pipeline.weights) if pipeline.weights else None,
+        "random_weights": pipeline.weights is None,
     }
     return train_head(cache, knn, train, out_dir, resume, backbone=backbone, device=device,
                       provenance=provenance, progress=progress)

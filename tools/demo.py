@@ -1,0 +1,195 @@
+"""`make demo`: the whole product on a synthetic dive, on the CPU, in one command.
+
+1. render a synthetic dive with exact ground truth as a rosbag2 (``uwstego synth``);
+2. train the STEGO head on it (``uwstego train``: DINO ViT-S/8, feature cache, KNN, k-means);
+3. export the fused ONNX bundle, validated against PyTorch (``export-trt``);
+4. replay the dive through the bundle with ONNX Runtime and write the report with mIoU against
+   the generator's labels (``uwstego replay``).
+
+Every step keeps its output under ``--out`` and is skipped on a second run when its output is
+complete and newer than its input, so a rerun only redoes what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.bundle import BundleError, load_bundle
+from edge.cli import configure_logging
+from edge.replay.loop import ReplaySettings, replay
+from export.pipeline import export_bundle
+from training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
+from training.backbones.build import DEFAULT_CACHE_DIR
+from training.pipeline import PipelineSettings, run_training
+from training.settings import TrainSettings
+from training.synth import CLASSES, DiveSettings
+from training.synth.writer import write_dive
+
+log = logging.getLogger("demo")
+
+GT_TOPIC = "/camera/labels_gt"
+IMAGE_TOPIC = "/camera/image_raw"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is: the default fits 15 minutes on 2 CPU cores."""
+
+    backbone: str
+    frames: int
+    camera: str
+    network: str
+    resolution: int
+    steps: int
+    batch_size: int
+    replay_every: int
+
+
+FULL = DemoSize(backbone="dino_vits8", frames=240, camera="640x480", network="224x168",
+                resolution=224, steps=400, batch_size=16, replay_every=2)
+TINY = DemoSize(backbone="tiny_vit8", frames=24, camera="128x96", network="64x48",
+                resolution=64, steps=20, batch_size=4, replay_every=1)
+
+
+def find_weights(backbone: str, explicit: Path | None, download: bool) -> Path | None:
+    """The official weights file, from ``--weights``, the cache folders, or a download."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise FileNotFoundError(f"--weights {explicit} does not exist")
+        return explicit
+    url = OFFICIAL_WEIGHTS.get(backbone)
+    if url is None:
+        return None
+    name = url.rsplit("/", 1)[-1]
+    folders = [Path(p) for p in (os.environ.get("UWSTEGO_WEIGHTS_DIR"),) if p]
+    for folder in [*folders, DEFAULT_CACHE_DIR, Path("weights")]:
+        if (folder / name).is_file():
+            return folder / name
+    if download:
+        return download_weights(backbone)
+    return None
+
+
+def is_newer(output: Path, *inputs: Path) -> bool:
+    return output.exists() and all(output.stat().st_mtime >= i.stat().st_mtime for i in inputs)
+
+
+def timed(stage: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
+    log.info("=== %s", stage)
+    t0 = time.perf_counter()
+    result = fn()
+    timings[stage] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    dive_dir, train_dir, bundle_dir = out / "dive", out / "train", out / "bundle"
+    report_dir, replay_bag = out / "report", out / "replay_bag"
+    cam_w, cam_h = (int(v) for v in size.camera.split("x"))
+
+    dive = DiveSettings(seed=seed, frames=size.frames, width=cam_w, height=cam_h, fps=10.0)
+    timings_note = "reused" if (dive_dir / "bag").exists() else "rendered"
+    timed(f"1/4 synthetic dive ({size.frames} frames {size.camera}, {timings_note})", timings,
+          lambda: write_dive(dive, dive_dir, folders=False, bag=True, progress=True))
+    bag = dive_dir / "bag"
+
+    model = train_dir / "model.pt"
+    if model.is_file():
+        log.info("reusing %s", model)
+    else:
+        pipeline = PipelineSettings(backbone=size.backbone, weights=weights,
+                                    resolution=size.resolution, crop_type="full",
+                                    topic=IMAGE_TOPIC, allow_random_weights=True)
+        train = TrainSettings(steps=size.steps, batch_size=size.batch_size,
+                              clusters=len(CLASSES), seed=seed,
+                              checkpoint_every=max(size.steps // 4, 1))
+        timed("2/4 train", timings, lambda: run_training(
+            [bag], train_dir, pipeline, train, resume=(train_dir / "state.pt").exists()))
+
+    try:
+        fresh_bundle = is_newer(bundle_dir / "bundle.json", model) and load_bundle(bundle_dir)
+    except BundleError:
+        fresh_bundle = False
+    if fresh_bundle:
+        log.info("reusing %s", bundle_dir)
+    else:
+        timed("3/4 export", timings, lambda: export_bundle(
+            model, size.camera, size.network, bundle_dir, engine="auto"))
+
+    summary_file = report_dir / "summary.json"
+    if is_newer(summary_file, bundle_dir / "bundle.json"):
+        log.info("reusing %s", report_dir)
+        summary = json.loads(summary_file.read_text())
+    else:
+        for stale in (report_dir, replay_bag):
+            shutil.rmtree(stale, ignore_errors=True)
+        settings = ReplaySettings(topic=IMAGE_TOPIC, gt_topic=GT_TOPIC, backend="onnxruntime",
+                                  every=size.replay_every, gt_classes=len(CLASSES))
+        result = timed("4/4 replay", timings, lambda: replay(
+            bag, bundle_dir, settings, out_bag=replay_bag, report_dir=report_dir))
+        summary = result.summary
+    return {"timings_s": timings, "summary": summary,
+            "paths": {"dive": str(bag), "model": str(model), "bundle": str(bundle_dir),
+                      "report": str(report_dir / "index.html"), "replay_bag": str(replay_bag)}}
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The few figures worth printing from the replay summary."""
+    truth = summary.get("ground_truth") or {}
+    latency = (summary.get("model") or {}).get("latency_ms", {})
+    return {
+        "frames_processed": summary.get("frames", {}).get("processed"),
+        "mIoU_percent": truth.get("mIoU"),
+        "accuracy_percent": truth.get("accuracy"),
+        "latency_ms_p50": latency.get("p50"),
+        "latency_ms_p95": latency.get("p95"),
+        "replay_frames_per_s": summary.get("throughput_fps"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("demo_out"))
+    parser.add_argument("--weights", type=Path, help="official DINO ViT-S/8 weights file")
+    parser.add_argument("--download", action="store_true",
+                        help="download the official weights if they are not found locally")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a tiny random ViT at 128x96 (what the test suite runs)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    configure_logging(verbose=False)
+    size = TINY if args.tiny else FULL
+    weights = find_weights(size.backbone, args.weights, args.download)
+    if weights is None and size.backbone in OFFICIAL_WEIGHTS:
+        log.warning("\n%s\nNO OFFICIAL WEIGHTS FOUND: the demo trains on a RANDOMLY INITIALISED "
+                    "%s. The pipeline runs end to end, but the clusters and the mIoU mean "
+                    "nothing.\n%s, or put the file in %s and run `make demo` again.\n%s",
+                    "!" * 78, size.backbone, weights_hint(size.backbone), DEFAULT_CACHE_DIR,
+                    "!" * 78)
+    t0 = time.perf_counter()
+    result = run_demo(args.out, size, weights, args.seed)
+    result["weights"] = str(weights) if weights else "random (see the warning above)"
+    result["total_s"] = round(time.perf_counter() - t0, 1)
+    (args.out / "demo_summary.json").write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps({"headline": headline(result["summary"]), "timings_s": result["timings_s"],
+                      "total_s": result["total_s"], "weights": result["weights"],
+                      "paths": result["paths"]}, indent=2))
+    print(f"\nOpen {result['paths']['report']} to see the replay report.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
