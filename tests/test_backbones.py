@@ -6,6 +6,9 @@ import logging
 import pickle
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 from torch import nn
 

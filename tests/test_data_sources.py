@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")
+
 from edge.enhance import Enhancer, EnhanceSettings
 from tests.support.media import TOPIC, scene, write_bag, write_image, write_video
 from training.data.crops import (

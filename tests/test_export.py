@@ -10,8 +10,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
+
+pytest.importorskip("torch")
+
+import onnx
 import torch
 from onnx import TensorProto, helper
 
@@ -23,7 +26,7 @@ from export.opcheck import GraphCheckError, check_graph, trt_problems
 from export.pipeline import ExportError, default_network_size, export_bundle
 from export.reference import ReferenceSegmenter
 from export.validate import ParityError, ort_session
-from tests.support.bundles import make_tiny_model
+from tests.support.tiny_export import make_tiny_model
 from training.artifact import save_trained_model
 
 DATA = Path(os.environ.get("UWSTEGO_DATA",

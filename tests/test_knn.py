@@ -6,6 +6,9 @@ import logging
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from training.knn import compute_knn

@@ -1,73 +1,98 @@
-"""Tiny trained models and real deploy bundles for export, runtime, node and replay tests.
+"""Real deploy bundles for the runtime, node and replay tests, on any interpreter.
 
-``make_tiny_bundle`` runs the real export pipeline (fused graph, ONNX checks, ONNX Runtime vs
-PyTorch parity, atomic bundle write) on a tiny random ViT, so the bundles are exactly what
-``export-trt`` writes; it takes about a second on one core.
+Where torch imports, ``make_tiny_bundle`` exports a tiny random model through the real export
+pipeline (``tests.support.tiny_export``). The vehicle's interpreter (JetPack 6: Python 3.10,
+numpy 1.x, no torch) cannot export, so there it copies the same bundle from a store filled on the
+workstation by ``tools/prebuild_test_bundles.py`` and named by ``UWSTEGO_TEST_BUNDLES``. Without a
+store those tests skip; a store that lacks a bundle is an error (add its spec to ``SPECS``), so a
+new bundle variant cannot silently drop out of the vehicle-interpreter run.
 """
 
 from __future__ import annotations
 
-import tempfile
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
+import pytest
 
-from edge.bundle import Size
-from edge.classes import default_classes
+from edge.atomic import atomic_dir
+from edge.bundle import BUNDLE_FILE
 from edge.enhance import EnhanceSettings
-from edge.trt.frames import synthetic_frames
-from export.fused import imagenet_affine
-from export.pipeline import default_network_size, export_bundle
-from training.artifact import TrainedModel, save_trained_model
-from training.backbones import backbone_config, build_backbone, save_random_checkpoint
-from training.head import HeadConfig, SegmentationHead
+
+BUNDLES_ENV = "UWSTEGO_TEST_BUNDLES"
 
 
-def make_tiny_model(seed: int = 0, k: int = 5, backbone: str = "tiny_vit8",
-                    enhancement: EnhanceSettings | None = None) -> TrainedModel:
-    """Random tiny ViT (written and read back through the official-checkpoint loader), random
-    head, and ``k`` unit centroids taken from the model's own codes on a synthetic frame, so
-    that every class occurs in its output."""
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = save_random_checkpoint(backbone, Path(tmp) / "backbone.pth", seed=seed)
-        vit = build_backbone(backbone, weights=weights)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = SegmentationHead(HeadConfig(in_dim=vit.embed_dim)).eval()
-    side = vit.config.pretrain_size
-    frame = synthetic_frames(Size(side, side), 1, seed)[0].astype(np.float32) / 255.0
-    scale, shift = imagenet_affine()
-    x = torch.from_numpy(frame).permute(2, 0, 1)[None] * scale + shift
-    with torch.inference_mode():
-        codes = head(vit(x))[0].flatten(1).T.numpy()
-    rows = np.random.default_rng(seed).choice(len(codes), size=k, replace=False)
-    centroids = codes[rows] / np.linalg.norm(codes[rows], axis=1, keepdims=True)
-    return TrainedModel(backbone=backbone, backbone_state=vit.state_dict(),
-                        head_config=head.config, head_state=head.state_dict(),
-                        centroids=centroids.astype(np.float32), classes=default_classes(k),
-                        enhancement=enhancement or EnhanceSettings(), resolution=side,
-                        provenance={"source": "tests.support.bundles.make_tiny_model",
-                                    "seed": seed})
+@dataclass(frozen=True)
+class BundleSpec:
+    """Everything that decides a tiny bundle's content; ``network=None`` = camera size rounded to
+    patch multiples (aspect kept)."""
+
+    camera: tuple[int, int] = (128, 96)
+    network: tuple[int, int] | None = None
+    seed: int = 0
+    k: int = 5
+    enhancement: EnhanceSettings = field(default_factory=EnhanceSettings)
+    backbone: str = "tiny_vit8"
+
+    @property
+    def key(self) -> str:
+        """Folder name in a store: readable, plus a digest of every field."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        w, h = self.camera
+        return f"{self.backbone}-{w}x{h}-seed{self.seed}-k{self.k}-" \
+               f"{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+# Every bundle the suite asks for: what tools/prebuild_test_bundles.py exports.
+SPECS = (
+    BundleSpec(camera=(64, 48)),  # segmenter, replay, ROS node
+    BundleSpec(camera=(64, 48), seed=1, k=4, enhancement=EnhanceSettings.raw()),  # replay compare
+    BundleSpec(camera=(96, 64)),  # TensorRT engine
+    BundleSpec(camera=(96, 64), enhancement=EnhanceSettings(temporal_alpha=1.0)),  # uwstego play
+)
+
+
+def can_export() -> bool:
+    return importlib.util.find_spec("torch") is not None
 
 
 def make_tiny_bundle(out_dir: str | Path, camera: tuple[int, int] = (128, 96),
                      network: tuple[int, int] | None = None, seed: int = 0, k: int = 5,
                      enhancement: EnhanceSettings | None = None,
                      backbone: str = "tiny_vit8") -> Path:
-    """Export a tiny model to a bundle at ``out_dir`` for ``camera`` = (width, height).
+    """A real exported bundle at ``out_dir`` for ``camera`` = (width, height)."""
+    spec = BundleSpec(tuple(camera), None if network is None else tuple(network), seed, k,
+                      enhancement or EnhanceSettings(), backbone)
+    if can_export():
+        from tests.support.tiny_export import export_tiny_bundle  # torch: workstation only
 
-    ``network`` defaults to the camera size rounded to patch multiples (aspect kept). The engine
-    step is skipped: TensorRT tests build it themselves.
-    """
-    out_dir = Path(out_dir)
-    model = make_tiny_model(seed=seed, k=k, backbone=backbone, enhancement=enhancement)
-    cam = Size(*camera)
-    if network is None:
-        net = default_network_size(cam, min(camera), backbone_config(backbone).patch_size)
-    else:
-        net = Size(*network)
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = save_trained_model(Path(tmp) / "model.pt", model)
-        export_bundle(checkpoint, cam, net, out_dir, num_frames=2, seed=seed, engine="skip")
+        return export_tiny_bundle(spec, Path(out_dir))
+    return copy_prebuilt(spec, Path(out_dir))
+
+
+def copy_prebuilt(spec: BundleSpec, out_dir: Path) -> Path:
+    root = os.environ.get(BUNDLES_ENV)
+    if not root:
+        pytest.skip(f"needs an exported bundle: torch is not installed here and {BUNDLES_ENV} "
+                    "is not set (fill a store with tools/prebuild_test_bundles.py)")
+    source = Path(root) / spec.key
+    if not (source / BUNDLE_FILE).is_file():
+        raise FileNotFoundError(
+            f"{BUNDLES_ENV}={root} holds no bundle {spec.key} for {spec}: add the spec to SPECS in "
+            "tests/support/bundles.py and rerun tools/prebuild_test_bundles.py")
+    with atomic_dir(out_dir) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
     return out_dir
+
+
+def prebuild(root: Path) -> list[Path]:
+    """Export every bundle of ``SPECS`` into the store ``root`` (needs torch)."""
+    from tests.support.tiny_export import export_tiny_bundle
+
+    return [export_tiny_bundle(spec, root / spec.key) for spec in SPECS]
