@@ -46,10 +46,10 @@ def test_checksum_mismatch_names_the_file(tmp_path: Path):
 def test_missing_file_and_missing_json_are_partial_bundles(tmp_path: Path):
     write_bundle(tmp_path / "b", _meta(), {MODEL_FILE: b"m"})
     os.remove(tmp_path / "b" / MODEL_FILE)
-    with pytest.raises(BundleError, match="missing.*partial bundle"):
+    with pytest.raises(BundleError, match=r"missing.*partial bundle"):
         load_bundle(tmp_path / "b")
     os.remove(tmp_path / "b" / BUNDLE_FILE)
-    with pytest.raises(BundleError, match="bundle.json is missing"):
+    with pytest.raises(BundleError, match=r"bundle\.json is missing"):
         load_bundle(tmp_path / "b")
     with pytest.raises(BundleError, match="does not exist"):
         load_bundle(tmp_path / "nowhere")
@@ -94,7 +94,7 @@ def test_meta_validation():
     with pytest.raises(ValueError, match="not a multiple of the patch size"):
         BundleMeta(camera=Size(128, 96), network=Size(60, 48), patch_size=8,
                    classes=default_classes(2), enhancement=EnhanceSettings(), backbone="x")
-    with pytest.raises(ValueError, match="1..255 classes"):
+    with pytest.raises(ValueError, match=r"1\.\.255 classes"):
         default_classes(256)
     with pytest.raises(ValueError, match="colour"):
         ClassInfo("sand", (300, 0, 0))

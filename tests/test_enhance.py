@@ -5,8 +5,8 @@ import pytest
 
 from edge.enhance import (
     IDENTITY_PARAMS,
-    EnhanceSettings,
     Enhancer,
+    EnhanceSettings,
     apply_params,
     check_rgb_frame,
     clahe_lightness,

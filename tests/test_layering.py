@@ -22,7 +22,8 @@ def test_edge_imports_neither_torch_nor_training_nor_export():
         "    except ModuleNotFoundError as exc:\n"
         f"        if exc.name.split('.')[0] not in {OPTIONAL!r}:\n"
         "            raise\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training', 'export'))\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in ('torch', 'training', 'export'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
