@@ -20,6 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.settings_io import from_dict_strict
+
 PARAM_COUNT = 5
 IDENTITY_PARAMS = np.array([0.0, 0.0, 1.0, 1.0, 1.0], dtype=np.float32)
 
@@ -69,11 +71,7 @@ class EnhanceSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnhanceSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown enhancement settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_dict_strict(cls, data, "enhancement settings")
 
     def host_steps(self) -> list[str]:
         """Steps that run on the host (CPU, Python) before the engine."""

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from edge.settings_io import from_dict_strict
 from training.presets import DEFAULT_PRESET, get_preset
 
 INTERPOLATIONS = ("nearest", "area", "bilinear")
@@ -53,7 +54,7 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
-        return cls(**data)
+        return from_dict_strict(cls, data, "training settings")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge.settings_io import from_dict_strict
 from training.backbones.block import Block
 from training.backbones.patch_embed import PatchEmbed
 
@@ -70,11 +71,7 @@ class ViTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_dict_strict(cls, data, "ViTConfig fields")
 
 
 class DinoViT(nn.Module):

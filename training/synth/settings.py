@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from edge.settings_io import from_dict_strict
 
 JERLOV_TYPES = ("I", "IA", "IB", "II", "III", "1C", "3C", "5C", "7C", "9C")
 
@@ -65,8 +67,4 @@ class DiveSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiveSettings:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown dive settings {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return from_dict_strict(cls, data, "dive settings")
