@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import emit, time_ms
-
 from edge.enhance import Enhancer, EnhanceSettings, apply_params, clahe_lightness
+
+from timing import emit, time_ms
 
 
 def _frame(w: int, h: int) -> np.ndarray:

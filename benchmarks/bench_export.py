@@ -24,8 +24,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import emit
-
 from edge.bundle import Size
 from edge.enhance import EnhanceSettings
 from edge.trt.frames import host_stage, synthetic_frames
@@ -36,6 +34,8 @@ from export.validate import ort_session
 from training.backbones import build_backbone
 from training.clusters import unit_rows
 from training.head import HeadConfig, SegmentationHead
+
+from timing import emit
 
 
 def model_gflop(backbone, head_cfg: HeadConfig, network: Size, k: int) -> dict[str, float]:

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import emit, time_ms
-
 from training.backbones import build_backbone
 from training.features import build_feature_cache
+
+from timing import emit, time_ms
 
 
 def main(argv: list[str] | None = None) -> int:

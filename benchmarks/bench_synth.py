@@ -17,11 +17,11 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import emit, time_ms
-
 from training.synth.scene import render_seabed
 from training.synth.sequence import Dive
 from training.synth.settings import DiveSettings
+
+from timing import emit, time_ms
 
 
 def measure(width: int, height: int, frames: int, seed: int) -> dict[str, object]:

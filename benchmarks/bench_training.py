@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import emit, time_ms
-
 from training.backbones import build_backbone
 from training.distributed import DistInfo
 from training.features import build_feature_cache
 from training.settings import TrainSettings
 from training.train import build_run, draw_positives, train_step
+
+from timing import emit, time_ms
 
 
 def _images(folder: Path, n: int, rng: np.random.Generator) -> None:

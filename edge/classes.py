@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from edge.atomic import write_text_atomic
+from edge.coverage import SEPARATOR
 
 MAX_CLASSES = 255  # labels travel as uint8 (mono8) and 255 is kept free for "ignore"
 
@@ -23,6 +24,9 @@ class ClassInfo:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"class name must be a non-empty string, got {self.name!r}")
+        if SEPARATOR in self.name:
+            raise ValueError(f"class name {self.name!r} contains {SEPARATOR!r}, which separates "
+                             "the names in coverage messages")
         if len(self.color) != 3 or not all(isinstance(c, int) and 0 <= c <= 255
                                            for c in self.color):
             raise ValueError(f"class {self.name!r}: colour must be 3 ints in 0..255, "

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,13 +13,18 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 
 from edge.bags import (
+    CAMERA_INFO_TYPE,
+    COMPRESSED_TYPE,
     IMAGE_TYPE,
     BagWriter,
     ReadStats,
+    bag_info,
     iter_bag_images,
+    iter_bag_messages,
     list_image_topics,
     typestore,
 )
+from edge.coverage import coverage_class_names
 
 RAW, COMPRESSED, INFO, LABELS = ("/camera/image_raw", "/camera/image_raw/compressed",
                                  "/camera/camera_info", "/camera/labels_gt")
@@ -41,7 +49,7 @@ def write_dive(path: Path, storage: str, images: list[np.ndarray]) -> None:
             bag.write_compressed(COMPRESSED, t, rgb, stamp_ns=t - 5, frame_id="cam", quality=95)
             bag.write_camera_info(INFO, t, w, h, [[50, 0, w / 2], [0, 50, h / 2], [0, 0, 1]])
             bag.write_image(LABELS, t, (rgb[..., 0] // 64).astype(np.uint8), "mono8")
-            bag.write_float32_array("/scores", t, [0.5, float(i)], ["water", "sand"])
+            bag.write_coverage("/scores", t, [0.5, float(i)], ["water", "sand"])
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -77,7 +85,8 @@ def test_round_trip_raw_and_compressed(tmp_path: Path, storage: str) -> None:
         assert (info.width, info.height, info.k[0], info.p[5]) == (96, 32, 50.0, 50.0)
         _, _, raw_scores = next(reader.messages(connections=[conns["/scores"]]))
         scores = reader.deserialize(raw_scores, conns["/scores"].msgtype)
-        assert [d.label for d in scores.layout.dim] == ["water", "sand"]
+        (dim,) = scores.layout.dim  # the node's ~/coverage layout
+        assert coverage_class_names(dim.label) == ["water", "sand"] and dim.size == 2
         np.testing.assert_allclose(scores.data, [0.5, 0.0])
 
 
@@ -173,8 +182,10 @@ def test_writer_refuses_existing_path_and_bad_arrays(tmp_path: Path) -> None:
             bag.write_image(RAW, T0, np.zeros((4, 4), np.uint8), "rgb8")
         with pytest.raises(ValueError, match="encodings"):
             bag.write_image(RAW, T0, np.zeros((4, 4), np.uint8), "yuv422")
-        with pytest.raises(ValueError, match="labels"):
-            bag.write_float32_array("/x", T0, [1.0], ["a", "b"])
+        with pytest.raises(ValueError, match="class names"):
+            bag.write_coverage("/x", T0, [1.0], ["a", "b"])
+        with pytest.raises(ValueError, match="rename the class"):
+            bag.write_coverage("/x", T0, [1.0, 0.0], ["sand", "rock, boulder"])
         bag.write_image(RAW, T0, np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000, "mono16")
     got = next(iter_bag_images(tmp_path / "c", RAW))
     np.testing.assert_array_equal(got.rgb[0, :, 0], np.round(np.arange(4) * 5000 / 257))
@@ -208,3 +219,120 @@ def test_humble_v5_sqlite_bag(tmp_path: Path) -> None:
     got = list(iter_bag_images(bag, RAW))
     assert len(got) == 2
     np.testing.assert_array_equal(got[1].rgb, images[1])
+
+
+def plain(value: Any) -> Any:
+    """A message as nested dicts and lists, to compare decoded fields."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def stored(bag: Path, topics: tuple[str, ...]) -> list[tuple[str, str, int, bytes]]:
+    """(topic, type, log time, bytes) of every message on ``topics``, read with rosbags alone."""
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        conns = [c for c in reader.connections if c.topic in topics]
+        return [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages(conns)]
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_info_and_a_byte_for_byte_copy(tmp_path: Path, storage: str) -> None:
+    bag = tmp_path / "dive"
+    write_dive(bag, storage, frames(3))
+    info = bag_info(bag)
+    assert (info.storage, info.start_ns, info.duration_ns) == (storage, T0, 2 * DT + 1)
+    assert info.counts == {RAW: 3, COMPRESSED: 3, INFO: 3, LABELS: 3, "/scores": 3}
+    assert info.topics[INFO] == CAMERA_INFO_TYPE
+    assert info.image_topics == list_image_topics(bag)
+    assert all(f.raw is None for f in iter_bag_images(bag, RAW))  # only kept when asked
+
+    copy = tmp_path / "copy"
+    with BagWriter(copy) as out:
+        for topic in (RAW, COMPRESSED):
+            for f in iter_bag_images(bag, topic, keep_raw=True):
+                assert f.raw is not None
+                out.write_raw(topic, f.t_ns, f.msgtype, f.raw)
+        for msg in iter_bag_messages(bag, [INFO]):
+            out.write_raw(msg.topic, msg.t_ns, msg.msgtype, msg.data)
+        with pytest.raises(ValueError, match="not in the typestore"):
+            out.write_raw("/x", T0, "nope_msgs/msg/Nope", b"\x00\x01\x00\x00")
+    topics = (RAW, COMPRESSED, INFO)
+    original, copied = sorted(stored(bag, topics)), sorted(stored(copy, topics))
+    assert copied == original  # topic, type, log time and the bytes themselves
+    store = typestore()
+    for (_, msgtype, _, a), (_, _, _, b) in zip(original, copied, strict=True):
+        assert plain(store.deserialize_cdr(b, msgtype)) == plain(store.deserialize_cdr(a, msgtype))
+    assert {m for _, m, _, _ in copied} == {IMAGE_TYPE, COMPRESSED_TYPE, CAMERA_INFO_TYPE}
+
+
+def test_unreadable_bags_raise_value_errors_naming_bag_and_problem(tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "yaml"
+    write_dive(bad_yaml, "mcap", frames(1))
+    (bad_yaml / "metadata.yaml").write_text("rosbag2_bagfile_information: [\n  broken")
+    cut = tmp_path / "cut"
+    write_dive(cut, "mcap", frames(2))
+    storage = next(cut.glob("*.mcap"))
+    storage.write_bytes(storage.read_bytes()[:-100])
+    for bag, problem in ((bad_yaml, "Could not load YAML"), (cut, "File end magic")):
+        for call in (bag_info, list_image_topics, lambda b: next(iter_bag_images(b, RAW)),
+                     lambda b: next(iter_bag_messages(b))):
+            with pytest.raises(ValueError, match=problem) as err:
+                call(bag)
+            assert str(bag) in str(err.value)
+
+
+def test_storage_failing_part_way_raises_a_value_error_after_the_good_frames(
+        tmp_path: Path) -> None:
+    bag = tmp_path / "b"
+    with BagWriter(bag, storage="sqlite3") as w:
+        for i in range(6):
+            w.write_image(RAW, T0 + i * DT, np.full((32, 96, 3), 10 + i, np.uint8))
+    db = next(bag.glob("*.db3"))
+    data = bytearray(db.read_bytes())
+    page = struct.unpack(">H", data[16:18])[0]
+    # Frame 4's pixels overflow into pages that start with the next page's number: break it.
+    k = data.find(bytes([14]) * (page - 8)) // page
+    data[k * page:k * page + 4] = b"\xff" * 4
+    db.write_bytes(bytes(data))
+    got = []
+    with pytest.raises(ValueError, match="reading failed after 4 messages") as err:
+        for f in iter_bag_images(bag, RAW):
+            got.append(f.index)
+    assert got == [0, 1, 2, 3] and str(bag) in str(err.value)
+
+
+def test_rosbag1_messages_come_out_as_ros2_cdr(tmp_path: Path) -> None:
+    from rosbags.rosbag1 import Writer as Writer1
+    from rosbags.typesys import Stores, get_typestore
+
+    ros1 = get_typestore(Stores.ROS1_NOETIC)
+    t = ros1.types
+    image = frames(1)[0]
+    header = t["std_msgs/msg/Header"](seq=7, stamp=t["builtin_interfaces/msg/Time"](
+        sec=5, nanosec=9), frame_id="cam")
+    k = np.arange(9, dtype=np.float64)
+    info = t[CAMERA_INFO_TYPE](
+        header=header, height=32, width=96, distortion_model="plumb_bob", D=np.zeros(5), K=k,
+        R=np.eye(3).ravel(), P=np.zeros(12), binning_x=0, binning_y=0,
+        roi=t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                  do_rectify=False))
+    bag = tmp_path / "old.bag"
+    with Writer1(bag) as w:
+        conn = w.add_connection(RAW, IMAGE_TYPE, typestore=ros1)
+        w.write(conn, T0, ros1.serialize_ros1(t[IMAGE_TYPE](
+            header=header, height=32, width=96, encoding="rgb8", is_bigendian=0, step=288,
+            data=image.reshape(-1)), IMAGE_TYPE))
+        conn = w.add_connection(INFO, CAMERA_INFO_TYPE, typestore=ros1)
+        w.write(conn, T0, ros1.serialize_ros1(info, CAMERA_INFO_TYPE))
+    assert bag_info(bag).storage == "rosbag1"
+    frame = next(iter_bag_images(bag, RAW, keep_raw=True))
+    np.testing.assert_array_equal(frame.rgb, image)
+    assert (frame.stamp_ns, frame.frame_id) == (5_000_000_009, "cam")
+    assert frame.raw is not None
+    msg = typestore().deserialize_cdr(frame.raw, frame.msgtype)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (5, 9, "cam")
+    np.testing.assert_array_equal(msg.data, image.reshape(-1))
+    (cdr,) = iter_bag_messages(bag, [INFO])
+    np.testing.assert_array_equal(typestore().deserialize_cdr(cdr.data, cdr.msgtype).k, k)

@@ -32,6 +32,7 @@ from tests.support.media import scene
 
 CAMERA = (64, 48)
 RAW, JPEG, GT = "/camera/image_raw", "/camera/image_raw/compressed", "/camera/labels_gt"
+INFO = "/camera/camera_info"
 T0, DT = 1_700_000_000_000_000_000, 100_000_000
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,10 +53,16 @@ def frames(n: int, size: tuple[int, int] = CAMERA) -> list[np.ndarray]:
 
 
 def write_bag(path: Path, images: list[np.ndarray], storage: str = "mcap",
-              compressed: bool = False, truth: list[np.ndarray | None] | None = None) -> Path:
+              compressed: bool = False, truth: list[np.ndarray | None] | None = None,
+              camera_info: bool = False) -> Path:
     with BagWriter(path, storage=storage) as bag:
         for i, rgb in enumerate(images):
             t = T0 + i * DT
+            if camera_info:  # just before each frame and once after the last
+                h, w = rgb.shape[:2]
+                for t_info in (t - 3, *((t + DT // 2,) if i == len(images) - 1 else ())):
+                    bag.write_camera_info(INFO, t_info, w, h, [[40, 0, w / 2], [0, 40, h / 2],
+                                                               [0, 0, 1]], frame_id="cam")
             if compressed:
                 bag.write_compressed(JPEG, t, rgb, stamp_ns=t - 7, frame_id="cam")
             else:
@@ -141,6 +148,46 @@ def test_compressed_input_and_report(tmp_path, bundle):
     video.release()
     page = (report / "index.html").read_text()
     assert "latency.png" in page and "overlay.mp4" in page and str(bag) in page
+
+
+def stored(bag: Path, topic: str) -> list[tuple[str, int, bytes]]:
+    """(type, log time, bytes) of every message on ``topic``, read with rosbags alone."""
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [(c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages(conns)]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_output_bag_copies_the_input_and_camera_info_unchanged(tmp_path, bundle, compressed):
+    bag = write_bag(tmp_path / "dive", frames(4), compressed=compressed, camera_info=True)
+    out = tmp_path / "out"
+    result = replay(bag, bundle, settings(), out_bag=out)
+    assert result.summary["outputs"]["camera_info_copied"] == INFO
+    store = typestore()
+    for topic, n in ((JPEG if compressed else RAW, 4), (INFO, 5)):
+        original, copied = stored(bag, topic), stored(out, topic)
+        assert len(copied) == n
+        assert copied == original  # type, log time and the bytes themselves
+        for (msgtype, _, a), (_, _, b) in zip(original, copied, strict=True):
+            decoded, expected = store.deserialize_cdr(b, msgtype), store.deserialize_cdr(a, msgtype)
+            assert decoded.header == expected.header
+            for name in ("data", "format", "encoding", "step", "k", "d"):
+                if hasattr(expected, name):
+                    np.testing.assert_array_equal(getattr(decoded, name), getattr(expected, name))
+
+
+def test_bag_with_damaged_metadata_is_replayed_record_by_record(tmp_path, bundle):
+    images = frames(3)
+    bag = write_bag(tmp_path / "dive", images)
+    (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: [\n  broken")
+    result = replay(bag, bundle, settings(), out_bag=tmp_path / "out")
+    assert result.summary["frames"]["processed"] == 3
+    assert any("Could not load YAML" in d for d in result.summary["frames"]["damage"])
+    labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
+    for msg, ref in zip(labels, direct_labels(bundle, images), strict=True):
+        np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
+    assert [m.data.tobytes() for _, m in read_topic(tmp_path / "out", RAW)] == [
+        im.tobytes() for im in images]
 
 
 def test_ground_truth_scores_on_a_synthetic_dive(tmp_path, bundle):
@@ -369,12 +416,13 @@ def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
 
 
 def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
-    from edge.replay.play import PlayStats, _bag_messages, parse_remap, restamped
+    from edge.replay.play import parse_remap, restamped
+    from edge.replay.salvage import read_messages
 
     bag = write_bag(tmp_path / "dive", frames(3))
-    stats = PlayStats()
-    msgs = list(_bag_messages(bag, {RAW}, T0 + DT, None, stats))
-    assert [m.t_ns for m in msgs] == [T0 + DT, T0 + 2 * DT] and not stats.damage
+    damage: list[str] = []
+    msgs = list(read_messages(bag, {RAW}, damage, T0 + DT, None))
+    assert [m.t_ns for m in msgs] == [T0 + DT, T0 + 2 * DT] and not damage
     store = typestore()
     shifted = store.deserialize_cdr(restamped(msgs[0].data, 1_500_000_000), msgs[0].msgtype)
     original = store.deserialize_cdr(msgs[0].data, msgs[0].msgtype)
@@ -385,9 +433,8 @@ def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
 
     storage = next(bag.glob("*.mcap"))
     storage.write_bytes(storage.read_bytes()[:-100])  # footer and index gone
-    stats = PlayStats()
-    assert len(list(_bag_messages(bag, {RAW}, None, None, stats))) == 3
-    assert stats.damage
+    assert len(list(read_messages(bag, {RAW}, damage, T0 + DT, None))) == 2
+    assert any("cannot be read from its index" in d for d in damage)
     assert parse_remap(["/a:=/b"]) == {"/a": "/b"}
     with pytest.raises(ValueError, match="FROM:=TO"):
         parse_remap(["/a=/b"])

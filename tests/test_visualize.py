@@ -33,11 +33,22 @@ def test_colorize_maps_every_pixel_to_its_class_colour(labels):
     assert (img[labels == 255] == UNKNOWN_COLOR).all()
 
 
+def test_colorize_equals_the_table_gather_for_every_id_and_any_layout():
+    lut = np.random.default_rng(4).integers(0, 256, size=(256, 3), dtype=np.uint8)
+    ids = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for labels in (ids, ids.T, ids[::2, 1::3], np.zeros((1, 1), np.uint8)):
+        img = colorize(labels, lut)
+        assert img.flags.c_contiguous and img.dtype == np.uint8
+        np.testing.assert_array_equal(img, lut[labels])
+
+
 def test_colorize_rejects_non_label_arrays():
     with pytest.raises(ValueError, match="uint8 HxW"):
         colorize(np.zeros((4, 4), np.int32), palette(CLASSES))
     with pytest.raises(ValueError, match="uint8 HxW"):
         colorize(np.zeros((4, 4, 3), np.uint8), palette(CLASSES))
+    with pytest.raises(ValueError, match="256x3 uint8 palette"):
+        colorize(np.zeros((4, 4), np.uint8), palette(CLASSES)[:5])
 
 
 def test_overlay_alpha_blends_between_frame_and_colours(labels):

@@ -56,7 +56,7 @@ class DemoSize:
 
 
 FULL = DemoSize(backbone="dino_vits8", frames=240, camera="640x480", network="224x168",
-                resolution=224, steps=400, batch_size=16, replay_every=2)
+                resolution=224, steps=200, batch_size=8, replay_every=2)
 TINY = DemoSize(backbone="tiny_vit8", frames=24, camera="128x96", network="64x48",
                 resolution=64, steps=20, batch_size=4, replay_every=1)
 

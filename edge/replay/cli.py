@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "replay", help="segment a rosbag offline: output bag, report, scores",
         description="Run the node's Segmenter over a bag's camera topic frame by frame. Writes "
-                    "an output bag (the frames plus the node's topics), an HTML report with "
-                    "plots and an overlay video, and scores against ground truth if given.")
+                    "an output bag (the input frames and the camera's CameraInfo copied "
+                    "unchanged, plus the node's topics), an HTML report with plots and an "
+                    "overlay video, and scores against ground truth if given.")
     p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3)")
     p.add_argument("--bundle", type=Path, required=True, help="deploy bundle folder")
     p.add_argument("--topic", help="camera topic (Image or CompressedImage); default "

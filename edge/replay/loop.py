@@ -2,8 +2,9 @@
 
 Three threads keep the model busy: a reader decodes frames (and looks up their ground truth)
 ahead of time, the calling thread runs the Segmenter(s), and a writer draws overlays, fills the
-output bag and the video and accumulates the figures. Inference releases the GIL, so reading and
-writing overlap it.
+output bag and accumulates the figures, handing the video frames to the encoder's own thread.
+Inference releases the GIL, so reading and writing overlap it. The output bag holds the input
+frames (and the camera's CameraInfo) exactly as stored in the input bag.
 
 Stopping is safe at any moment: on Ctrl-C (or any error) the frames already segmented are still
 written, the output bag is closed into a valid, shorter bag, the report describes what was done,
@@ -30,7 +31,7 @@ import numpy as np
 
 from edge import __version__
 from edge.atomic import atomic_dir, write_json_atomic
-from edge.bags import BagImage, BagWriter, ReadStats
+from edge.bags import BagImage, BagWriter, RawMessage, ReadStats
 from edge.bundle import Bundle, load_bundle
 from edge.replay.metrics import PairCounts, StreamFigures, scores_summary
 from edge.replay.outputs import NODE_NAMESPACE, OutputTopics
@@ -38,6 +39,7 @@ from edge.replay.source import (
     BagGroundTruth,
     DirGroundTruth,
     FrameSource,
+    camera_info_topic,
     choose_topic,
     fit_labels,
 )
@@ -112,6 +114,7 @@ class _Model:
 class _Work:
     frame: BagImage
     truth: np.ndarray | None
+    companions: list[RawMessage] = field(default_factory=list)  # copied into the output bag
     segs: list[Segmentation] = field(default_factory=list)
 
 
@@ -248,7 +251,9 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         seg = Segmenter(loaded, backend=s.backend, precision=s.precision)
         models.append(_Model(loaded, seg, StreamFigures([c.name for c in loaded.meta.classes])))
     total, fps = _rate(source, topic, s.every)
-    run = _Run(source, topic, s, models, truth, total)
+    info_topic = camera_info_topic(topic, source.topics[topic], source.all_topics) \
+        if out_bag is not None else None
+    run = _Run(source, topic, s, models, truth, total, out_bag is not None, info_topic)
 
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(atomic_dir(report_dir)) if report_dir else None
@@ -256,12 +261,11 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
             staging.chmod(0o755)  # a report is for sharing; the staging folder starts private
         writer = stack.enter_context(BagWriter(out_bag, storage=s.storage)) if out_bag else None
         if writer is not None:
-            run.outputs = OutputTopics(writer, topic, source.topics[topic],
-                                       models[0].figures.class_names,
+            run.outputs = OutputTopics(writer, topic, models[0].figures.class_names,
                                        models[1].figures.class_names if compare else None,
                                        namespace=s.namespace)
         if staging is not None:
-            run.video = VideoSink(staging / VIDEO_FILE, fps)
+            run.video = stack.enter_context(VideoSink(staging / VIDEO_FILE, fps))
         raised = run.execute()
         with _sigint_deferred():
             if run.video is not None:
@@ -282,9 +286,10 @@ class _Run:
 
     def __init__(self, source: FrameSource, topic: str, settings: ReplaySettings,
                  models: list[_Model], truth: BagGroundTruth | DirGroundTruth | None,
-                 total: int | None) -> None:
+                 total: int | None, copy_input: bool, info_topic: str | None) -> None:
         self.source, self.topic, self.s = source, topic, settings
         self.models, self.truth, self.total = models, truth, total
+        self.copy_input, self.info_topic = copy_input, info_topic
         self.read = ReadStats()
         self.refused: Counter[str] = Counter()
         self.truth_missing = 0
@@ -300,15 +305,32 @@ class _Run:
         self.errors: list[str] = []
 
     def _produce(self) -> Iterator[_Work]:
-        for frame in self.source.frames(self.topic, self.s.every, self.read):
+        # Companion messages (camera_info) ride with the frame before them, those ahead of the
+        # first frame with the first, so each work is held until the next frame is read.
+        held: _Work | None = None
+        ahead: list[RawMessage] = []
+        for item in self.source.read(self.topic, self.s.every, self.read,
+                                     keep_raw=self.copy_input,
+                                     companions=(self.info_topic,) if self.info_topic else ()):
+            if isinstance(item, RawMessage):
+                (held.companions if held is not None else ahead).append(item)
+                continue
+            if held is not None:
+                yield held
             labels = None
             if self.truth is not None:
-                labels = self.truth.lookup(frame)
+                labels = self.truth.lookup(item)
                 if labels is not None:
-                    labels = fit_labels(labels, frame.rgb.shape[:2])
-            yield _Work(frame, labels)
+                    labels = fit_labels(labels, item.rgb.shape[:2])
+            held, ahead = _Work(item, labels, companions=ahead), []
+        if held is not None:
+            yield held
 
     def _consume(self, work: _Work) -> None:
+        if self.outputs is not None:
+            self.outputs.copy(work.companions)
+        if not work.segs:  # refused by the segmenter
+            return
         frame = work.frame
         self.frames.append((frame.index, frame.t_ns, frame.stamp_ns))
         overlays = []
@@ -363,7 +385,9 @@ class _Run:
                 except ValueError as exc:
                     self.refused[str(exc)] += 1
                     log.warning("frame %d refused by the segmenter: %s", work.frame.index, exc)
-                    continue
+                    if not work.companions:
+                        continue
+                    work.segs = []  # the writer still copies the companion messages
                 if not pipeline.put(pipeline.outbox, work):
                     break
                 progress.update()
@@ -414,6 +438,7 @@ class _Run:
             "bundle": primary.describe(),
             "model": primary.figures.summary(),
             "outputs": {"bag": str(out_bag) if out_bag else None,
+                        "camera_info_copied": self.info_topic,
                         "report": str(report_dir) if report_dir else None},
         }
         if s.realtime:

@@ -15,13 +15,13 @@ import importlib
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.bags import COMPRESSED_TYPE, IMAGE_TYPE, typestore
-from edge.replay.salvage import RawMessage, SalvageReader
+from edge.bags import COMPRESSED_TYPE, IMAGE_TYPE, bag_info, typestore
+from edge.replay.salvage import SalvageReader, read_messages
 
 log = logging.getLogger(__name__)
 
@@ -103,40 +103,12 @@ def restamped(raw: bytes, offset_ns: int) -> bytes:
     return bytes(out)
 
 
-def _bag_messages(bag: Path, topics: set[str] | None, start_ns: int | None,
-                  stop_ns: int | None, stats: PlayStats) -> Iterator[RawMessage]:
-    """Raw messages in [start_ns, stop_ns) from an intact bag, or up to the damage."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-
-    try:
-        reader = AnyReader([bag], default_typestore=typestore())
-        reader.open()
-    except AnyReaderError as exc:
-        stats.damage.append(f"index unreadable ({exc}); playing the records up to the damage")
-        salvage = SalvageReader(bag)
-        for msg in salvage.messages(topics):
-            if (start_ns is None or msg.t_ns >= start_ns) and (stop_ns is None
-                                                                 or msg.t_ns < stop_ns):
-                yield msg
-        stats.damage.extend(salvage.damage)
-        return
-    try:
-        conns = [c for c in reader.connections if topics is None or c.topic in topics]
-        for conn, t_ns, raw in reader.messages(connections=conns, start=start_ns,
-                                               stop=stop_ns):
-            yield RawMessage(conn.topic, conn.msgtype, t_ns, bytes(raw))
-    finally:
-        reader.close()
-
-
 def _bag_span(bag: Path) -> tuple[int, int]:
     """(first, last + 1) message time in ns, from the index or by reading the records."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-
     try:
-        with AnyReader([bag], default_typestore=typestore()) as reader:
-            return reader.start_time, reader.end_time
-    except AnyReaderError:
+        info = bag_info(bag)
+        return info.start_ns, info.start_ns + info.duration_ns
+    except ValueError:
         times = [m.t_ns for m in SalvageReader(bag).messages()]
         return (min(times), max(times) + 1) if times else (0, 0)
 
@@ -191,12 +163,9 @@ class Player:
 
     def prepare(self) -> None:
         """Create every publisher up front and wait for subscribers, as configured."""
-        from rosbags.highlevel import AnyReader, AnyReaderError
-
         try:
-            with AnyReader([self.bag], default_typestore=typestore()) as reader:
-                found = {c.topic: c.msgtype for c in reader.connections}
-        except AnyReaderError:
+            found = bag_info(self.bag).topics
+        except ValueError:
             found = SalvageReader(self.bag).topics()
         missing = [t for t in self.s.topics if t not in found]
         if missing:
@@ -253,7 +222,7 @@ class Player:
             return start_ns + int((now - wall0) * self.s.rate * 1e9)
 
         topics = set(self.s.topics) if self.s.topics else None
-        for msg in _bag_messages(self.bag, topics, start_ns, stop_ns, self.stats):
+        for msg in read_messages(self.bag, topics, self.stats.damage, start_ns, stop_ns):
             publisher = self._publisher(msg.topic, msg.msgtype)
             if publisher is None:
                 continue
@@ -268,7 +237,17 @@ class Player:
         while True:
             self.play_once()
             if not self.s.loop:
+                self._flush()
                 return self.stats
+
+    def _flush(self, timeout_s: float = 2.0) -> None:
+        """Wait until reliable subscribers hold every message: exiting at once can lose the last."""
+        from rclpy.duration import Duration
+
+        for topic, publisher in self._publishers.items():
+            if publisher is not None and not publisher.wait_for_all_acked(
+                    Duration(nanoseconds=int(timeout_s * 1e9))):
+                log.warning("%s: not every subscriber acknowledged the last messages", topic)
 
 
 def play(bag: str | Path, settings: PlaySettings | None = None,

@@ -7,7 +7,8 @@ good frames, so this reader walks the storage files record by record (MCAP) or r
 (sqlite3) and stops at the first damage, saying where and why in :attr:`SalvageReader.damage`.
 
 Messages come in file order, which is recording order for rosbag2 writers; metadata.yaml is not
-needed (a crashed recorder often never wrote it).
+needed (a crashed recorder often never wrote it). :func:`read_messages` reads a bag from its index
+where it can and goes on with this reader where the index fails.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import sqlite3
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Collection, Iterator
 from pathlib import Path
+
+from edge.bags import RawMessage, iter_bag_messages
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +35,6 @@ _RECORD_NAMES = {_OP_SCHEMA: "schema", _OP_CHANNEL: "channel", _OP_MESSAGE: "mes
                  _OP_CHUNK: "chunk"}
 _READ_OPS = tuple(_RECORD_NAMES)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    topic: str
-    msgtype: str
-    t_ns: int
-    data: bytes
 
 
 class _Truncated(Exception):
@@ -267,3 +262,42 @@ class SalvageReader:
         with copy.open("ab") as f:
             f.truncate(expected)
         return copy
+
+
+def read_messages(bag: Path, topics: Collection[str] | None, damage: list[str],
+                  start_ns: int | None = None, stop_ns: int | None = None,
+                  indexed: bool = True) -> Iterator[RawMessage]:
+    """The messages of ``topics`` (all if None) in [start_ns, stop_ns) from the bag's index, or
+    record by record up to the damage where the index cannot be read (``indexed`` False: known
+    unreadable) or fails part-way; what was lost is appended to ``damage``.
+
+    An indexed read that fails part-way (rosbags reads a whole chunk before yielding any of it)
+    goes on record by record from the message after the last one yielded on each topic.
+    """
+    done: Counter[str] = Counter()  # messages yielded per topic by the indexed read
+    if indexed:
+        try:
+            for msg in iter_bag_messages(bag, topics, start_ns, stop_ns):
+                done[msg.topic] += 1
+                yield msg
+            return
+        except Exception as exc:  # whatever a damaged file makes rosbags raise
+            n = sum(done.values())
+            damage.append((f"reading from the index failed after {n} messages" if n else
+                           "the bag cannot be read from its index")
+                          + f" ({exc}); reading its records in order up to the damage")
+            log.warning("%s: %s", bag, damage[-1])
+    salvage = SalvageReader(bag)
+    seen: Counter[str] = Counter()
+    try:
+        for msg in salvage.messages(set(topics) if topics is not None else None):
+            if (start_ns is not None and msg.t_ns < start_ns) or (stop_ns is not None
+                                                                   and msg.t_ns >= stop_ns):
+                continue
+            seen[msg.topic] += 1
+            if seen[msg.topic] > done[msg.topic]:
+                yield msg
+    finally:
+        for item in salvage.damage:
+            if item not in damage:
+                damage.append(item)

@@ -1,37 +1,37 @@
 """Frames to replay: an image topic of a bag, whole or damaged, and the matching ground truth.
 
-An intact bag is read through :func:`edge.bags.iter_bag_images` (indexed, in time order). When
-``rosbags`` cannot open it, or fails part-way, the frames are read (or the rest is skipped) with
-:class:`~edge.replay.salvage.SalvageReader`, and :attr:`FrameSource.damage` says what was lost.
+The bag is read through :func:`edge.replay.salvage.read_messages`: from its index where it can be
+read, record by record up to the damage where it cannot, and :attr:`FrameSource.damage` says
+what was lost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
-from rosbags.highlevel import AnyReader, AnyReaderError
 
 from edge.bags import (
+    CAMERA_INFO_TYPE,
+    COMPRESSED_TYPE,
     IMAGE_TYPES,
     BagImage,
+    BagInfo,
+    RawMessage,
     ReadStats,
-    iter_bag_images,
-    list_image_topics,
-    typestore,
+    bag_info,
+    decode_bag_image,
+    describe_topics,
 )
-from edge.replay.salvage import SalvageReader
-from edge.rosimage import ImageDecodeError, decode_image
+from edge.replay.salvage import SalvageReader, read_messages
 
 log = logging.getLogger(__name__)
 
 PREFERRED_TOPICS = ("/camera/image_raw", "/camera/image_raw/compressed")
 IGNORE = 255
-def _describe(topics: dict[str, str]) -> str:
-    return ", ".join(f"{t} ({m.rsplit('/', 1)[-1]})" for t, m in sorted(topics.items())) or "none"
 
 
 def choose_topic(topics: dict[str, str], requested: str | None, bag: Path,
@@ -40,7 +40,7 @@ def choose_topic(topics: dict[str, str], requested: str | None, bag: Path,
     if requested is not None:
         if requested not in topics:
             raise ValueError(f"topic {requested!r} is not an image topic of {bag}; image topics: "
-                             f"{_describe(topics)}")
+                             f"{describe_topics(topics)}")
         return requested
     candidates = {t: m for t, m in topics.items() if t not in exclude}
     for topic in PREFERRED_TOPICS:
@@ -49,97 +49,78 @@ def choose_topic(topics: dict[str, str], requested: str | None, bag: Path,
     if len(candidates) == 1:
         return next(iter(candidates))
     raise ValueError(f"choose the camera topic of {bag} with --topic; image topics: "
-                     f"{_describe(topics)}")
+                     f"{describe_topics(topics)}")
+
+
+def camera_info_topic(image_topic: str, image_type: str, all_topics: dict[str, str]) -> str | None:
+    """The CameraInfo topic of a camera: ``<ns>/camera_info`` next to its image topic (the
+    image_transport rule, ``/compressed`` dropped first), else the bag's only CameraInfo topic."""
+    base = image_topic.rsplit("/", 1)[0] if image_type == COMPRESSED_TYPE else image_topic
+    sibling = f"{base.rsplit('/', 1)[0]}/camera_info"
+    infos = [t for t, m in all_topics.items() if m == CAMERA_INFO_TYPE]
+    if sibling in infos:
+        return sibling
+    return infos[0] if len(infos) == 1 else None
 
 
 class FrameSource:
-    """The bag's image topics and an iterator over one of them that survives damage."""
+    """The bag's topics and an iterator over one image topic that survives damage."""
 
     def __init__(self, bag: str | Path) -> None:
         self.bag = Path(bag)
         if not self.bag.exists():
             raise FileNotFoundError(f"bag not found: {self.bag}")
         self.damage: list[str] = []
-        self.salvage: SalvageReader | None = None
+        self.info: BagInfo | None = None  # None: the index is unreadable
         try:
-            self.topics = list_image_topics(self.bag)
-        except (ValueError, AnyReaderError) as exc:
+            self.info = bag_info(self.bag)
+            self.all_topics = self.info.topics
+        except ValueError as exc:
             try:
-                self.salvage = SalvageReader(self.bag)
+                salvage = SalvageReader(self.bag)
             except ValueError:
                 raise ValueError(f"{self.bag} is not a readable bag: {exc}") from exc
             self.damage.append(f"the bag's index cannot be read ({exc}); reading its records "
                                "in order up to the damage")
             log.warning("%s: %s", self.bag, self.damage[-1])
-            self.topics = {t: m for t, m in self.salvage.topics().items() if m in IMAGE_TYPES}
+            self.all_topics = salvage.topics()
+        self.topics = {t: m for t, m in self.all_topics.items() if m in IMAGE_TYPES}
 
     def topic_timing(self, topic: str) -> tuple[int | None, int | None]:
         """(messages on ``topic``, bag duration in ns) from the index; None where unknown."""
-        if self.salvage is not None:
+        if self.info is None:
             return None, None
-        try:
-            with AnyReader([self.bag], default_typestore=typestore()) as reader:
-                count = sum(c.msgcount for c in reader.connections if c.topic == topic)
-                return count, int(reader.duration)
-        except (AnyReaderError, ValueError, OSError):
-            return None, None
+        return self.info.counts.get(topic, 0), self.info.duration_ns
 
-    def frames(self, topic: str, every: int = 1, stats: ReadStats | None = None
-               ) -> Iterator[BagImage]:
-        """Every ``every``-th frame of ``topic``, up to the first damage, which is recorded.
-
-        An indexed read that fails part-way (rosbags reads a whole chunk before yielding any of
-        it) goes on record by record from the frame after the last good one.
-        """
+    def read(self, topic: str, every: int = 1, stats: ReadStats | None = None,
+             keep_raw: bool = False, companions: Collection[str] = ()
+             ) -> Iterator[BagImage | RawMessage]:
+        """Every ``every``-th frame of ``topic``, up to the first damage, which is recorded;
+        interleaved in log-time order with every stored message of the ``companions`` topics
+        (read in the same pass). ``keep_raw``: frames carry their stored message too."""
         stats = stats if stats is not None else ReadStats()
         if topic not in self.topics:
             raise ValueError(f"topic {topic!r} is not an image topic of {self.bag}; image "
-                             f"topics: {_describe(self.topics)}")
-        last = -1
-        if self.salvage is None:
-            images = iter_bag_images(self.bag, topic, every=every, stats=stats)
-            while True:
-                try:
-                    image = next(images)
-                except StopIteration:
-                    return
-                except Exception as exc:  # whatever a damaged file makes rosbags raise
-                    self.damage.append(f"{topic}: indexed reading failed after message {last} "
-                                       f"({type(exc).__name__}: {exc}); reading on record by "
-                                       "record")
-                    log.warning("%s: %s", self.bag, self.damage[-1])
-                    break
-                last = image.index
+                             f"topics: {describe_topics(self.topics)}")
+        index = -1
+        for msg in read_messages(self.bag, {topic, *companions}, self.damage,
+                                 indexed=self.info is not None):
+            if msg.topic != topic:
+                yield msg
+                continue
+            index += 1
+            if index % every:
+                continue
+            image = decode_bag_image(msg, index, stats, keep_raw)
+            if image is not None:
                 yield image
-        yield from self._salvaged(topic, every, stats, after=last)
 
-    def _salvaged(self, topic: str, every: int, stats: ReadStats,
-                  after: int) -> Iterator[BagImage]:
-        salvage = self.salvage or SalvageReader(self.bag)
-        store = typestore()
-        try:
-            for index, raw in enumerate(salvage.messages({topic})):
-                if index <= after or index % every:
-                    continue
-                stats.read += 1
-                try:
-                    msg = store.deserialize_cdr(raw.data, raw.msgtype)
-                    rgb = decode_image(msg)
-                except ImageDecodeError as exc:
-                    stats.skip(index, str(exc))
-                    continue
-                except Exception as exc:  # malformed CDR only skips a frame
-                    stats.skip(index, f"undeserialisable message: {type(exc).__name__}: {exc}")
-                    continue
-                stats.yielded += 1
-                stamp = msg.header.stamp
-                yield BagImage(index=index, t_ns=raw.t_ns,
-                               stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
-                               frame_id=str(msg.header.frame_id), rgb=rgb)
-        finally:
-            for item in salvage.damage:
-                if item not in self.damage:
-                    self.damage.append(item)
+    def frames(self, topic: str, every: int = 1, stats: ReadStats | None = None
+               ) -> Iterator[BagImage]:
+        """:meth:`read` without companions: the frames alone."""
+        for item in self.read(topic, every, stats):
+            if isinstance(item, BagImage):
+                yield item
 
 
 def labels_from_image(rgb: np.ndarray) -> np.ndarray:
@@ -164,7 +145,7 @@ class BagGroundTruth:
     def __init__(self, source: FrameSource, topic: str, window_ns: int = 1_000_000_000) -> None:
         if topic not in source.topics:
             raise ValueError(f"ground-truth topic {topic!r} is not an image topic of "
-                             f"{source.bag}; image topics: {_describe(source.topics)}")
+                             f"{source.bag}; image topics: {describe_topics(source.topics)}")
         self.topic = topic
         self.stats = ReadStats()
         self._iter = source.frames(topic, stats=self.stats)

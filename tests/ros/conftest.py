@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ros_harness import CAMERA, NODE_NAME, PACKAGE_DIR, NodeProcess, Probe
-from tests.support.bundles import make_tiny_bundle
 
 from edge.bundle import Bundle, load_bundle
+from tests.support.bundles import make_tiny_bundle
+
+from ros_harness import CAMERA, NODE_NAME, PACKAGE_DIR, NodeProcess, Probe
 
 # The node's own modules are unit-tested in this process without installing the package.
 if str(PACKAGE_DIR) not in sys.path:

@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_harness import NODE_NAME, REPO, Probe
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
-from test_ros_node import latest_status
 
 from edge.bags import BagWriter, iter_bag_images
 from edge.enhance import EnhanceSettings
 from edge.replay.loop import ReplaySettings, replay
 from tests.support.bundles import make_tiny_bundle
 from tests.support.media import scene
+
+from ros_harness import NODE_NAME, REPO, Probe
+from test_ros_node import latest_status
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

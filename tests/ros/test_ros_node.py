@@ -14,13 +14,14 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import DescribeParameters, SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_harness import CAMERA, NODE_NAME, Probe
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32MultiArray
 
 from edge.rosimage import decode_image, encode_jpeg
 from edge.segmenter import Segmenter
 from edge.visualize import coverage, overlay, palette
+
+from ros_harness import CAMERA, NODE_NAME, Probe
 
 pytestmark = pytest.mark.ros
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
+
 from uwstego_ros.conversions import array_to_image, coverage_to_msg, scale_camera_info
 from uwstego_ros.mailbox import Mailbox
 from uwstego_ros.params import DEFAULTS, SPECS, check_value

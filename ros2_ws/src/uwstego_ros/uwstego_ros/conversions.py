@@ -14,6 +14,8 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension
 
+from edge.coverage import coverage_dimension
+
 _ENCODINGS = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint8), 3): "rgb8",
               (np.dtype(np.float32), 1): "32FC1"}
 
@@ -67,7 +69,6 @@ def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header)
 def coverage_to_msg(values: np.ndarray, class_names: Sequence[str]) -> Float32MultiArray:
     """Per-class pixel fractions; the one dimension's label lists the class names, comma-joined."""
     msg = Float32MultiArray()
-    n = len(class_names)
-    msg.layout.dim = [MultiArrayDimension(label=",".join(class_names), size=n, stride=n)]
+    msg.layout.dim = [MultiArrayDimension(**coverage_dimension(class_names))]
     msg.data = array.array("f", np.asarray(values, dtype=np.float32).tobytes())
     return msg
