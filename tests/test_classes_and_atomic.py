@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,16 @@ def test_atomic_dir_swaps_whole_folder(tmp_path: Path):
         (staging / "c").write_text("3")
     assert sorted(p.name for p in out.iterdir()) == ["c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path: Path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_bytes_atomic(tmp_path / "f", b"x")
+    with atomic_path(tmp_path / "g") as tmp:
+        tmp.write_bytes(b"y")
+    with atomic_dir(tmp_path / "d") as staging:
+        (staging / "a").write_text("1")
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "g").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~mask

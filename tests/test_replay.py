@@ -200,8 +200,9 @@ def test_ground_truth_scores_on_a_synthetic_dive(tmp_path, bundle):
     truth[2] = None  # one frame without ground truth
     bag = write_bag(tmp_path / "dive", [f.rgb for f in dive], truth=truth)
     n = len(CLASS_NAMES)
-    result = replay(bag, bundle, settings(gt_topic=GT, gt_classes=n))
+    result = replay(bag, bundle, settings(gt_topic=GT, gt_names=CLASS_NAMES))
     gt = result.summary["ground_truth"]
+    assert list(gt["per_class_iou"]) == list(CLASS_NAMES)
 
     preds = direct_labels(bundle, [f.rgb for f in dive])
     scored = [i for i in range(5) if truth[i] is not None]

@@ -32,7 +32,7 @@ from training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
 from training.backbones.build import DEFAULT_CACHE_DIR
 from training.pipeline import PipelineSettings, run_training
 from training.settings import TrainSettings
-from training.synth import CLASSES, DiveSettings
+from training.synth import CLASS_NAMES, CLASSES, DiveSettings
 from training.synth.writer import write_dive
 
 log = logging.getLogger("demo")
@@ -56,7 +56,7 @@ class DemoSize:
 
 
 FULL = DemoSize(backbone="dino_vits8", frames=240, camera="640x480", network="224x168",
-                resolution=224, steps=200, batch_size=8, replay_every=2)
+                resolution=224, steps=200, batch_size=8, replay_every=1)
 TINY = DemoSize(backbone="tiny_vit8", frames=24, camera="128x96", network="64x48",
                 resolution=64, steps=20, batch_size=4, replay_every=1)
 
@@ -136,7 +136,7 @@ def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict
         for stale in (report_dir, replay_bag):
             shutil.rmtree(stale, ignore_errors=True)
         settings = ReplaySettings(topic=IMAGE_TOPIC, gt_topic=GT_TOPIC, backend="onnxruntime",
-                                  every=size.replay_every, gt_classes=len(CLASSES))
+                                  every=size.replay_every, gt_names=CLASS_NAMES)
         result = timed("4/4 replay", timings, lambda: replay(
             bag, bundle_dir, settings, out_bag=replay_bag, report_dir=report_dir))
         summary = result.summary

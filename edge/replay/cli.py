@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "header stamp in ns or by frame index (000042.png)")
     p.add_argument("--gt-classes", type=int, help="number of ground-truth classes "
                    "(default: 1 + the largest label seen)")
+    p.add_argument("--gt-names", type=lambda s: tuple(s.split(",")),
+                   help="comma-separated ground-truth class names, in label order")
     p.add_argument("--out", type=Path, help="output bag folder (must not exist)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                    help="output bag storage (default mcap)")
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     settings = ReplaySettings(
         topic=args.topic, every=args.every, realtime=args.realtime, backend=args.backend,
         precision=args.precision, gt_topic=args.gt_topic, gt_dir=args.gt_dir,
-        gt_classes=args.gt_classes, overlay_alpha=args.overlay_alpha, namespace=args.namespace,
+        gt_classes=args.gt_classes, gt_names=args.gt_names, overlay_alpha=args.overlay_alpha,
+        namespace=args.namespace,
         storage=args.storage, progress=not args.no_progress)
     try:
         result = replay(args.bag, args.bundle, settings, out_bag=args.out,

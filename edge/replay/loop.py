@@ -65,7 +65,8 @@ class ReplaySettings:
     precision: str = "fp16"
     gt_topic: str | None = None
     gt_dir: Path | None = None
-    gt_classes: int | None = None  # None: 1 + the largest label seen
+    gt_classes: int | None = None  # None: len(gt_names), else 1 + the largest label seen
+    gt_names: tuple[str, ...] | None = None  # ground-truth class names for the report
     overlay_alpha: float = 0.5
     namespace: str = NODE_NAMESPACE
     storage: str = "mcap"
@@ -78,6 +79,10 @@ class ReplaySettings:
             raise ValueError("give ground truth either as a topic or as a folder, not both")
         if self.gt_classes is not None and not 1 <= self.gt_classes <= 255:
             raise ValueError(f"ground-truth classes must be in 1..255, got {self.gt_classes}")
+        if self.gt_names is not None and self.gt_classes is not None \
+                and len(self.gt_names) != self.gt_classes:
+            raise ValueError(f"{len(self.gt_names)} ground-truth names for "
+                             f"{self.gt_classes} ground-truth classes")
 
 
 @dataclass
@@ -474,11 +479,13 @@ class _Run:
             base["unreadable"] = dict(self.truth.stats.reasons)
         elif isinstance(self.truth, DirGroundTruth) and self.truth.unreadable:
             base["unreadable"] = list(self.truth.unreadable)
-        n_truth = self.s.gt_classes or pairs.truth_classes()
+        names = self.s.gt_names
+        n_truth = self.s.gt_classes or (len(names) if names else pairs.truth_classes())
         if not len(pairs) or not n_truth:
             return base, {}
         overall, frames = pairs.scores(len(model.figures.class_names), n_truth)
-        scored = scores_summary(overall, frames, [f"class_{i}" for i in range(n_truth)])
+        scored = scores_summary(overall, frames,
+                                list(names) if names else [f"class_{i}" for i in range(n_truth)])
         over_time: dict[str, list[float | None]] = {}
         for key, series in scored.pop("over_time").items():
             aligned: list[float | None] = [None] * len(self.frames)
