@@ -344,7 +344,8 @@ class _Run:
             if work.truth is not None:
                 model.truth_pairs.add(seg.labels, work.truth)
                 model.truth_positions.append(len(self.frames) - 1)
-            overlays.append(overlay(frame.rgb, seg.labels, lut, self.s.overlay_alpha))
+            if self.video is not None or self.outputs is not None:  # else nothing shows it
+                overlays.append(overlay(frame.rgb, seg.labels, lut, self.s.overlay_alpha))
         if self.truth is not None and work.truth is None:
             self.truth_missing += 1
         compare = work.segs[1] if len(work.segs) > 1 else None
