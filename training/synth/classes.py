@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge.classes import ClassInfo
+from edge.visualize import colorize
+from edge.visualize import palette as edge_palette
 
 WATER, SAND, ROCK, REEF, VEGETATION, FISH, DEBRIS, DIVER, CABLE = range(9)
 IGNORE = 255
@@ -30,12 +32,11 @@ IGNORE_COLOR = (255, 255, 255)
 
 def palette() -> np.ndarray:
     """A 256x3 uint8 lookup table: class colours, white for ignore, black for unused indices."""
-    table = np.zeros((256, 3), np.uint8)
-    table[: len(CLASSES)] = [c.color for c in CLASSES]
+    table = edge_palette(CLASSES)
     table[IGNORE] = IGNORE_COLOR
     return table
 
 
 def colourise(labels: np.ndarray) -> np.ndarray:
     """HxW class indices -> HxWx3 RGB in the palette's colours."""
-    return palette()[labels]
+    return colorize(labels, palette())
