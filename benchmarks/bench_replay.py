@@ -79,11 +79,11 @@ def replay_fps(bundle: Path, bag: Path, work: Path, backend: str,
 
     settings = ReplaySettings(backend=backend, progress=False)
     if variant.truth:
+        from edge.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
         from training.synth import CLASS_NAMES
-        from training.synth.writer import IMAGE_TOPIC, LABELS_TOPIC
 
         # As tools/demo.py calls it.
-        settings = replace(settings, topic=IMAGE_TOPIC, gt_topic=LABELS_TOPIC,
+        settings = replace(settings, topic=IMAGE_TOPIC, gt_topic=LABELS_GT_TOPIC,
                            gt_names=CLASS_NAMES)
     out = Path(tempfile.mkdtemp(dir=work))
     result = replay(bag, bundle, settings, out_bag=out / "out" if variant.out_bag else None,
@@ -147,8 +147,9 @@ def export_demo_bundle(out: Path) -> Path:
 def demo_dive(out: Path, frames: int, camera: tuple[int, int]) -> tuple[Path, list[np.ndarray]]:
     """A synthetic dive bag written as the demo writes it, and its decoded frames."""
     from edge.bags import iter_bag_images
+    from edge.contract import IMAGE_TOPIC
     from training.synth import DiveSettings
-    from training.synth.writer import IMAGE_TOPIC, write_dive
+    from training.synth.writer import write_dive
 
     settings = DiveSettings(seed=7, frames=frames, width=camera[0], height=camera[1], fps=10.0)
     bag = write_dive(settings, out, folders=False, bag=True).bag

@@ -20,6 +20,15 @@ from typing import Any
 
 from edge.atomic import atomic_dir, write_json_atomic
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
+from edge.contract import (
+    ENHANCE_SHAPE,
+    GRAPH_CONFIDENCE,
+    GRAPH_ENHANCE,
+    GRAPH_IMAGE,
+    GRAPH_LABELS,
+    image_shape,
+    map_shape,
+)
 from edge.enhance import EnhanceSettings
 
 SCHEMA_VERSION = 1
@@ -81,6 +90,7 @@ class BundleMeta:
         return len(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
+        w, h = self.camera.width, self.camera.height
         return {
             "schema_version": SCHEMA_VERSION,
             "camera": self.camera.to_dict(),
@@ -95,10 +105,10 @@ class BundleMeta:
             "model": {
                 "file": MODEL_FILE,
                 "opset": self.opset,
-                "inputs": {"image": ["uint8", [1, self.camera.height, self.camera.width, 3]],
-                           "enhance": ["float32", [1, 5]]},
-                "outputs": {"labels": ["uint8", [1, self.camera.height, self.camera.width]],
-                            "confidence": ["float32", [1, self.camera.height, self.camera.width]]},
+                "inputs": {GRAPH_IMAGE: ["uint8", list(image_shape(w, h))],
+                           GRAPH_ENHANCE: ["float32", list(ENHANCE_SHAPE)]},
+                "outputs": {GRAPH_LABELS: ["uint8", list(map_shape(w, h))],
+                            GRAPH_CONFIDENCE: ["float32", list(map_shape(w, h))]},
             },
             "provenance": dict(self.provenance),
             "validation": dict(self.validation),

@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 
-IGNORE_LABEL = 255
-
 
 class ScoringUnavailable(ImportError):
     """Ground-truth scoring needs scipy, which the vehicle's minimal install may lack."""

@@ -20,14 +20,13 @@ import torch
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from edge.contract import GRAPH_INPUTS, GRAPH_OUTPUTS
 from edge.enhance import IDENTITY_PARAMS
 from export.fused import FusedSegmenter
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-INPUT_NAMES = ("image", "enhance")
-OUTPUT_NAMES = ("labels", "confidence")
 # Folded results up to this many elements become initializers; larger ones stay computed so
 # folding never bloats the file (the exporter has already folded the weights).
 FOLD_MAX_ELEMENTS = 1 << 16
@@ -49,7 +48,7 @@ def export_onnx(fused: FusedSegmenter) -> onnx.ModelProto:
         # Shape checks in the backbone become trace-time constants: right for a static graph.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(fused.eval(), example, buffer, dynamo=False, opset_version=OPSET,
-                          input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                          input_names=list(GRAPH_INPUTS), output_names=list(GRAPH_OUTPUTS),
                           do_constant_folding=True)
     model = fold_constants(onnx.load_from_string(buffer.getvalue()))
     onnx.checker.check_model(model, full_check=True)

@@ -20,7 +20,18 @@ import onnx
 from onnx import TensorProto
 
 from edge.bundle import Size
-from export.onnx_export import INPUT_NAMES, OPSET, OUTPUT_NAMES
+from edge.contract import (
+    ENHANCE_SHAPE,
+    GRAPH_CONFIDENCE,
+    GRAPH_ENHANCE,
+    GRAPH_IMAGE,
+    GRAPH_INPUTS,
+    GRAPH_LABELS,
+    GRAPH_OUTPUTS,
+    image_shape,
+    map_shape,
+)
+from export.onnx_export import OPSET
 
 _TRT86_OPS_TABLE = """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast
@@ -192,18 +203,18 @@ def io_problems(model: onnx.ModelProto, camera: Size) -> list[str]:
     """The graph I/O of ARCHITECTURE.md at this camera size (confidence may be float16)."""
     h, w = camera.height, camera.width
     expected = {
-        "image": ((TensorProto.UINT8,), [1, h, w, 3]),
-        "enhance": ((TensorProto.FLOAT,), [1, 5]),
-        "labels": ((TensorProto.UINT8,), [1, h, w]),
-        "confidence": (FLOATS, [1, h, w]),
+        GRAPH_IMAGE: ((TensorProto.UINT8,), list(image_shape(w, h))),
+        GRAPH_ENHANCE: ((TensorProto.FLOAT,), list(ENHANCE_SHAPE)),
+        GRAPH_LABELS: ((TensorProto.UINT8,), list(map_shape(w, h))),
+        GRAPH_CONFIDENCE: (FLOATS, list(map_shape(w, h))),
     }
     graph = model.graph
     actual = {vi.name: vi for vi in (*graph.input, *graph.output)}
     problems = []
     names = ([i.name for i in graph.input], [o.name for o in graph.output])
-    if names != (list(INPUT_NAMES), list(OUTPUT_NAMES)):
+    if names != (list(GRAPH_INPUTS), list(GRAPH_OUTPUTS)):
         problems.append(f"graph I/O is inputs {names[0]} outputs {names[1]}; expected "
-                        f"{list(INPUT_NAMES)} and {list(OUTPUT_NAMES)}")
+                        f"{list(GRAPH_INPUTS)} and {list(GRAPH_OUTPUTS)}")
     for name, (dtypes, shape) in expected.items():
         if name not in actual:
             continue

@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from edge.bundle import Size
+from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
 from edge.enhance import EnhanceSettings
 from edge.trt.frames import host_stage, synthetic_frames
 from export.fused import FusedSegmenter
@@ -95,8 +96,8 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
     worst = 1.0
     conf_max = conf_sum = graph_max = 0.0
     for image, params in host_stage(frames, settings):
-        labels, confidence = session.run(None, {"image": image[None],
-                                                "enhance": params[None].astype(np.float32)})
+        labels, confidence = session.run(None, {GRAPH_IMAGE: image[None],
+                                                GRAPH_ENHANCE: params[None].astype(np.float32)})
         labels, confidence = labels[0], confidence[0].astype(np.float32)
         ref_labels, ref_conf = reference.segment(image, params)
         with torch.inference_mode():

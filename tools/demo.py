@@ -26,6 +26,7 @@ from typing import Any
 
 from edge.bundle import BundleError, load_bundle
 from edge.cli import configure_logging
+from edge.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
 from edge.replay.loop import ReplaySettings, replay
 from export.pipeline import export_bundle
 from training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
@@ -37,8 +38,6 @@ from training.synth.writer import write_dive
 
 log = logging.getLogger("demo")
 
-GT_TOPIC = "/camera/labels_gt"
-IMAGE_TOPIC = "/camera/image_raw"
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,8 @@ def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict
     else:
         for stale in (report_dir, replay_bag):
             shutil.rmtree(stale, ignore_errors=True)
-        settings = ReplaySettings(topic=IMAGE_TOPIC, gt_topic=GT_TOPIC, backend="onnxruntime",
+        settings = ReplaySettings(topic=IMAGE_TOPIC, gt_topic=LABELS_GT_TOPIC,
+                                  backend="onnxruntime",
                                   every=size.replay_every, gt_names=CLASS_NAMES)
         result = timed("4/4 replay", timings, lambda: replay(
             bag, bundle_dir, settings, out_bag=replay_bag, report_dir=report_dir))

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 
 from edge.classes import ClassInfo
+from edge.contract import IGNORE_LABEL
 
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 MASK_KINDS = ("auto", "suim", "index")
 
 # SUIM (Islam et al. 2020): each RGB channel is one bit, index = 4 R + 2 G + B.

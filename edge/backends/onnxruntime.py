@@ -9,6 +9,7 @@ import numpy as np
 
 from edge.backends import BackendUnavailable
 from edge.bundle import Bundle, BundleError
+from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS, GRAPH_OUTPUTS
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,6 @@ _PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-INPUTS = ("image", "enhance")
-OUTPUTS = ("labels", "confidence")
 
 
 def _dtype(type_str: str, what: str) -> np.dtype:
@@ -72,27 +71,28 @@ class OnnxRuntimeBackend:
     def _check_io(self, bundle: Bundle) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
-        missing = [n for n in INPUTS if n not in inputs] + [n for n in OUTPUTS if n not in outputs]
+        missing = ([n for n in GRAPH_INPUTS if n not in inputs]
+                   + [n for n in GRAPH_OUTPUTS if n not in outputs])
         if missing:
             raise BundleError(f"{bundle.model_path}: graph lacks {missing}; it has inputs "
                               f"{sorted(inputs)} and outputs {sorted(outputs)}")
         cam = bundle.meta.camera
         expected = [1, cam.height, cam.width, 3]
-        shape = list(inputs["image"].shape)
+        shape = list(inputs[GRAPH_IMAGE].shape)
         if shape != expected:
             raise BundleError(f"{bundle.model_path}: input 'image' has shape {shape}, "
                               f"bundle.json says camera {cam} -> {expected}")
-        self._in_dtypes = {n: _dtype(inputs[n].type, f"input {n!r}") for n in INPUTS}
-        self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in OUTPUTS}
+        self._in_dtypes = {n: _dtype(inputs[n].type, f"input {n!r}") for n in GRAPH_INPUTS}
+        self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in GRAPH_OUTPUTS}
 
     def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
                                                                                np.ndarray]:
         feeds = {
-            "image": np.ascontiguousarray(image_u8[None], dtype=self._in_dtypes["image"]),
-            "enhance": np.asarray(enhance_params, dtype=self._in_dtypes["enhance"])
+            GRAPH_IMAGE: np.ascontiguousarray(image_u8[None], dtype=self._in_dtypes[GRAPH_IMAGE]),
+            GRAPH_ENHANCE: np.asarray(enhance_params, dtype=self._in_dtypes[GRAPH_ENHANCE])
             .reshape(1, -1),
         }
-        labels, confidence = self.session.run(list(OUTPUTS), feeds)
+        labels, confidence = self.session.run(list(GRAPH_OUTPUTS), feeds)
         # Graphs exported for TRT may carry int32/int64 labels or fp16 scores: normalise here.
         return (labels[0].astype(np.uint8, copy=False),
                 confidence[0].astype(np.float32, copy=False))

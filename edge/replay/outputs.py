@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from edge.bags import BagImage, BagWriter, RawMessage
+from edge.contract import NODE_NAME
 from edge.segmenter import Segmentation
 
-NODE_NAMESPACE = "/uwstego_segmentation"
+NODE_NAMESPACE = f"/{NODE_NAME}"
 COMPARE_SUFFIX = "compare"
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from edge.bags import COMPRESSED_TYPE, IMAGE_TYPE, bag_info, typestore
+from edge.contract import QOS_PROFILES
 from edge.replay.salvage import SalvageReader, read_messages
 
 log = logging.getLogger(__name__)
 
-QOS_CHOICES = ("reliable", "sensor_data")
 CLOCK_TOPIC = "/clock"
 HEADER_TYPE = "std_msgs/msg/Header"
 _CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE, "sensor_msgs/msg/CameraInfo")
@@ -50,8 +50,8 @@ class PlaySettings:
             raise ValueError(f"--rate must be > 0, got {self.rate}")
         if self.start_s < 0 or (self.duration_s is not None and self.duration_s <= 0):
             raise ValueError("--start must be >= 0 and --duration > 0")
-        if self.qos not in QOS_CHOICES:
-            raise ValueError(f"--qos must be one of {QOS_CHOICES}, got {self.qos!r}")
+        if self.qos not in QOS_PROFILES:
+            raise ValueError(f"--qos must be one of {QOS_PROFILES}, got {self.qos!r}")
         if self.clock_hz < 0:
             raise ValueError(f"--clock rate must be >= 0, got {self.clock_hz}")
 

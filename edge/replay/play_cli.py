@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from edge.replay.play import QOS_CHOICES, PlaySettings, parse_remap, play
+from edge.contract import QOS_PROFILES
+from edge.replay.play import PlaySettings, parse_remap, play
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="play only these topics")
     p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
                    help="publish a topic under another name, e.g. /camera/image_raw:=/image")
-    p.add_argument("--qos", choices=QOS_CHOICES, default="reliable",
+    p.add_argument("--qos", choices=QOS_PROFILES, default="reliable",
                    help="QoS of camera topics: reliable (reaches every subscriber) or "
                         "sensor_data (best effort)")
     p.add_argument("--qos-depth", type=int, default=10)

@@ -26,12 +26,11 @@ from edge.bags import (
     decode_bag_image,
     describe_topics,
 )
+from edge.contract import PREFERRED_CAMERA_TOPICS
 from edge.replay.salvage import SalvageReader, read_messages
 
 log = logging.getLogger(__name__)
 
-PREFERRED_TOPICS = ("/camera/image_raw", "/camera/image_raw/compressed")
-IGNORE = 255
 
 
 def choose_topic(topics: dict[str, str], requested: str | None, bag: Path,
@@ -43,7 +42,7 @@ def choose_topic(topics: dict[str, str], requested: str | None, bag: Path,
                              f"{describe_topics(topics)}")
         return requested
     candidates = {t: m for t, m in topics.items() if t not in exclude}
-    for topic in PREFERRED_TOPICS:
+    for topic in PREFERRED_CAMERA_TOPICS:
         if topic in candidates:
             return topic
     if len(candidates) == 1:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge.atomic import write_bytes_atomic
 from edge.bundle import Bundle
+from edge.contract import ENHANCE_SHAPE, GRAPH_ENHANCE, GRAPH_IMAGE, image_shape
 from edge.trt.builder import PRECISIONS, build_plan
 from edge.trt.cache import (
     EngineKey,
@@ -31,7 +32,7 @@ DEVICE_INDEX = 0  # Jetsons have one GPU; workstations build for their first
 
 def input_shapes(bundle: Bundle) -> dict[str, tuple[int, ...]]:
     cam = bundle.meta.camera
-    return {"image": (1, cam.height, cam.width, 3), "enhance": (1, 5)}
+    return {GRAPH_IMAGE: image_shape(cam.width, cam.height), GRAPH_ENHANCE: ENHANCE_SHAPE}
 
 
 def system_key(bundle: Bundle, precision: str, optimization_level: int | None = None

@@ -22,13 +22,20 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import Bundle, BundleError
+from edge.contract import (
+    GRAPH_CONFIDENCE,
+    GRAPH_ENHANCE,
+    GRAPH_IMAGE,
+    GRAPH_INPUTS,
+    GRAPH_LABELS,
+    GRAPH_OUTPUTS,
+    map_shape,
+)
 from edge.trt.cache import read_sidecar
 from edge.trt.engine import DEFAULT_WORKSPACE_BYTES, DEVICE_INDEX, ensure_engine, input_shapes
 
 log = logging.getLogger(__name__)
 
-INPUTS = ("image", "enhance")
-OUTPUTS = ("labels", "confidence")
 
 
 def describe_io(engine: Any, trt: Any) -> dict[str, dict[str, Any]]:
@@ -104,38 +111,38 @@ class TensorRTBackend:
 
     def _check_io(self) -> None:
         cam = self._bundle.meta.camera
-        expected = {**input_shapes(self._bundle), "labels": (1, cam.height, cam.width),
-                    "confidence": (1, cam.height, cam.width)}
+        expected = {**input_shapes(self._bundle),
+                    **{name: map_shape(cam.width, cam.height) for name in GRAPH_OUTPUTS}}
         actual = {n: io["shape"] for n, io in self.io.items()}
         inputs = sorted(n for n, io in self.io.items() if io["is_input"])
-        if actual != expected or inputs != sorted(INPUTS):
+        if actual != expected or inputs != sorted(GRAPH_INPUTS):
             raise BundleError(f"engine {self.plan.name} has I/O shapes {actual} (inputs "
                               f"{inputs}); the bundle expects {expected} (inputs "
-                              f"{sorted(INPUTS)})")
+                              f"{sorted(GRAPH_INPUTS)})")
 
     def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
                                                                                np.ndarray]:
         host = self._host
         image = np.asarray(image_u8)
-        if image.size != host["image"].size:
+        if image.size != host[GRAPH_IMAGE].size:
             raise ValueError(f"image of shape {image.shape}; this engine takes "
-                             f"{host['image'].shape}")
-        np.copyto(host["image"], image.reshape(host["image"].shape), casting="unsafe")
-        np.copyto(host["enhance"], np.asarray(enhance_params).reshape(host["enhance"].shape),
-                  casting="unsafe")
+                             f"{host[GRAPH_IMAGE].shape}")
+        np.copyto(host[GRAPH_IMAGE], image.reshape(host[GRAPH_IMAGE].shape), casting="unsafe")
+        np.copyto(host[GRAPH_ENHANCE],
+                  np.asarray(enhance_params).reshape(host[GRAPH_ENHANCE].shape), casting="unsafe")
         cuda, stream = self._cuda, self._stream
         self._ctx.push()
         try:
-            for name in INPUTS:
+            for name in GRAPH_INPUTS:
                 cuda.memcpy_htod_async(self._device[name], host[name], stream)
             if not self._context.execute_async_v3(stream.handle):
                 raise RuntimeError(f"TensorRT execute_async_v3 failed on {self.plan.name}")
-            for name in OUTPUTS:
+            for name in GRAPH_OUTPUTS:
                 cuda.memcpy_dtoh_async(host[name], self._device[name], stream)
             stream.synchronize()
         finally:
             self._ctx.pop()
-        return host["labels"][0].astype(np.uint8), host["confidence"][0].astype(np.float32)
+        return host[GRAPH_LABELS][0].astype(np.uint8), host[GRAPH_CONFIDENCE][0].astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
         sidecar = read_sidecar(self.plan)
@@ -147,7 +154,7 @@ class TensorRTBackend:
             "cache_key": sidecar.get("key"),
             "built_at": sidecar.get("built_at"),
             "model_sha256": self._bundle.model_sha256,
-            "output_dtypes": {n: str(self.io[n]["dtype"]) for n in OUTPUTS},
+            "output_dtypes": {n: str(self.io[n]["dtype"]) for n in GRAPH_OUTPUTS},
         }
 
     def close(self) -> None:

@@ -18,10 +18,11 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from edge.contract import NODE_NAME
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO / "ros2_ws" / "src" / "uwstego_ros"
 CAMERA = (64, 48)
-NODE_NAME = "uwstego_segmentation"
 
 
 class NodeProcess:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from edge.classes import ClassInfo
+from edge.contract import IGNORE_LABEL
 from edge.visualize import colorize
 from edge.visualize import palette as edge_palette
 
 WATER, SAND, ROCK, REEF, VEGETATION, FISH, DEBRIS, DIVER, CABLE = range(9)
-IGNORE = 255
+IGNORE = IGNORE_LABEL
 
 CLASSES: tuple[ClassInfo, ...] = (
     ClassInfo("water", (20, 70, 140)),

@@ -35,16 +35,13 @@ from tqdm import tqdm
 from edge.atomic import write_bytes_atomic, write_json_atomic
 from edge.bags import BagWriter, topic_message_counts
 from edge.classes import classes_to_list
+from edge.contract import CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, LABELS_GT_TOPIC
 from training.synth.classes import CLASSES, IGNORE
 from training.synth.sequence import Dive, SynthFrame
 from training.synth.settings import DiveSettings
 
 log = logging.getLogger(__name__)
 
-IMAGE_TOPIC = "/camera/image_raw"
-COMPRESSED_TOPIC = "/camera/image_raw/compressed"
-INFO_TOPIC = "/camera/camera_info"
-LABELS_TOPIC = "/camera/labels_gt"
 FRAME_ID = "camera"
 
 
@@ -95,9 +92,9 @@ def _write_bag_frame(bag: BagWriter, dive: Dive, frame: SynthFrame, compressed: 
         bag.write_compressed(COMPRESSED_TOPIC, t, frame.rgb, t, FRAME_ID, quality)
     else:
         bag.write_image(IMAGE_TOPIC, t, frame.rgb, "rgb8", t, FRAME_ID)
-    bag.write_camera_info(INFO_TOPIC, t, dive.camera.width, dive.camera.height, dive.camera.K,
-                          t, FRAME_ID)
-    bag.write_image(LABELS_TOPIC, t, frame.labels, "mono8", t, FRAME_ID)
+    bag.write_camera_info(CAMERA_INFO_TOPIC, t, dive.camera.width, dive.camera.height,
+                          dive.camera.K, t, FRAME_ID)
+    bag.write_image(LABELS_GT_TOPIC, t, frame.labels, "mono8", t, FRAME_ID)
 
 
 def _claim(out: Path, settings: DiveSettings) -> None:
@@ -129,7 +126,7 @@ def _load_params(path: Path) -> dict[int, dict[str, Any]]:
 def _bag_is_complete(bag_dir: Path, frames: int) -> bool:
     """Whether an earlier run left a bag holding every frame's labels."""
     try:
-        return topic_message_counts(bag_dir).get(LABELS_TOPIC) == frames
+        return topic_message_counts(bag_dir).get(LABELS_GT_TOPIC) == frames
     except (ValueError, OSError):  # unreadable leftovers are rewritten
         return False
 

@@ -11,9 +11,11 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension
 
+from edge.contract import QosSpec
 from edge.coverage import coverage_dimension
 
 _ENCODINGS = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint8), 3): "rgb8",
@@ -72,3 +74,10 @@ def coverage_to_msg(values: np.ndarray, class_names: Sequence[str]) -> Float32Mu
     msg.layout.dim = [MultiArrayDimension(**coverage_dimension(class_names))]
     msg.data = array.array("f", np.asarray(values, dtype=np.float32).tobytes())
     return msg
+
+
+def qos_profile(spec: QosSpec) -> QoSProfile:
+    """rclpy's profile for a :class:`edge.contract.QosSpec` (keep last, volatile)."""
+    reliability = {"reliable": ReliabilityPolicy.RELIABLE,
+                   "best_effort": ReliabilityPolicy.BEST_EFFORT}[spec.reliability]
+    return QoSProfile(depth=spec.depth, reliability=reliability, history=HistoryPolicy.KEEP_LAST)

@@ -32,20 +32,24 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32MultiArray
 
 from edge.bundle import BundleError, load_bundle
+from edge.contract import NODE_NAME
+from edge.contract import OUTPUT_QOS as OUTPUT_QOS_SPEC
 from edge.segmenter import Segmentation, Segmenter
 from edge.visualize import coverage, overlay, palette
-from uwstego_ros.conversions import array_to_image, coverage_to_msg, scale_camera_info
+from uwstego_ros.conversions import (
+    array_to_image,
+    coverage_to_msg,
+    qos_profile,
+    scale_camera_info,
+)
 from uwstego_ros.diagnostics import build_diagnostics
 from uwstego_ros.mailbox import Letter, Mailbox
 from uwstego_ros.params import NodeSettings, declare_settings, updates_from
 from uwstego_ros.stats import StreamStats
 from uwstego_ros.worker import InferenceWorker
 
-NODE_NAME = "uwstego_segmentation"
 EXIT_START_FAILED = 1
-# Consumers (rviz, recorders) want every result: reliable, but keep only the newest.
-OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                        history=HistoryPolicy.KEEP_LAST)
+OUTPUT_QOS = qos_profile(OUTPUT_QOS_SPEC)
 
 
 def input_qos(settings: NodeSettings) -> QoSProfile:

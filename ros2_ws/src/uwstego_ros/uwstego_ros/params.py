@@ -17,9 +17,9 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from edge.backends import BACKEND_NAMES, PRECISIONS
+from edge.contract import DEFAULT_INPUT_QOS, QOS_PROFILES
 
 TRANSPORTS = ("raw", "compressed")
-QOS_PROFILES = ("sensor_data", "reliable")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class NodeSettings:
     precision: str = "fp16"
     engine_cache_dir: str = ""
     transport: str = "compressed"
-    qos: str = "sensor_data"
+    qos: str = DEFAULT_INPUT_QOS
     qos_depth: int = 5
     use_camera_info: bool = True
     publish_overlay: bool = False

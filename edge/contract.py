@@ -1,0 +1,66 @@
+"""The values that several parts of the product must agree on, written once.
+
+The fused graph is written by ``export/`` and run by ``edge/backends`` and ``edge/trt``; the ignore
+label is read by scoring, masks, replay and synth; the topic names are written by ``uwstego synth``
+and looked for by replay, play and training; the node's name and QoS are used by the node, its
+launch file and the tools that talk to it. Everything here is plain data (no rclpy, no onnx) so
+that every layer may import it. See ``docs/CONTRACTS.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- The fused graph's I/O (docs/CONTRACTS.md "Fused graph") --------------------------------
+GRAPH_IMAGE = "image"
+GRAPH_ENHANCE = "enhance"
+GRAPH_LABELS = "labels"
+GRAPH_CONFIDENCE = "confidence"
+GRAPH_INPUTS = (GRAPH_IMAGE, GRAPH_ENHANCE)
+GRAPH_OUTPUTS = (GRAPH_LABELS, GRAPH_CONFIDENCE)
+# The graph-stage enhancement parameters [c_r, c_b, g_r, g_g, g_b] (edge/enhance.py).
+ENHANCE_PARAMS = 5
+ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
+
+
+def image_shape(width: int, height: int) -> tuple[int, int, int, int]:
+    """Shape of the graph's uint8 NHWC ``image`` input at this camera size."""
+    return (1, height, width, 3)
+
+
+def map_shape(width: int, height: int) -> tuple[int, int, int]:
+    """Shape of the graph's per-pixel outputs (``labels``, ``confidence``) at this camera size."""
+    return (1, height, width)
+
+
+# --- Labels -----------------------------------------------------------------------------------
+# Ground truth uses it for "not scored"; never a class index (bundles hold at most 255 classes).
+IGNORE_LABEL = 255
+
+# --- Topics of synthetic dives and the camera topics looked for first ------------------------
+IMAGE_TOPIC = "/camera/image_raw"
+COMPRESSED_TOPIC = "/camera/image_raw/compressed"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+LABELS_GT_TOPIC = "/camera/labels_gt"
+PREFERRED_CAMERA_TOPICS = (IMAGE_TOPIC, COMPRESSED_TOPIC)
+
+# --- The vehicle node -------------------------------------------------------------------------
+NODE_NAME = "uwstego_segmentation"
+
+
+# The QoS names the node (input) and play (camera topics) accept: "sensor_data" is best effort,
+# keep last, as camera drivers publish; "reliable" reaches every subscriber.
+QOS_PROFILES = ("sensor_data", "reliable")
+DEFAULT_INPUT_QOS = "sensor_data"
+
+
+@dataclass(frozen=True)
+class QosSpec:
+    """A QoS profile as plain data; the node turns it into rclpy's ``QoSProfile``."""
+
+    reliability: str  # "reliable" | "best_effort"
+    depth: int
+
+
+# Consumers (rviz, recorders) want every result: reliable, but only the newest is kept.
+OUTPUT_QOS = QosSpec(reliability="reliable", depth=1)
