@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.image_size import Size
+
 # --- The fused graph's I/O (docs/CONTRACTS.md "Fused graph") --------------------------------
 GRAPH_IMAGE = "image"
 GRAPH_ENHANCE = "enhance"
@@ -23,14 +25,14 @@ ENHANCE_PARAMS = 5
 ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
 
 
-def image_shape(width: int, height: int) -> tuple[int, int, int, int]:
+def image_shape(camera: Size) -> tuple[int, int, int, int]:
     """Shape of the graph's uint8 NHWC ``image`` input at this camera size."""
-    return (1, height, width, 3)
+    return (1, camera.height, camera.width, 3)
 
 
-def map_shape(width: int, height: int) -> tuple[int, int, int]:
+def map_shape(camera: Size) -> tuple[int, int, int]:
     """Shape of the graph's per-pixel outputs (``labels``, ``confidence``) at this camera size."""
-    return (1, height, width)
+    return (1, camera.height, camera.width)
 
 
 # --- Labels -----------------------------------------------------------------------------------

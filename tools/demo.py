@@ -27,6 +27,7 @@ from typing import Any
 from edge.bundle import BundleError, load_bundle
 from edge.cli import configure_logging
 from edge.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
+from edge.image_size import Size
 from edge.replay.loop import ReplaySettings, replay
 from export.pipeline import export_bundle
 from training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
@@ -96,9 +97,9 @@ def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict
     timings: dict[str, float] = {}
     dive_dir, train_dir, bundle_dir = out / "dive", out / "train", out / "bundle"
     report_dir, replay_bag = out / "report", out / "replay_bag"
-    cam_w, cam_h = (int(v) for v in size.camera.split("x"))
-
-    dive = DiveSettings(seed=seed, frames=size.frames, width=cam_w, height=cam_h, fps=10.0)
+    camera = Size.parse(size.camera)
+    dive = DiveSettings(seed=seed, frames=size.frames, width=camera.width, height=camera.height,
+                        fps=10.0)
     timings_note = "reused" if (dive_dir / "bag").exists() else "rendered"
     timed(f"1/4 synthetic dive ({size.frames} frames {size.camera}, {timings_note})", timings,
           lambda: write_dive(dive, dive_dir, folders=False, bag=True, progress=True))
