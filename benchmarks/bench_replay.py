@@ -92,7 +92,7 @@ def replay_fps(bundle: Path, bag: Path, work: Path, backend: str,
     result = replay(bag, bundle, settings, out_bag=out / "out" if variant.out_bag else None,
                     report_dir=out / "report" if variant.report else None)
     s = result.summary
-    return float(s["throughput_fps"]), s["frames"]["processed"] / s["wall_s"]
+    return float(s.throughput_fps or 0.0), s.frames.processed / s.wall_s
 
 
 def compare(bundle: Path, bag: Path, images: Sequence[np.ndarray], work: Path, backend: str,

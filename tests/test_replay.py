@@ -453,3 +453,106 @@ def test_existing_outputs_are_refused(tmp_path, bundle):
     with pytest.raises(ValueError, match="holds no earlier replay report"):
         replay(bag, bundle, settings(), report_dir=tmp_path / "notes")
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+def _uwstego(argv: list[str], prelude: str = "", timeout: float = 120
+             ) -> subprocess.CompletedProcess[str]:
+    """``uwstego ARGV`` as the installed command runs it (edge.cli.main), after ``prelude``."""
+    script = prelude + textwrap.dedent(f"""
+        import sys
+        from edge.cli import main
+        sys.exit(main({argv!r}))
+    """)
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _problem_lines(stderr: str) -> list[str]:
+    """The log's warnings and errors (one per problem), and any traceback."""
+    return [line for line in stderr.splitlines()
+            if "WARNING" in line or "ERROR" in line or "Traceback" in line]
+
+
+def _unusable_bag(path: Path, n: int) -> Path:
+    """A bag whose camera frames are all in an encoding no segmenter takes."""
+    with BagWriter(path) as w:
+        types = w.store.types
+        for i in range(n):
+            odd = types["sensor_msgs/msg/Image"](
+                header=w.header(T0 + i * DT, "cam"), height=2, width=2, encoding="32FC3",
+                is_bigendian=0, step=24, data=np.zeros(48, np.uint8))
+            w.write_message(RAW, T0 + i * DT, "sensor_msgs/msg/Image", odd)
+    return path
+
+
+def test_no_usable_frame_gives_an_empty_bag_a_report_and_one_line(tmp_path, bundle):
+    bag = _unusable_bag(tmp_path / "dive", 3)
+    out, report = tmp_path / "out", tmp_path / "report"
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress"])
+    assert done.returncode == 1, done.stderr
+    problems = _problem_lines(done.stderr)
+    assert not any("Traceback" in line for line in problems), done.stderr
+    errors = [line for line in problems if "ERROR" in line]
+    assert len(errors) == 1 and f"no frame of {RAW} was usable" in errors[0]
+    assert "3 frames read, 3 skipped" in errors[0] and "32FC3" in errors[0]
+    assert read_topic(out, f"{NODE_NAMESPACE}/labels") == []  # a valid, empty bag
+    summary = read_summary(report / SUMMARY_FILE)
+    assert (summary.stopped, summary.frames.processed, summary.frames.skipped) == (
+        "completed", 0, 3)
+    assert summary.outputs.plots == () and summary.primary.series.latency_ms == ()
+    page = (report / "index.html").read_text()
+    assert "No frame was processed" in page and "32FC3" in page
+
+
+@pytest.mark.parametrize("call", [1, 2], ids=["during-warm-up", "during-first-frame"])
+def test_ctrl_c_before_any_frame_leaves_a_valid_bag_and_a_report(tmp_path, bundle, call):
+    bag = write_bag(tmp_path / "dive", frames(5))
+    out, report = tmp_path / "out", tmp_path / "report"
+    # Ctrl-C arrives while the Segmenter runs its first call (the warm-up) or its second (the
+    # first frame of the bag), as a user's would during a slow first inference.
+    prelude = textwrap.dedent(f"""
+        import os, signal
+        from edge.segmenter import Segmenter
+        real, calls = Segmenter.segment, []
+        def segment(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == {call}:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real(self, *args, **kwargs)
+        Segmenter.segment = segment
+    """)
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress"],
+                    prelude)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert [line for line in _problem_lines(done.stderr) if "ERROR" in line] == []
+    assert read_topic(out, f"{NODE_NAMESPACE}/labels") == [] and read_topic(out, RAW) == []
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.stopped == "interrupted" and summary.frames.processed == 0
+    assert "No frame was processed" in (report / "index.html").read_text()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(6))
+    report = tmp_path / "report"
+    replay(bag, bundle, settings(), report_dir=report)
+    earlier = {p.name: p.read_bytes() for p in report.iterdir()}
+    out = tmp_path / "out"
+    prelude = textwrap.dedent("""
+        import os, signal
+        import edge.replay.report
+        def killed(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        edge.replay.report.write_report = killed
+    """)
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress"],
+                    prelude)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert len(read_topic(out, f"{NODE_NAMESPACE}/labels")) == 6  # closed before the report
+    assert len(read_topic(out, RAW)) == 6
+    assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == earlier

@@ -217,8 +217,8 @@ def _run_section(summary: ReplaySummary) -> str:
                                                  summary.throughput_fps)]
     parts = ["<h2>Run</h2>", _table(rows)]
     if not frames.processed:
-        parts.append(f"<p><strong>No frame was usable</strong>: {html.escape(frames.why_none())}"
-                     ". There are no figures or plots.</p>")
+        parts.append("<p><strong>No frame was processed</strong>: "
+                     f"{html.escape(frames.why_none())}. There are no figures or plots.</p>")
     if frames.skip_reasons:
         parts += ["<h3>Skipped frames</h3>",
                   _table(list(frames.skip_reasons.items()), ("reason", "frames"))]
