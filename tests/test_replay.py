@@ -569,6 +569,18 @@ def test_ctrl_c_before_any_frame_leaves_a_valid_bag_and_a_report(tmp_path, bundl
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_an_output_bag_that_cannot_be_opened_stops_with_its_own_error_and_a_report(
+        tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(3))
+    (tmp_path / "file").write_text("not a folder")
+    report = tmp_path / "report"
+    with pytest.raises(OSError) as raised:  # raised as itself, after the report is written
+        replay(bag, bundle, settings(), out_bag=tmp_path / "file" / "out", report_dir=report)
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.stopped.startswith(f"error: writing: {type(raised.value).__name__}")
+    assert summary.frames.processed == 0 and summary.frames.errors
+
+
 def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_path, bundle):
     bag = write_bag(tmp_path / "dive", frames(6))
     report = tmp_path / "report"

@@ -6,7 +6,8 @@ segments them and hands them to the writer (:meth:`Pipeline.put` into ``outbox``
 opens the outputs on its own thread (storage plugins such as sqlite3 may only be used from the
 thread that opened them), writes every item and closes the outputs when it reaches the end
 marker, so that once :meth:`Pipeline.finish` returns the output bag is complete at its path.
-A failure in either thread stops the run and is kept in :attr:`Pipeline.errors`.
+A failure in either thread stops the run; it is kept in :attr:`Pipeline.failures` for the
+caller to raise once the outputs are closed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Pipeline(Generic[W]):
         self.inbox: queue.Queue[Any] = queue.Queue(_QUEUE)
         self.outbox: queue.Queue[Any] = queue.Queue(_QUEUE)
         self.stop = threading.Event()
-        self.errors: list[str] = []
+        self.failures: list[tuple[str, Exception]] = []  # (stage, exception), in order
         self._produce, self._open_outputs = produce, open_outputs
         self._reader = threading.Thread(target=self._read, name="replay-reader", daemon=True)
         self._writer = threading.Thread(target=self._write, name="replay-writer")
@@ -102,9 +103,14 @@ class Pipeline(Generic[W]):
         while not ended:  # drain to the end marker so that the inference loop never blocks
             ended = self.outbox.get() is _END
 
+    @property
+    def errors(self) -> list[str]:
+        return [f"{stage}: {type(exc).__name__}: {exc}" for stage, exc in self.failures]
+
     def _fail(self, stage: str, exc: Exception) -> None:
-        log.error("replay %s failed: %s: %s", stage, type(exc).__name__, exc, exc_info=exc)
-        self.errors.append(f"{stage}: {type(exc).__name__}: {exc}")
+        # The caller raises it (one line from the CLI); the traceback is for -v only.
+        log.debug("replay %s failed", stage, exc_info=exc)
+        self.failures.append((stage, exc))
         self.stop.set()
 
 

@@ -90,8 +90,8 @@ def segment_all(pipeline: Pipeline[Work], models: Sequence[ReplayModel], *, real
                 bar.close()
         sys.setswitchinterval(switch)
     run.wall_s = time.perf_counter() - t0
-    run.errors = list(pipeline.errors)
-    if run.errors and run.raised is None:
-        run.stopped = f"error: {run.errors[0]}"
-        run.raised = RuntimeError(f"replay failed while {run.errors[0]}")
+    run.errors = pipeline.errors
+    if pipeline.failures and run.raised is None:
+        # The exception itself, so that the CLI reports a bad path or a full disk as such.
+        run.stopped, run.raised = f"error: {run.errors[0]}", pipeline.failures[0][1]
     return run
