@@ -38,5 +38,6 @@ class ReplaySettings:
                              f"{self.gt_classes} ground-truth classes")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (paths as strings)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """JSON-ready (paths as strings, tuples as lists), as it reads back from JSON."""
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
