@@ -375,6 +375,16 @@ def test_several_compared_bundles_each_get_topics_and_agreement(tmp_path, bundle
     page = (report / "index.html").read_text()
     assert "compare2" in page and "agreement.png" in page
 
+    doc = json.loads((report / SUMMARY_FILE).read_text())
+    doc["models"][1]["agreement"]["acuracy"] = 1.0  # a typo is refused, not dropped
+    (tmp_path / "typo.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"typo.json: summary.models\[1\].agreement: unknown "
+                                         r"fields \['acuracy'\]"):
+        read_summary(tmp_path / "typo.json")
+    (tmp_path / "cut.json").write_text((report / SUMMARY_FILE).read_text()[:100])
+    with pytest.raises(ValueError, match=r"cut\.json: not a replay summary"):
+        read_summary(tmp_path / "cut.json")
+
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="uwstego")

@@ -220,22 +220,24 @@ def _value(hint: Any, value: Any, what: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
-        # Try the structured alternatives first: an object may only fill a dataclass or a map.
-        for alternative in sorted((a for a in args if a is not type(None)),
-                                  key=lambda a: not dataclasses.is_dataclass(a)):
+        alternatives = [a for a in args if a is not type(None)]
+        for alternative in alternatives[:-1]:
             try:
                 return _value(alternative, value, what)
             except (TypeError, ValueError):
                 continue
-        raise ValueError(f"{what}: {value!r} fits none of {hint}")
+        return _value(alternatives[-1], value, what)  # its error is the one reported
     if dataclasses.is_dataclass(hint):
         return _load(hint, value, what)  # type: ignore[arg-type]
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"{what}: expected a list, got {type(value).__name__}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_value(args[0], v, what) for v in value)
-        return tuple(_value(a, v, what) for a, v in zip(args, value, strict=True))
+            return tuple(_value(args[0], v, f"{what}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ValueError(f"{what}: expected {len(args)} values, got {len(value)}")
+        return tuple(_value(a, v, f"{what}[{i}]")
+                     for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is Mapping or origin is dict:
         if not isinstance(value, Mapping):
             raise TypeError(f"{what}: expected an object, got {type(value).__name__}")
