@@ -4,7 +4,7 @@ The fused graph is written by ``export/`` and run by ``edge/backends`` and ``edg
 label is read by scoring, masks, replay and synth; the topic names are written by ``uwstego synth``
 and looked for by replay, play and training; the node's name and QoS are used by the node, its
 launch file and the tools that talk to it. Everything here is plain data (no rclpy, no onnx) so
-that every layer may import it. See ``docs/CONTRACTS.md``.
+that every layer may import it. See ``docs/ARCHITECTURE.md`` ("Shared contracts").
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from edge.image_size import Size
 
-# --- The fused graph's I/O (docs/CONTRACTS.md "Fused graph") --------------------------------
+# --- The fused graph's I/O (docs/ARCHITECTURE.md "Fused ONNX graph I/O") ----------------
 GRAPH_IMAGE = "image"
 GRAPH_ENHANCE = "enhance"
 GRAPH_LABELS = "labels"
