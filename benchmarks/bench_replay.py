@@ -138,11 +138,12 @@ def compare(bundle: Path, bag: Path, images: Sequence[np.ndarray], work: Path, b
 def export_demo_bundle(out: Path) -> Path:
     """``make demo``'s model (random weights) through the real exporter."""
     sys.path.insert(0, str(REPO))
+    from edge.image_size import Size
     from tests.support.bundles import make_tiny_bundle
     from tools.demo import FULL
     from training.synth import CLASSES
 
-    camera, network = (tuple(int(v) for v in s.split("x")) for s in (FULL.camera, FULL.network))
+    camera, network = (Size.parse(s).dsize for s in (FULL.camera, FULL.network))
     return make_tiny_bundle(out, camera=camera, network=network, k=len(CLASSES),
                             backbone=FULL.backbone)
 
