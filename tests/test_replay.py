@@ -591,6 +591,30 @@ def test_an_output_bag_that_cannot_be_opened_stops_with_its_own_error_and_a_repo
     assert summary.frames.processed == 0 and summary.frames.errors
 
 
+def test_ctrl_c_while_the_models_load_leaves_an_empty_bag_and_a_report(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(3))
+    out, report = tmp_path / "out", tmp_path / "report"
+    prelude = textwrap.dedent("""
+        import os, signal
+        from edge.segmenter import Segmenter
+        real = Segmenter.__init__
+        def init(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)  # while the backend is being created
+            real(self, *args, **kwargs)
+        Segmenter.__init__ = init
+    """)
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress",
+                     "--storage", "sqlite3"], prelude)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert topic_counts(out) == {}
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.stopped == "interrupted while loading the models" and summary.models == ()
+    page = (report / "index.html").read_text()
+    assert "No frame was processed" in page and "interrupted while loading" in page
+
+
 def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_path, bundle):
     bag = write_bag(tmp_path / "dive", frames(6))
     report = tmp_path / "report"

@@ -8,11 +8,11 @@ accumulates the figures), joined by :mod:`edge.replay.pipeline`; then the summar
 (:mod:`edge.replay.summary`) and the report drawn from it (:mod:`edge.replay.report`). The output
 bag holds the input frames (and the camera's CameraInfo) exactly as stored in the input bag.
 
-Stopping is safe at any moment once the models are loaded: on Ctrl-C (or any error), also
-before the first frame, the frames already segmented are written, the output bag is closed
-into a valid, shorter (possibly empty) bag at its path, then the report describes what was done,
-and only then is the exception raised again. The bag is complete before the report is begun, so
-a kill during the report loses no frame.
+Stopping is safe at any moment once the bag's topics are known: on Ctrl-C (or any error), also
+while the models load or before the first frame, the frames already segmented are written, the
+output bag is closed into a valid, shorter (possibly empty) bag at its path, then the report
+describes what was done, and only then is the exception raised again. The bag is complete
+before the report is begun, so a kill during the report loses no frame.
 """
 
 from __future__ import annotations
@@ -106,7 +106,11 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         from edge.replay.report import check_report_available
         check_report_available()
 
-    models = load_models([bundle, *compared], s)
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        models = load_models([bundle, *compared], s)
+    except KeyboardInterrupt as exc:  # nothing segmented yet, but the outputs say so
+        models, interrupted = [], exc
     total, fps = _rate(source, topic, s.every)
     info_topic = camera_info_topic(topic, source.topics[topic], source.all_topics) \
         if out_bag is not None else None
@@ -124,8 +128,13 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
             lambda: produce(source, topic, s.every, stats, truth, out_bag is not None,
                             info_topic),
             writer.open)
-        run = segment_all(pipeline, models, realtime=s.realtime, total=total,
-                          description=f"replay {topic}", progress=s.progress)
+        if interrupted is None:
+            run = segment_all(pipeline, models, realtime=s.realtime, total=total,
+                              description=f"replay {topic}", progress=s.progress)
+        else:
+            run = SegmentRun(stopped="interrupted while loading the models", raised=interrupted)
+            with sigint_deferred():
+                pipeline.finish()  # an empty, valid output bag
         # The output bag is closed and at its path now; the report comes after it.
         with sigint_deferred():
             summary = _summary(source, topic, s, models, truth, total, stats, run, writer,
@@ -148,7 +157,6 @@ def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[Re
              report_dir: Path | None, info_topic: str | None) -> ReplaySummary:
     processed = len(writer.frames)
     facts = None if truth is None else truth_facts(truth, s, writer.truth_missing)
-    primary = models[0]
     return ReplaySummary(
         uwstego_version=__version__,
         bag=str(source.bag),
@@ -170,7 +178,7 @@ def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[Re
         outputs=OutputsDoc(bag=str(out_bag) if out_bag else None,
                            camera_info_copied=info_topic,
                            report=str(report_dir) if report_dir else None),
-        models=tuple(m.document(primary, facts, s.gt_names, processed) for m in models),
+        models=tuple(m.document(models[0], facts, s.gt_names, processed) for m in models),
         frames_index=tuple(f[0] for f in writer.frames),
         frames_t_ns=tuple(f[1] for f in writer.frames),
         frames_stamp_ns=tuple(f[2] for f in writer.frames),

@@ -205,12 +205,13 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -
 
 def _run_section(summary: ReplaySummary) -> str:
     frames = summary.frames
-    backend = summary.primary.bundle.backend
+    primary = summary.models[0] if summary.models else None  # none: stopped while loading
+    backend = primary.bundle.backend if primary else {}
     rows: list[tuple[str, Any]] = [
         ("bag", summary.bag), ("topic", f"{summary.topic} ({summary.topic_type})"),
-        ("bundle", summary.primary.bundle.path)]
+        ("bundle", primary.bundle.path if primary else None)]
     rows += [(f"compared with ({m.role})", m.bundle.path) for m in summary.compared]
-    rows += [("backend", backend.get("backend", backend)),
+    rows += [("backend", backend.get("backend", None)),
              ("stopped", summary.stopped), ("frames to process", frames.to_process),
              ("frames processed", frames.processed), ("frames skipped", frames.skipped),
              ("wall time (s)", summary.wall_s), ("throughput (frames/s)",
@@ -244,7 +245,7 @@ def _figures_section(summary: ReplaySummary) -> str:
 def _scores_section(summary: ReplaySummary) -> str:
     parts = []
     scored = _truth_scores(summary)
-    truth = summary.primary.ground_truth
+    truth = summary.models[0].ground_truth if summary.models else None
     if scored:
         rows = [(m.role, scores.mIoU, scores.accuracy, m.ground_truth.frames_scored)
                 for m, scores, _ in scored if m.ground_truth is not None]

@@ -152,7 +152,7 @@ class ReplaySummary:
     startup_s: float | None  # from the start until the first frame was read
     throughput_fps: float | None  # steady state: first frame read to last frame written
     outputs: OutputsDoc
-    models: tuple[ModelDoc, ...]
+    models: tuple[ModelDoc, ...]  # the bundle under test first, then the compared ones
     frames_index: tuple[int, ...] = ()  # per processed frame: its index on the topic
     frames_t_ns: tuple[int, ...] = ()  # log time
     frames_stamp_ns: tuple[int, ...] = ()  # header stamp
@@ -160,6 +160,10 @@ class ReplaySummary:
 
     @property
     def primary(self) -> ModelDoc:
+        """The bundle under test (``models`` is empty only when the run was stopped while the
+        models were loaded)."""
+        if not self.models:
+            raise ValueError(f"the replay of {self.bag} stopped before its models were loaded")
         return self.models[0]
 
     @property
