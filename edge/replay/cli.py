@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s.to_dict(series=False), indent=2))
     if not frames.processed:
-        log.error("no frame of %s was usable (%s); the output bag and report say so",
-                  s.topic, frames.why_none())
+        written = [str(p) for p in (result.out_bag, result.report_dir) if p is not None]
+        log.error("no frame of %s was usable (%s)%s", s.topic, frames.why_none(),
+                  f"; written anyway: {', '.join(written)}" if written else "")
         return 1
     lat = s.primary.figures.latency_ms
     log.info("%d frames processed, %d skipped, %.1f frames/s; latency p50 %s ms, p95 %s ms",
