@@ -36,7 +36,8 @@ from edge.atomic import write_bytes_atomic, write_json_atomic
 from edge.bags import BagWriter, topic_message_counts
 from edge.classes import classes_to_list
 from edge.contract import CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, LABELS_GT_TOPIC
-from training.synth.classes import CLASSES, IGNORE
+from edge.replay.class_names import store_class_names
+from training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
 from training.synth.sequence import Dive, SynthFrame
 from training.synth.settings import DiveSettings
 
@@ -179,6 +180,8 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
     try:
         with ExitStack() as stack:
             writer = stack.enter_context(BagWriter(bag_dir, storage)) if need_bag else None
+            if writer is not None:  # the report names the ground truth's classes from these
+                store_class_names(writer, {LABELS_GT_TOPIC: CLASS_NAMES})
             log_file: TextIO | None = (stack.enter_context(frames_log.open("a"))
                                        if folders else None)
             for index in tqdm(todo, desc="synth", unit="frame", disable=not progress):
