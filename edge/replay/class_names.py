@@ -14,6 +14,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import yaml
+
 from edge.bags import BagWriter
 
 log = logging.getLogger(__name__)
@@ -32,16 +34,16 @@ def store_class_names(bag: BagWriter, names_by_topic: Mapping[str, Sequence[str]
 def bag_class_names(bag_path: str | Path, topic: str) -> tuple[str, ...] | None:
     """The class names the bag's metadata gives for ``topic``, or None (no metadata, no entry
     for the topic, or an entry that is not a list of names)."""
-    from rosbags.rosbag2 import Reader
-
+    # metadata.yaml itself: rosbags' Reader keeps custom_data on its storage object, which
+    # differs between rosbags versions, and opening the storage is not needed for one key.
     try:
-        with Reader(Path(bag_path)) as reader:
-            custom = reader.metadata.custom or {}
-    except Exception as exc:  # a bag without (readable) metadata names nothing
+        doc = yaml.safe_load((Path(bag_path) / "metadata.yaml").read_text())
+        custom = doc["rosbag2_bagfile_information"].get("custom_data") or {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         log.debug("no class names in %s: %s", bag_path, exc)
         return None
     try:
-        names = json.loads(custom.get(CLASS_NAMES_KEY, "{}")).get(topic)
+        names = json.loads(str(custom.get(CLASS_NAMES_KEY, "{}"))).get(topic)
     except (json.JSONDecodeError, AttributeError):
         log.warning("%s: ignoring malformed %s in the bag's metadata", bag_path, CLASS_NAMES_KEY)
         return None

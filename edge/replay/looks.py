@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 LOOKS_DIR = "frames"
 PER_REASON = 3  # frames per reason
-THUMB_PANEL_WIDTH = 240  # pixels per panel of a thumbnail
+THUMB_PANEL_WIDTH = 220  # pixels per panel of a thumbnail
 IGNORE_COLOR = (255, 255, 255)
 TRUTH_WINDOW_NS = 1_000_000_000  # as the replay's own matching (BagGroundTruth)
 

@@ -418,7 +418,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding
 img{max-width:100%}.swatch{display:inline-block;width:1.4em;height:1em;border:1px solid #444}
 .model{border-left:.6em solid;padding-left:.3em;font-weight:bold}
 ul.facts{margin:0;padding-left:1.2em;font-size:90%}
-.looks{display:flex;flex-wrap:wrap;gap:1em}.looks figure{margin:0;max-width:980px}
+.looks{display:flex;flex-wrap:wrap;gap:1em}.looks figure{margin:0;max-width:880px}
 .looks figcaption ul{margin:.2em 0;padding-left:1.2em}"""
 
 

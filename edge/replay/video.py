@@ -72,7 +72,7 @@ def caption(panel_rgb: np.ndarray, text: str) -> np.ndarray:
     """``panel_rgb`` with ``text`` on a dark band across its top (a new array)."""
     out = panel_rgb.copy()
     height = out.shape[0]
-    scale = max(0.35, height / 900.0)
+    scale = max(0.45, height / 700.0)
     thickness = max(1, round(scale * 2))
     (_, text_h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     band = min(height, text_h + base + 6)
