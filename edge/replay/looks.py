@@ -112,8 +112,11 @@ def _bag_truth(bag: Path, topic: str, frame: BagImage) -> np.ndarray | None:
 
 
 def _resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
+    """Shrunk to ``width`` (never enlarged)."""
     import cv2
 
+    if width >= image.shape[1]:
+        return image
     height = max(2, round(image.shape[0] * width / image.shape[1]))
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 

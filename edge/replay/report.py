@@ -356,6 +356,26 @@ def _classes_section(summary: ReplaySummary) -> str:
     return "\n".join(parts)
 
 
+def _truth_classes(scored: Sequence[tuple[ModelDoc, str, Scored, str]]) -> str:
+    """Per ground-truth class: the cluster of each model matched to it, and its IoU."""
+    names = list(scored[0][2].per_class_iou)
+    rows = []
+    for gt_class, gt_name in enumerate(names):
+        row: list[Any] = [gt_class, gt_name]
+        for model, _, scores, _ in scored:
+            cluster = scores.assignment[gt_class] if gt_class < len(scores.assignment) else None
+            classes = model.bundle.classes
+            matched = cluster is not None and cluster < len(classes)
+            row += [Raw(f"{_swatch(model.bundle.class_colors[cluster])} "
+                        f"{html.escape(classes[cluster])}") if matched else "(none)",
+                    scores.per_class_iou.get(gt_name)]
+        rows.append(row)
+    header = ["id", "ground-truth class"]
+    for _, name, _, _ in scored:
+        header += [f"{name}: matched cluster", f"{name}: IoU (%)"]
+    return "<h3>Ground-truth classes</h3>" + _table(rows, header)
+
+
 def _scores_section(summary: ReplaySummary, plots: Sequence[str]) -> str:
     parts = []
     scored = _truth_scores(summary)
@@ -367,6 +387,7 @@ def _scores_section(summary: ReplaySummary, plots: Sequence[str]) -> str:
         parts += ["<h2>Ground truth</h2>",
                   _table(rows, ("model", "mIoU (%)", "accuracy (%)", "frames scored",
                                 "ground-truth classes"))]
+        parts.append(_truth_classes(scored))
         if CONFUSION_PLOT in plots:
             parts.append(f'<p><img src="{CONFUSION_PLOT}" alt="confusion matrix"><br>Each '
                          "column: how one ground-truth class's pixels were labelled; the red "
