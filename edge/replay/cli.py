@@ -11,6 +11,7 @@ from edge.backends import BACKEND_NAMES, PRECISIONS
 from edge.replay.loop import ReplaySettings, replay
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 from edge.replay.report import ReportUnavailable
+from edge.replay.summary import model_labels
 from edge.scoring import ScoringUnavailable
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,15 @@ def run(args: argparse.Namespace) -> int:
     log.info("%d frames processed, %d skipped, %.1f frames/s; latency p50 %s ms, p95 %s ms",
              frames.processed, frames.skipped, s.throughput_fps or 0.0, _ms(lat.p50),
              _ms(lat.p95))
-    for model in s.models:
+    names = model_labels([m.bundle for m in s.models])
+    for model, name in zip(s.models, names, strict=True):
         truth = model.ground_truth.scores if model.ground_truth else None
         if truth is not None and truth.mIoU is not None:
-            log.info("%s against the ground truth: mIoU %.1f%%, accuracy %.1f%%", model.role,
-                     truth.mIoU, truth.accuracy or 0.0)
+            log.info("%s against the ground truth (%d classes): mIoU %.1f%%, accuracy %.1f%%",
+                     name, model.ground_truth.n_classes or 0, truth.mIoU, truth.accuracy or 0.0)
         if model.agreement is not None and model.agreement.accuracy is not None:
-            log.info("agreement of %s (%s) with the first bundle: %.1f%% of pixels", model.role,
-                     model.bundle.path, model.agreement.accuracy)
+            log.info("agreement of %s (%s) with %s: %.1f%% of pixels", name, model.bundle.path,
+                     names[0], model.agreement.accuracy)
     for problem in frames.damage:
         log.warning("damage: %s", problem)
     return 0
