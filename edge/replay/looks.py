@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 LOOKS_DIR = "frames"
 PER_REASON = 3  # frames per reason
-THUMB_PANEL_WIDTH = 220  # pixels per panel of a thumbnail
+THUMB_PANEL_WIDTH = 220  # pixels per panel of a thumbnail ...
+THUMB_MAX_WIDTH = 700  # ... and for the whole strip, so that two fit side by side
 IGNORE_COLOR = (255, 255, 255)
 TRUTH_WINDOW_NS = 1_000_000_000  # as the replay's own matching (BagGroundTruth)
 
@@ -39,10 +40,19 @@ Pick = tuple[int, str]  # (position among the processed frames, why)
 
 
 def _extremes(values: Sequence[float | None], lowest: bool, n: int) -> list[int]:
-    """Positions of the ``n`` lowest (or highest) values, ``None`` and NaN left out."""
+    """Positions of the ``n`` lowest (or highest) values, ``None`` and NaN left out, at least
+    a ``1 / (4 n)`` share of the run apart: neighbouring frames look alike, so the next frame
+    of a bad stretch says less than the worst frame of another stretch."""
     known = [(v, i) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
     known.sort(key=lambda vi: vi[0], reverse=not lowest)
-    return [i for _, i in known[:n]]
+    gap = len(values) // (4 * n) if n else 0
+    chosen: list[int] = []
+    for _, i in known:
+        if len(chosen) == n:
+            break
+        if all(abs(i - j) > gap for j in chosen):
+            chosen.append(i)
+    return chosen
 
 
 def pick_frames(summary: ReplaySummary, per_reason: int = PER_REASON) -> dict[int, list[str]]:
@@ -168,7 +178,7 @@ def draw_looks(folder: Path, summary: ReplaySummary, models: Sequence[ReplayMode
             continue
         name = f"{index:06d}"
         write_bytes_atomic(out / f"{name}.jpg", encode_jpeg(strip, 90).tobytes())
-        thumb = _resize_to_width(strip, THUMB_PANEL_WIDTH * panels)
+        thumb = _resize_to_width(strip, min(THUMB_MAX_WIDTH, THUMB_PANEL_WIDTH * panels))
         write_bytes_atomic(out / f"{name}_thumb.jpg", encode_jpeg(thumb, 80).tobytes())
         docs.append(LookDoc(position=position, index=index, t_s=(t_ns - t0) / 1e9,
                             reasons=tuple(reasons),

@@ -429,17 +429,18 @@ def _video_section(video: str | None) -> str:
     if not video:
         return ""
     kind = "video/webm" if video.endswith(".webm") else "video/mp4"
-    return (f'<h2>Overlay video</h2><p><video controls muted preload="auto" width="960">'
+    return (f'<h2>Overlay video</h2><p><video controls muted preload="auto">'
             f'<source src="{video}" type="{kind}"></video><br><a href="{video}">{video}</a> '
             "(each panel is captioned with its model and the frame's time)</p>")
 
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1500px}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.2em .6em}
-img{max-width:100%}.swatch{display:inline-block;width:1.4em;height:1em;border:1px solid #444}
+img,video{max-width:100%}video{max-height:80vh}
+.swatch{display:inline-block;width:1.4em;height:1em;border:1px solid #444}
 .model{border-left:.6em solid;padding-left:.3em;font-weight:bold}
 ul.facts{margin:0;padding-left:1.2em;font-size:90%}
-.looks{display:flex;flex-wrap:wrap;gap:1em}.looks figure{margin:0;max-width:880px}
+.looks{display:flex;flex-wrap:wrap;gap:1em}.looks figure{margin:0;max-width:700px}
 .looks figcaption ul{margin:.2em 0;padding-left:1.2em}"""
 
 
