@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,21 +134,51 @@ def test_a_rank_killed_mid_build_resumes_shard_by_shard(data, reference, tmp_pat
     _assert_same_cache(out, reference)
 
 
-def test_resume_without_state_trains_from_step_0_and_logs_once(data, tmp_path, caplog) -> None:
+_KILLED_RUN = """
+import json, os, signal, sys
+import training.data.sources as sources
+from training.pipeline import PipelineSettings, run_training
+from training.settings import TrainSettings
+
+real = sources.ImageFolder.frames
+def dying(self, report):  # SIGKILL while frame 5 is read: no cleanup code runs
+    for n, frame in enumerate(real(self, report)):
+        if n == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield frame
+sources.ImageFolder.frames = dying
+run_training([sys.argv[1]], sys.argv[2], PipelineSettings(**json.loads(sys.argv[3])),
+             TrainSettings(**json.loads(sys.argv[4])), progress=False)
+"""
+
+
+def test_killed_run_resumes_extraction_and_trains_from_step_0(data, tmp_path, caplog) -> None:
     settings = TrainSettings(steps=3, batch_size=4, clusters=3, code_dim=8, feature_samples=4,
                              num_neighbors=2, log_every=1, checkpoint_every=2,
                              kmeans_samples=500)
-    pipeline = PipelineSettings(backbone="tiny_vit8", resolution=RES, crop_type="full", knn_k=4)
+    pipeline = PipelineSettings(backbone="tiny_vit8", resolution=RES, crop_type="full", knn_k=4,
+                                feature_shard_items=2)
+    out = tmp_path / "a"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN, str(data["imgs"]), str(out),
+         json.dumps({"backbone": "tiny_vit8", "resolution": RES, "crop_type": "full",
+                     "knn_k": 4, "feature_shard_items": 2}), json.dumps(settings.to_dict())],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (cache_dir,) = (out / "features").iterdir()
+    done = {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("shard_*")}
+    assert sorted(n for n in done if n.endswith(".json")) == ["shard_00000.json",
+                                                             "shard_00001.json"]
     with caplog.at_level(logging.INFO):
-        first = run_training([data["imgs"]], tmp_path / "a", pipeline, settings, resume=True,
+        first = run_training([data["imgs"]], out, pipeline, settings, resume=True,
                              progress=False)
+    assert {n: (cache_dir / n).stat().st_mtime_ns for n in done} == done  # not recomputed
+    assert "after 2 complete shards" in caplog.text
     assert "no training state yet; training starts at step 0" in caplog.text
     assert caplog.text.count("KNN table") == 1 and "reusing" not in caplog.text
-    assert (tmp_path / "a" / KNN_FILE).is_file() and first.model_path.is_file()
-    # Random weights come from a fixed seed: a second run finds the same cache key.
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        second = run_training([data["imgs"]], tmp_path / "b", pipeline, settings,
-                              progress=False)
+    assert (out / KNN_FILE).is_file() and first.model_path.is_file()
+    assert len(FeatureCache.open(cache_dir)) == FRAMES
+    # Random weights come from a fixed seed: another run finds the same cache key.
+    second = run_training([data["imgs"]], tmp_path / "b", pipeline, settings, progress=False)
     assert (Path(first.model.provenance["feature_cache"]).name
             == Path(second.model.provenance["feature_cache"]).name)

@@ -29,7 +29,7 @@ from training import distributed as ddp
 from training.backbones import OFFICIAL_WEIGHTS, build_backbone, weights_hint
 from training.data.crops import DEFAULT_CROP_TYPE
 from training.data.sources import Source, source_from_path
-from training.features import FeatureCache, build_feature_cache, cache_key
+from training.features import SHARD_ITEMS, FeatureCache, build_feature_cache, cache_key
 from training.knn import compute_knn_ranks
 from training.train import STATE_FILE, TrainResult, TrainSettings, train_head
 
@@ -46,6 +46,8 @@ class PipelineSettings:
     crop_type: str = DEFAULT_CROP_TYPE
     enhancement: EnhanceSettings = field(default_factory=EnhanceSettings)
     feature_batch_size: int = 16
+    # Items per cache shard: the unit of resuming and of sharing the extraction among ranks.
+    feature_shard_items: int = SHARD_ITEMS
     knn_k: int = 30
     # Our addition to STEGO: neighbours within this many frames of the same stream rank last.
     knn_exclude_window: int | None = None
@@ -122,7 +124,7 @@ def run_training(sources: Sequence[str | Path], out_dir: str | Path,
     cache = build_feature_cache(source_list, backbone, cache_dir, resolution=pipeline.resolution,
                                 batch_size=pipeline.feature_batch_size, device=device,
                                 enhancement=pipeline.enhancement, crop_type=pipeline.crop_type,
-                                progress=progress)
+                                shard_items=pipeline.feature_shard_items, progress=progress)
     knn = load_or_compute_knn(cache, out_dir / KNN_FILE, pipeline.knn_k,
                               pipeline.knn_exclude_window, device)
     if resume and not (out_dir / STATE_FILE).is_file():
