@@ -41,7 +41,8 @@ def _fake_omegaconf():
     """Classes under OmegaConf's module names (only while saving), so that the pickle names
     them as a real Lightning checkpoint's hyper-parameters do; OmegaConf is not installed."""
     added = [m for m in ("omegaconf", "omegaconf.dictconfig", "omegaconf.nodes",
-                         "omegaconf.base") if m not in sys.modules]
+                         "omegaconf.base", "pytorch_lightning", "pytorch_lightning.utilities",
+                         "pytorch_lightning.utilities.parsing") if m not in sys.modules]
     classes = {}
     for module in added:
         sys.modules[module] = types.ModuleType(module)
@@ -51,6 +52,9 @@ def _fake_omegaconf():
                              ("omegaconf.base", "ContainerMetadata")):
             classes[name] = type(name, (), {"__module__": module})
             setattr(sys.modules[module], name, classes[name])
+        module = "pytorch_lightning.utilities.parsing"
+        classes["AttributeDict"] = type("AttributeDict", (dict,), {"__module__": module})
+        sys.modules[module].AttributeDict = classes["AttributeDict"]
         yield classes
     finally:
         for module in added:
@@ -103,7 +107,7 @@ def save_ckpt(path: Path, state: dict, dataset: str | None = "potsdam",
         data = {"epoch": 3, "global_step": 400, "pytorch-lightning_version": "1.4.9",
                 "state_dict": state,
                 "hyper_parameters": hparams if hparams is not None else
-                {"n_classes": N_LINEAR, "cfg": _config(oc, cfg)}}
+                oc["AttributeDict"](n_classes=N_LINEAR, cfg=_config(oc, cfg))}
         torch.save(data, path)
     return path
 

@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 # are never imported or called: the inert stand-in takes their place.
 _CONFIG_MODULES = ("omegaconf", "typing", "pytorch_lightning", "lightning", "lightning_fabric",
                    "collections", "enum", "copyreg", "pathlib")
+# Lightning's dict subclass for hyper-parameters: read as the plain dict it is (the unpickler
+# fills only exact dicts with items).
+_DICT_CLASSES = frozenset({"pytorch_lightning.utilities.parsing.AttributeDict",
+                           "lightning.pytorch.utilities.parsing.AttributeDict",
+                           "lightning_fabric.utilities.data.AttributeDict",
+                           "lightning.fabric.utilities.data.AttributeDict"})
 # Plain builtin types referenced by OmegaConf metadata (element and key types).
 _BUILTIN_TYPES = frozenset({"builtins.dict", "builtins.list", "builtins.tuple", "builtins.set",
                             "builtins.str", "builtins.int", "builtins.float", "builtins.bool",
@@ -64,7 +70,9 @@ class _Inert:
         self.__dict__["elements"].extend(values)
 
 
-def _stand_in(name: str) -> type[_Inert]:
+def _stand_in(name: str) -> type:
+    if name in _DICT_CLASSES:
+        return dict
     return type(name.rsplit(".", 1)[-1], (_Inert,), {"global_name": name})
 
 
@@ -144,7 +152,7 @@ def read_lightning_checkpoint(path: str | Path) -> LightningCheckpoint:
             "and re-save just the weights: torch.save({'state_dict': ckpt['state_dict']}, ...)")
     try:
         data = _load(path, [(_stand_in(name), name) for name in unsafe])
-    except pickle.UnpicklingError as exc:
+    except (pickle.UnpicklingError, TypeError, AttributeError) as exc:
         raise StegoCheckpointError(f"{path}: its hyper-parameters cannot be read safely "
                                    f"({str(exc).splitlines()[0]}); re-save just the weights: "
                                    "torch.save({'state_dict': ckpt['state_dict']}, ...)") from exc
