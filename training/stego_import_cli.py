@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from training.stego_import import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
 
     p = subparsers.add_parser(
-        "import-stego", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "import-stego",
         help="convert an official STEGO checkpoint (.ckpt) into a model.pt",
         description="Reads an official STEGO Lightning checkpoint without running code from "
                     "it (hyper-parameters are read as plain values or the file is refused), "
@@ -24,16 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, help="the STEGO .ckpt file")
     p.add_argument("--out", type=Path, required=True, help="model file to write (model.pt)")
     p.add_argument("--probe", choices=PROBES, default="cluster",
-                   help="cluster: the unsupervised clusters, named cluster_i; linear: the "
-                        "supervised linear probe, named after the dataset's classes")
+                   help="cluster (the default): the unsupervised clusters, named cluster_i; "
+                        "linear: the supervised linear probe, named after the dataset's classes")
     p.add_argument("--names", type=Path, help="class names: a classes.yaml (names and "
-                   "colours) or a text file with one name per line")
+                   "colours) or a text file with one name per line (default: cluster_i, or the "
+                   "dataset's names with --probe linear)")
     p.add_argument("--dataset", choices=sorted(DATASET_CLASSES),
                    help="dataset of the linear probe's classes (default: from the "
                         "checkpoint's hyper-parameters, else from the class count where only "
                         "one dataset has it)")
     p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION,
-                   help="short side the exported network runs at (STEGO evaluates at 320)")
+                   help=f"short side the exported network runs at (default: "
+                        f"{DEFAULT_RESOLUTION}, the size STEGO evaluates at)")
     p.set_defaults(func=_import)
 
 
