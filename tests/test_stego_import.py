@@ -21,9 +21,9 @@ pytest.importorskip("torch")
 import torch
 import torch.nn.functional as F
 
-from edge.bundle import Size
+from edge.image_size import Size
+from edge.sample_frames import synthetic_frames
 from edge.segmenter import Segmenter
-from edge.trt.frames import synthetic_frames
 from export.pipeline import export_bundle
 from training.artifact import load_trained_model
 from training.backbones import DinoViT, backbone_config
