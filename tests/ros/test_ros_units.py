@@ -101,13 +101,14 @@ def test_stats_account_for_rates_and_percentiles():
     for latency in range(1, 101):
         stats.received()
         stats.published(float(latency), 1.0, 2.0)
-    stats.bad("truncated")
+    stats.bad("truncated", "truncated rgb8 image")
     assert stats.size_changed("64x48") is False and stats.size_changed("80x60") is True
     snap = stats.snapshot(dropped=3)
     assert (snap.frames_in, snap.frames_out, snap.bad_frames, snap.dropped) == (100, 100, 1, 3)
     assert snap.latency_ms[0] == pytest.approx(50.5) and snap.latency_ms[1] == pytest.approx(95.05)
     assert snap.bad_since_last == 1 and stats.snapshot(0).bad_since_last == 0
-    assert snap.resolution_changes == 1 and snap.last_bad == "truncated"
+    assert snap.resolution_changes == 1 and snap.last_bad == "truncated rgb8 image"
+    assert snap.bad_by_kind == {"truncated": 1}
 
 
 def test_rate_meter_measures_events_per_second():

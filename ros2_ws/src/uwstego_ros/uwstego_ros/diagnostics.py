@@ -51,6 +51,7 @@ def build_diagnostics(name: str, stamp: Time, snap: Snapshot, state: str,
         "frames_out": snap.frames_out,
         "dropped_frames": snap.dropped,
         "bad_frames": snap.bad_frames,
+        "bad_frames_by_kind": snap.bad_by_kind,
         "resolution_changes": snap.resolution_changes,
         "last_bad_frame": snap.last_bad,
     }

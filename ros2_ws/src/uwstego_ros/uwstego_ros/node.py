@@ -49,6 +49,8 @@ from uwstego_ros.stats import StreamStats
 from uwstego_ros.worker import InferenceWorker
 
 EXIT_START_FAILED = 1
+# max_pixels:=0 caps frames at this many times the bundle's camera size.
+MAX_PIXELS_FACTOR = 4
 OUTPUT_QOS = qos_profile(OUTPUT_QOS_SPEC)
 
 
@@ -82,7 +84,7 @@ class SegmentationNode(Node):
 
         self.worker = InferenceWorker(self._make_segmenter, self.mailbox, self.stats,
                                       self._publish, lambda: self.settings.max_rate,
-                                      self.get_logger())
+                                      self._max_pixels, self.get_logger())
         self.worker.start()
 
         qos = input_qos(self.settings)
@@ -98,6 +100,10 @@ class SegmentationNode(Node):
             f"bundle {self.bundle.path} ({len(self.class_names)} classes, camera "
             f"{self.bundle.meta.camera}); input {self.settings.transport} with "
             f"{self.settings.qos} QoS; backend {self.settings.backend} starting")
+
+    def _max_pixels(self) -> int:
+        camera = self.bundle.meta.camera
+        return self.settings.max_pixels or MAX_PIXELS_FACTOR * camera.width * camera.height
 
     def _make_segmenter(self) -> Segmenter:
         s = self.settings
@@ -170,7 +176,7 @@ def main(args: Sequence[str] | None = None) -> int:
         while rclpy.ok() and not node.worker.failed:
             executor.spin_once(timeout_sec=0.2)
         if node.worker.failed:
-            logger.fatal(f"cannot start inference: {node.worker.error}")
+            logger.fatal(node.worker.error)
             return EXIT_START_FAILED
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

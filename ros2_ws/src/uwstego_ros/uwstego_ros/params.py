@@ -36,6 +36,7 @@ class NodeSettings:
     overlay_alpha: float = 0.5
     publish_confidence: bool = False
     max_rate: float = 0.0
+    max_pixels: int = 0
     diagnostics_period: float = 1.0
 
     def with_values(self, values: Mapping[str, Any]) -> NodeSettings:
@@ -85,6 +86,9 @@ SPECS: dict[str, ParamSpec] = {
                                     read_only=False),
     "max_rate": ParamSpec("at most this many inferences per second; 0 = as fast as possible",
                           read_only=False, float_range=(0.0, 1000.0)),
+    "max_pixels": ParamSpec("refuse frames declaring more pixels than this, before decoding; "
+                            "0 = 4 x the bundle's camera size", read_only=False,
+                            int_range=(0, 2**30)),
     "diagnostics_period": ParamSpec("seconds between /diagnostics messages",
                                     float_range=(0.05, 60.0)),
 }

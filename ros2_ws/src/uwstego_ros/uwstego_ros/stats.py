@@ -57,6 +57,7 @@ class Snapshot:
     last_bad: str
     bad_since_last: int
     input_size: str
+    bad_by_kind: dict[str, int]  # edge.rosimage.DECODE_ERROR_KINDS and the worker's own kinds
 
 
 @dataclass
@@ -68,6 +69,7 @@ class StreamStats:
     resolution_changes: int = 0
     last_bad: str = ""
     input_size: str = ""
+    bad_by_kind: dict[str, int] = field(default_factory=dict)
     _bad_reported: int = 0
     _in: RateMeter = field(default_factory=RateMeter)
     _out: RateMeter = field(default_factory=RateMeter)
@@ -80,9 +82,10 @@ class StreamStats:
             self.frames_in += 1
             self._in.tick(time.monotonic())
 
-    def bad(self, reason: str) -> None:
+    def bad(self, kind: str, reason: str) -> None:
         with self._lock:
             self.bad_frames += 1
+            self.bad_by_kind[kind] = self.bad_by_kind.get(kind, 0) + 1
             self.last_bad = reason
 
     def size_changed(self, size: str) -> bool:
@@ -112,6 +115,6 @@ class StreamStats:
                 inference_ms=percentiles(self._inference, (50, 95)),
                 stamp_delay_ms=percentiles(self._delay, (50, 95)),
                 last_bad=self.last_bad, bad_since_last=self.bad_frames - self._bad_reported,
-                input_size=self.input_size)
+                input_size=self.input_size, bad_by_kind=dict(self.bad_by_kind))
             self._bad_reported = self.bad_frames
             return snap
