@@ -28,10 +28,13 @@ CAMERA = (64, 48)
 class NodeProcess:
     """The segmentation node in its own process, started the way the vehicle starts it."""
 
-    def __init__(self, params: dict[str, Any], log_path: Path, name: str = NODE_NAME) -> None:
+    def __init__(self, params: dict[str, Any], log_path: Path, name: str = NODE_NAME,
+                 namespace: str = "") -> None:
         self.name = name
         self.log_path = log_path
         args = [sys.executable, "-m", "uwstego_ros.node", "--ros-args", "-r", f"__node:={name}"]
+        if namespace:
+            args += ["-r", f"__ns:={namespace}"]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]

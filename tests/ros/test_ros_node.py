@@ -171,7 +171,9 @@ def test_raw_frames_give_the_segmenters_labels_with_the_input_header(bundle, sta
     probe.spin_until(lambda: settled(latest_status(diags, NODE_NAME), len(msgs)), 10,
                      "diagnostics to account for every frame")
     status = latest_status(diags, NODE_NAME)
-    assert status["level"] == DiagnosticStatus.OK
+    # Honest about this stream: the last frames were resized, and 1970 stamps are not live.
+    assert status["level"] == DiagnosticStatus.WARN
+    assert "resized" in status["message"] and "stamps from the past" in status["message"]
     assert status["backend"] == "onnxruntime" and "CPUExecutionProvider" in status["providers"]
     assert int(status["frames_out"]) == len(msgs)
     assert (status["bad_frames"], status["dropped_frames"]) == ("0", "0")

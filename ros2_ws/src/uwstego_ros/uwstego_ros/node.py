@@ -42,7 +42,7 @@ from uwstego_ros.conversions import (
     qos_profile,
     scale_camera_info,
 )
-from uwstego_ros.diagnostics import build_diagnostics
+from uwstego_ros.diagnostics import Expectations, build_diagnostics
 from uwstego_ros.mailbox import Letter, Mailbox
 from uwstego_ros.params import NodeSettings, declare_settings, updates_from
 from uwstego_ros.stats import StreamStats
@@ -89,9 +89,11 @@ class SegmentationNode(Node):
 
         qos = input_qos(self.settings)
         if self.settings.transport == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
+            self.sub_image = self.create_subscription(CompressedImage, "image/compressed",
+                                                      self._on_image, qos)
         else:
-            self.create_subscription(Image, "image", self._on_image, qos)
+            self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
+        self.stats.waiting_since_now()
         if self.settings.use_camera_info:
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
@@ -117,6 +119,7 @@ class SegmentationNode(Node):
         self.mailbox.put(msg)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.stats.camera_info_received()
         self._camera_info = msg
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -131,9 +134,15 @@ class SegmentationNode(Node):
         if self.worker.error:
             backend = {**backend, "error": self.worker.error}
         snap = self.stats.snapshot(self.mailbox.dropped)
+        s, camera = self.settings, self.bundle.meta.camera
+        expect = Expectations(
+            topic=self.sub_image.topic_name, transport=s.transport,
+            camera=(camera.width, camera.height), stale_after=s.stale_after,
+            expected_rate=s.expected_rate, warn_drop_ratio=s.warn_drop_ratio,
+            warn_bad_ratio=s.warn_bad_ratio)
         self.pub_diagnostics.publish(build_diagnostics(
             f"{self.get_name()}: segmentation", self.get_clock().now().to_msg(), snap,
-            self.worker.state, backend))
+            self.worker.state, backend, expect, self.worker.error))
 
     # worker thread
 

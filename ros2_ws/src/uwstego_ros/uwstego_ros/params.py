@@ -38,6 +38,10 @@ class NodeSettings:
     max_rate: float = 0.0
     max_pixels: int = 0
     diagnostics_period: float = 1.0
+    stale_after: float = 3.0
+    expected_rate: float = 0.0
+    warn_drop_ratio: float = 0.5
+    warn_bad_ratio: float = 0.0
 
     def with_values(self, values: Mapping[str, Any]) -> NodeSettings:
         """A copy with ``values`` applied, or ValueError naming the first invalid one."""
@@ -91,6 +95,17 @@ SPECS: dict[str, ParamSpec] = {
                             int_range=(0, 2**30)),
     "diagnostics_period": ParamSpec("seconds between /diagnostics messages",
                                     float_range=(0.05, 60.0)),
+    "stale_after": ParamSpec("diagnostics are STALE when no frame arrived for this many seconds",
+                             read_only=False, float_range=(0.1, 3600.0)),
+    "expected_rate": ParamSpec("diagnostics WARN when the input rate (Hz) falls more than 10% "
+                               "below this; 0 = not checked", read_only=False,
+                               float_range=(0.0, 1000.0)),
+    "warn_drop_ratio": ParamSpec("diagnostics WARN when more than this fraction of the frames "
+                                 "of a period is dropped (newest-frame policy)",
+                                 read_only=False, float_range=(0.0, 1.0)),
+    "warn_bad_ratio": ParamSpec("diagnostics WARN when more than this fraction of the frames of "
+                                "a period is bad (0 = any bad frame)", read_only=False,
+                                float_range=(0.0, 1.0)),
 }
 DEFAULTS = NodeSettings()
 

@@ -45,6 +45,7 @@ class InferenceWorker:
         self._max_rate = max_rate
         self._max_pixels = max_pixels
         self._failures = 0  # consecutive frames the model stage failed on
+        self._resize_logged: set[tuple[int, int]] = set()
         self._log = logger
         self._stop = threading.Event()
         self.state = "starting"
@@ -114,6 +115,13 @@ class InferenceWorker:
             self._bad(exc.kind, str(exc))
             return
         h, w = rgb.shape[:2]
+        if (w, h) != self.segmenter.camera_size and (w, h) not in self._resize_logged:
+            # Once per size in the log; diagnostics keep saying it for as long as it lasts.
+            self._resize_logged.add((w, h))
+            cw, ch = self.segmenter.camera_size
+            self._log.warning(f"frames {w}x{h} are resized to the bundle's camera size {cw}x{ch}"
+                              + ("" if w * ch == h * cw else " (different aspect ratio: "
+                                 "the scene is stretched)"))
         if self._stats.size_changed(f"{w}x{h}"):
             # Probably a new camera mode: the colour statistics of the old one no longer apply.
             self.segmenter.reset()
