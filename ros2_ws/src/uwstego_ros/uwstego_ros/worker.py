@@ -50,6 +50,8 @@ class InferenceWorker:
         self._stop = threading.Event()
         self.state = "starting"
         self.error = ""
+        self.ready = threading.Event()  # set once the backend is built, or failed to build
+        self.ran = False  # the backend was built and frames were being taken
         self.segmenter: Segmenter | None = None
         self.backend_info: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -70,14 +72,16 @@ class InferenceWorker:
     def _run(self) -> None:
         try:
             self.segmenter = self._make_segmenter()
-        except Exception as exc:  # reported by the node, which then exits with the reason
-            self.error = f"cannot start inference: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # reported by the node: configure fails with the reason
+            self.error = f"{type(exc).__name__}: {exc}"
             self.state = "error"
+            self.ready.set()
             return
         # Described once: the facts do not change, and only this thread touches the backend.
         self.backend_info = self.segmenter.describe()
-        self._log.info(f"backend {self.segmenter.backend_name}: {self.backend_info}")
         self.state = "running"
+        self.ran = True
+        self.ready.set()
         try:
             while not self._stop.is_set():
                 letter = self._mailbox.take(timeout=0.5)
