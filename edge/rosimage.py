@@ -220,19 +220,24 @@ def _decode_compressed(msg: Any, max_pixels: int, reduction: int) -> np.ndarray:
     buf = _compressed_bytes(msg)
     header = _header(buf)
     name = header.format.upper()
-    _check_pixels(header.width, header.height, max_pixels, name)
     if header.format != "jpeg":
         reduction = 1
+    # What gets allocated is the decoded size, so a reduced decode is capped at its own size.
+    expected = (-(-header.height // reduction), -(-header.width // reduction))
+    if expected[0] * expected[1] > max_pixels:
+        scale = f" ({expected[1]}x{expected[0]} at 1/{reduction} scale)" if reduction > 1 else ""
+        raise ImageDecodeError(f"{name} declares {header.width}x{header.height} = "
+                               f"{header.pixels} pixels{scale}, more than max_pixels "
+                               f"{max_pixels}", "too_large")
     # libjpeg decodes a truncated stream with a grey bottom and only a warning, so check that
     # the end-of-image marker is present near the end (encoders may pad after it).
-    elif buf[-1024:].tobytes().rfind(_JPEG_EOI) < 0:
+    if header.format == "jpeg" and buf[-1024:].tobytes().rfind(_JPEG_EOI) < 0:
         raise ImageDecodeError(f"truncated JPEG: no end-of-image marker in {buf.size} bytes",
                                "truncated")
     bgr = cv2.imdecode(buf, _REDUCED_FLAGS[reduction])
     if bgr is None:
         raise ImageDecodeError(f"corrupt {name} image ({buf.size} bytes, declared "
                                f"{header.width}x{header.height})", "corrupt")
-    expected = (-(-header.height // reduction), -(-header.width // reduction))
     if bgr.shape[:2] != expected:
         raise ImageDecodeError(f"{name} header declares {header.width}x{header.height} but the "
                                f"data decodes to {bgr.shape[1]}x{bgr.shape[0]}", "size_mismatch")

@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32MultiArray
 
-from edge.rosimage import decode_image, encode_jpeg
+from edge.rosimage import decode_compressed, decode_image, encode_jpeg
 from edge.segmenter import Segmenter
 from edge.visualize import coverage, overlay, palette
 
@@ -381,3 +381,19 @@ def test_start_failures_exit_with_one_clear_message(case, bundle, start_node, tm
     fatal = [line for line in text.splitlines() if "cannot start" in line]
     assert len(fatal) == 1 and expect in fatal[0], text
     assert "Traceback" not in text
+
+
+def test_reduced_decode_segments_large_jpegs_at_the_reduced_size(bundle, start_node, probe):
+    start_node(bundle, qos="reliable", backend="onnxruntime", reduced_decode=True)
+    labels = probe.collect(Image, f"/{NODE_NAME}/labels")
+    pub = probe.node.create_publisher(CompressedImage, "image/compressed", RELIABLE)
+    wait_connected(probe, [pub], [f"/{NODE_NAME}/labels"])
+    big = (CAMERA[0] * 4 + 8, CAMERA[1] * 4 + 8)  # 1/4 still covers the camera size
+    msg = jpeg_msg(_frame(70, big), 0)
+    pub.publish(msg)
+    probe.spin_until(lambda: labels, 15, "labels of the large JPEG")
+    small = decode_compressed(msg, reduction=4)
+    assert small.shape[:2] == (-(-big[1] // 4), -(-big[0] // 4))
+    ref = Segmenter(bundle, backend="onnxruntime").segment(small)
+    assert (labels[0].width, labels[0].height) == (small.shape[1], small.shape[0])
+    assert np.array_equal(image_array(labels[0]), ref.labels)

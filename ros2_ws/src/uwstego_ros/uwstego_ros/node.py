@@ -134,7 +134,8 @@ class SegmentationNode(LifecycleNode):
             "on the first start)")
         self.worker = InferenceWorker(self._make_segmenter, self.mailbox, self.stats,
                                       self._publish, lambda: self.settings.max_rate,
-                                      self._max_pixels, self.get_logger())
+                                      self._max_pixels, lambda: self.settings.reduced_decode,
+                                      self.get_logger())
         started = time.monotonic()
         self.worker.start()
         while not self.worker.ready.wait(PROGRESS_EVERY_S):

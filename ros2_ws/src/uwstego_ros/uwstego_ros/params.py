@@ -45,6 +45,7 @@ class NodeSettings:
     publish_confidence: bool = False
     max_rate: float = 0.0
     max_pixels: int = 0
+    reduced_decode: bool = False
     diagnostics_period: float = 1.0
     stale_after: float = 3.0
     expected_rate: float = 0.0
@@ -106,6 +107,10 @@ SPECS: dict[str, ParamSpec] = {
     "max_pixels": ParamSpec("refuse frames declaring more pixels than this, before decoding; "
                             "0 = 4 x the bundle's camera size", applies="runtime",
                             int_range=(0, 2**30)),
+    "reduced_decode": ParamSpec("decode JPEGs at 1/2, 1/4 or 1/8 scale when that still gives at "
+                                "least the bundle's camera size (much cheaper than a full "
+                                "decode and a resize); outputs then come at the decoded size",
+                                applies="runtime"),
     "diagnostics_period": ParamSpec("seconds between /diagnostics messages",
                                     applies="start", float_range=(0.05, 60.0)),
     "stale_after": ParamSpec("diagnostics are STALE when no frame arrived for this many seconds",

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.rosimage import ImageDecodeError, decode_image
+from edge.rosimage import ImageDecodeError, compressed_header, decode_image, reduction_for
 from edge.segmenter import Segmentation, Segmenter
 from uwstego_ros.mailbox import Letter, Mailbox
 from uwstego_ros.stats import StreamStats
@@ -37,13 +37,15 @@ FRAME_ERRORS = (cv2.error, ValueError)
 class InferenceWorker:
     def __init__(self, make_segmenter: Callable[[], Segmenter], mailbox: Mailbox,
                  stats: StreamStats, on_result: ResultHandler, max_rate: Callable[[], float],
-                 max_pixels: Callable[[], int], logger: Any) -> None:
+                 max_pixels: Callable[[], int], reduced_decode: Callable[[], bool],
+                 logger: Any) -> None:
         self._make_segmenter = make_segmenter
         self._mailbox = mailbox
         self._stats = stats
         self._on_result = on_result
         self._max_rate = max_rate
         self._max_pixels = max_pixels
+        self._reduced_decode = reduced_decode
         self._failures = 0  # consecutive frames the model stage failed on
         self._resize_logged: set[tuple[int, int]] = set()
         self._log = logger
@@ -114,7 +116,12 @@ class InferenceWorker:
     def _process(self, letter: Letter) -> None:
         assert self.segmenter is not None
         try:
-            rgb = decode_image(letter.msg, self._max_pixels())
+            reduction = 1
+            if self._reduced_decode() and hasattr(letter.msg, "format"):
+                # JPEGs at least twice the camera size decode straight to nearer that size.
+                reduction = reduction_for(compressed_header(letter.msg),
+                                          self.segmenter.camera_size)
+            rgb = decode_image(letter.msg, self._max_pixels(), reduction)
         except ImageDecodeError as exc:
             self._bad(exc.kind, str(exc))
             return
