@@ -249,11 +249,10 @@ def measure_slow(bundle: Bundle, overhead_ms: float, duration: float, workdir: P
 
 
 def _bomb(jpeg: bytes, side: int) -> CompressedImage:
-    out = bytearray(jpeg)
-    sof = out.index(b"\xff\xc0") + 5
-    out[sof:sof + 4] = side.to_bytes(2, "big") * 2
+    from tests.support.hostile import jpeg_declaring
+
     msg = CompressedImage(format="jpeg")
-    msg.data = array.array("B", bytes(out))
+    msg.data = array.array("B", jpeg_declaring(jpeg, side, side))
     return msg
 
 

@@ -4,7 +4,6 @@ for it."""
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import cv2
@@ -12,15 +11,15 @@ import numpy as np
 
 from edge.bags import BagWriter, ReadStats, iter_bag_images
 from edge.rosimage import encode_jpeg
+from tests.support.hostile import jpeg_declaring
 from training.data.sources import ImageFolder, ReadReport
 
 W, H = 64, 48
 
 
 def _bomb(width: int, height: int) -> np.ndarray:
-    jpeg = bytearray(encode_jpeg(np.full((H, W, 3), 90, np.uint8)).tobytes())
-    struct.pack_into(">HH", jpeg, jpeg.index(b"\xff\xc0") + 5, height, width)
-    return np.frombuffer(bytes(jpeg), np.uint8)
+    jpeg = encode_jpeg(np.full((H, W, 3), 90, np.uint8)).tobytes()
+    return np.frombuffer(jpeg_declaring(jpeg, width, height), np.uint8)
 
 
 def test_bag_reading_skips_and_counts_bombs(tmp_path: Path) -> None:

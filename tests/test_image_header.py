@@ -19,6 +19,7 @@ from edge.rosimage import (
     encode_jpeg,
     reduction_for,
 )
+from tests.support.hostile import jpeg_declaring, png_declaring
 
 W, H = 64, 48
 
@@ -33,20 +34,6 @@ def encoded(bgr: np.ndarray, ext: str, *params: int) -> bytes:
     ok, buf = cv2.imencode(ext, bgr, list(params))
     assert ok
     return buf.tobytes()
-
-
-def jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
-    """``jpeg`` with its frame header rewritten to declare ``width`` x ``height``."""
-    sof = jpeg.index(b"\xff\xc0")
-    out = bytearray(jpeg)
-    struct.pack_into(">HH", out, sof + 5, height, width)
-    return bytes(out)
-
-
-def png_declaring(png: bytes, width: int, height: int) -> bytes:
-    out = bytearray(png)
-    struct.pack_into(">II", out, 16, width, height)
-    return bytes(out)
 
 
 @pytest.mark.parametrize(("ext", "params", "fmt"), [

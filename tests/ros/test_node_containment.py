@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import array
 import json
-import struct
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from edge.bundle import load_bundle, write_bundle
 from edge.contract import GRAPH_CONFIDENCE, GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_LABELS
+from tests.support.hostile import jpeg_declaring, png_declaring
 
 from ros_harness import CAMERA, NODE_NAME
 from test_ros_node import (
@@ -46,24 +46,15 @@ def _compressed(fmt: str, data: bytes, frame_id: str) -> CompressedImage:
     return msg
 
 
-def _declaring(data: bytes, offset: int, fmt: str, *size: int) -> bytes:
-    out = bytearray(data)
-    struct.pack_into(fmt, out, offset, *size)
-    return bytes(out)
-
-
 def hostile_compressed() -> dict[str, tuple[str, CompressedImage]]:
     """name -> (expected kind, message)."""
     jpeg = cv2.imencode(".jpg", _frame(40)[..., ::-1])[1].tobytes()
     png = cv2.imencode(".png", _frame(41)[..., ::-1])[1].tobytes()
-    sof = jpeg.index(b"\xff\xc0") + 5
     cases = {
-        "jpeg_bomb_20000": ("too_large", "jpeg", _declaring(jpeg, sof, ">HH", 20000, 20000)),
-        "jpeg_bomb_over_opencv_limit": ("too_large", "jpeg",
-                                        _declaring(jpeg, sof, ">HH", 40000, 40000)),
-        "png_bomb_50000": ("too_large", "png", _declaring(png, 16, ">II", 50000, 50000)),
-        "png_lying_size": ("corrupt", "png", _declaring(png, 16, ">II", 2 * CAMERA[0],
-                                                        CAMERA[1])),
+        "jpeg_bomb_20000": ("too_large", "jpeg", jpeg_declaring(jpeg, 20000, 20000)),
+        "jpeg_bomb_over_opencv_limit": ("too_large", "jpeg", jpeg_declaring(jpeg, 40000, 40000)),
+        "png_bomb_50000": ("too_large", "png", png_declaring(png, 50000, 50000)),
+        "png_lying_size": ("corrupt", "png", png_declaring(png, 2 * CAMERA[0], CAMERA[1])),
         "jpeg_truncated": ("truncated", "jpeg", jpeg[: len(jpeg) // 2]),
         "jpeg_no_frame_header": ("corrupt", "jpeg", b"\xff\xd8" + bytes(200) + b"\xff\xd9"),
         "png_zeroed_data": ("corrupt", "png", png[:41] + bytes(len(png) - 41)),
@@ -221,6 +212,6 @@ def test_a_backend_that_cannot_run_ends_the_node_with_a_non_zero_code(bundle, st
         probe.spin_for(0.2)
     rc = node.wait(10)
     text = node.output()
-    assert rc != 0, text
+    assert rc == 2, text  # EXIT_BACKEND_FAILED: not a start-up error (1), not a clean stop (0)
     fatal = [line for line in text.splitlines() if "inference failed" in line]
     assert len(fatal) == 1 and "Traceback" not in text, text

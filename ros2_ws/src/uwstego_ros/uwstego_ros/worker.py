@@ -1,8 +1,8 @@
 """The inference thread: builds the Segmenter, then decodes and segments the newest frame.
 
 The Segmenter is built *on this thread* because a pycuda/TensorRT backend binds its CUDA context
-to the thread that creates it; every inference then runs here too, so the executor thread never
-blocks on the model.
+to the thread that creates it (docs/deploy.md section 6); every inference then runs here too, so
+the executor thread never blocks on the model.
 
 Containment: a failure that belongs to one frame (any decode error, an OpenCV error or running
 out of memory while preparing it) is counted by kind, logged at most every ``WARN_EVERY_S`` and
