@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -20,14 +22,16 @@ from edge.agreement import (
     AgreementCounter,
     format_percent,
 )
-from edge.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleError, load_bundle
+from edge.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleError, Size, load_bundle
 from edge.segmenter import Segmenter
 from edge.trt.frames import synthetic_frames
 from export.cli import main as export_main
 from export.opcheck import check_graph, trt_problems
 from export.pipeline import ExportError, export_bundle, split_frames
 from tests.support.tiny_export import make_tiny_model
-from training.artifact import save_trained_model
+from training.artifact import load_trained_model, save_trained_model
+from training.pipeline import PipelineSettings, run_training
+from training.settings import TrainSettings
 
 CAMERA = "96x64"
 
@@ -209,3 +213,41 @@ def test_op_check_on_qdq_nodes(zero, scale, dtype, message):
         assert problems == []
     else:
         assert any(message in p for p in problems), problems
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real (tiny, few-step) ``uwstego train`` run on a folder of frames: its model.pt records
+    its feature cache, and so its training frames."""
+    root = tmp_path_factory.mktemp("train")
+    images = root / "images"
+    images.mkdir()
+    for i, frame in enumerate(synthetic_frames(Size(96, 64), 6, seed=5)):
+        cv2.imwrite(str(images / f"f{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    run_training([images], root / "out",
+                 PipelineSettings(backbone="tiny_vit8", resolution=64, crop_type="full",
+                                  knn_k=3),
+                 TrainSettings(steps=2, batch_size=2, clusters=3, code_dim=8,
+                               feature_samples=3, num_neighbors=2, checkpoint_every=2,
+                               kmeans_samples=500), progress=False)
+    return root / "out" / "model.pt"
+
+
+def test_validation_defaults_to_the_training_frames(trained, tmp_path, caplog):
+    bundle = export_bundle(trained, CAMERA, None, tmp_path / "b", num_frames=3, engine="skip")
+    parity = bundle.meta.validation["onnxruntime_cpu_vs_pytorch"]
+    assert parity["frame_source"].startswith("3 of the model's training frames")
+    assert parity["frames"] == 3 and parity["classes_present"] >= 1
+    # Without its feature cache the export says so and falls back to synthetic frames.
+    cache = Path(load_trained_model(trained).provenance["feature_cache"])
+    moved = cache.with_name(cache.name + ".moved")
+    cache.rename(moved)
+    try:
+        caplog.set_level(logging.WARNING)
+        bundle = export_bundle(trained, CAMERA, None, tmp_path / "c", num_frames=1,
+                               engine="skip")
+    finally:
+        moved.rename(cache)
+    assert "training frames are unavailable" in caplog.text
+    assert "synthetic" in bundle.meta.validation["onnxruntime_cpu_vs_pytorch"]["frame_source"]
+
