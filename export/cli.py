@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: short side at the training resolution)")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                   help="TensorRT engine precision (the ONNX graph is always fp32)")
+                   help="TensorRT engine precision (model.onnx is always fp32; with --int8 the "
+                        "int8 engine is built too)")
     p.add_argument("--samples", type=Path,
                    help="folder of images for the parity and precision checks (default: the "
                         "model's training frames, else synthetic frames)")

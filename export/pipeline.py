@@ -277,7 +277,9 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
                  "validated; the engine will be built on the target (`uwstego build-engine %s` "
                  "or the node's first start)", ", ".join(missing), bundle.path)
     else:
-        _build_and_check_engine(bundle, precision, cache_dir, workspace_mb, frames, parity)
+        for engine_precision in (precision, "int8") if int8 else (precision,):
+            _build_and_check_engine(bundle, engine_precision, cache_dir, workspace_mb, frames,
+                                    parity)
     return bundle
 
 

@@ -62,10 +62,14 @@ class ParityReport:
         return self.labels.status
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {k: v for k, v in asdict(self).items() if k != "labels"}
-        doc.update(self.labels.to_dict())
-        doc["min_agreement"] = self.labels.threshold
-        return doc
+        return {**_flat(self), "min_agreement": self.labels.threshold}
+
+
+def _flat(report: ParityReport | PrecisionReport) -> dict[str, Any]:
+    """The report's fields with its :class:`LabelAgreement` spread in (JSON for bundle.json)."""
+    doc = {k: v for k, v in asdict(report).items() if k != "labels"}
+    doc.update(report.labels.to_dict())
+    return doc
 
 
 def sample_frames(camera: Size, count: int, seed: int = 0) -> tuple[list[np.ndarray], str]:
@@ -161,9 +165,7 @@ class PrecisionReport:
         return self.labels.status
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {k: v for k, v in asdict(self).items() if k != "labels"}
-        doc.update(self.labels.to_dict())
-        return doc
+        return _flat(self)
 
 
 def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
