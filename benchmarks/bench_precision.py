@@ -31,16 +31,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_export import interleaved
 
-from edge.bundle import Size
 from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
 from edge.enhance import EnhanceSettings
-from edge.trt.frames import host_stage
+from edge.image_size import Size
+from edge.sample_frames import host_stage
 from export.fp16 import to_fp16
 from export.fused import FusedSegmenter, apply_params_torch
 from export.int8 import METHOD as INT8_METHOD
 from export.int8 import quantize_int8
 from export.onnx_export import export_onnx
-from export.pipeline import FP16_METHOD, MIN_REDUCED_AGREEMENT, split_frames
+from export.pipeline import (
+    FP16_METHOD,
+    MIN_REDUCED_AGREEMENT,
+    default_network_size,
+    split_frames,
+)
 from export.validate import compare_graphs, ort_session, sample_frames
 from training.backbones import build_backbone
 from training.clusters import spherical_kmeans
@@ -68,10 +73,11 @@ def own_centroids(backbone, head, pairs, network: Size, k: int) -> np.ndarray:
     return spherical_kmeans(np.concatenate(codes), k, seed=0)
 
 
-def measure(backbone_name: str, camera: Size, network: Size, clusters: int, frames: int,
+def measure(backbone_name: str, camera: Size, short_side: int, clusters: int, frames: int,
             calibration_frames: int, repeats: int, threads: int) -> dict[str, Any]:
     torch.manual_seed(0)
     backbone = build_backbone(backbone_name)
+    network = default_network_size(camera, short_side, backbone.patch_size)
     head = SegmentationHead(HeadConfig(in_dim=backbone.embed_dim)).eval()
     settings = EnhanceSettings()
     everything, source = sample_frames(camera, frames + calibration_frames, seed=0)
@@ -118,7 +124,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, ViT-S/8 only")
     parser.add_argument("--backbones", nargs="+", default=["dino_vits8", "dino_vits16"])
     parser.add_argument("--camera", default="320x240", help="camera size WxH")
-    parser.add_argument("--network", default="224x168", help="network size WxH")
+    parser.add_argument("--short-side", type=int, default=168,
+                        help="network short side (patch multiple nearest to it, camera aspect)")
     parser.add_argument("--clusters", type=int, default=8)
     parser.add_argument("--frames", type=int, default=4, help="measured frames")
     parser.add_argument("--calibration-frames", type=int, default=8)
@@ -129,9 +136,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     backbones = args.backbones[:1] if args.quick else args.backbones
     repeats = args.repeats or (4 if args.quick else 10)
-    camera, network = Size.parse(args.camera), Size.parse(args.network)
-    rows = [measure(name, camera, network, args.clusters, args.frames, args.calibration_frames,
-                    repeats, args.threads) for name in backbones]
+    camera = Size.parse(args.camera)
+    rows = {}
+    for name in backbones:
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        try:
+            rows[name] = measure(name, camera, args.short_side, args.clusters, args.frames,
+                                 args.calibration_frames, repeats, args.threads)
+        except (RuntimeError, ValueError) as exc:  # one failed row must not lose the others
+            rows[name] = {"error": f"{type(exc).__name__}: {exc}"}
     emit({
         "benchmark": "precision",
         "note": "ONNX Runtime CPU, FP32 fused graph vs the INT8 QDQ graph of export-trt --int8, "
@@ -140,7 +153,7 @@ def main() -> None:
                 "with classes present and label entropy of the measured frames",
         "cpu_flags": sorted(cpu_flags()),
         "threads": args.threads,
-        "rows": {row["backbone"]: row for row in rows},
+        "rows": rows,
     })
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.bundle import Size
-from edge.trt.frames import folder_frames
+from edge.image_size import Size
+from edge.sample_frames import folder_frames
 from export.validate import sample_frames
 from training.artifact import TrainedModel
 

@@ -42,13 +42,13 @@ from edge.bundle import (
     MODEL_FILE,
     Bundle,
     BundleMeta,
-    Size,
     sha256_file,
     write_bundle,
 )
 from edge.classes import MAX_CLASSES
+from edge.image_size import Size
+from edge.sample_frames import host_stage
 from edge.trt import missing_packages
-from edge.trt.frames import host_stage
 from export.fp16 import FP32_OPS, to_fp16
 from export.frames import validation_frames
 from export.fused import FusedSegmenter, check_network_size

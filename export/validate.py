@@ -25,10 +25,10 @@ import onnx
 import torch
 
 from edge.agreement import FAILED, AgreementCounter, LabelAgreement, format_percent
-from edge.bundle import Size
 from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
 from edge.enhance import EnhanceSettings
-from edge.trt.frames import host_stage, synthetic_frames
+from edge.image_size import Size
+from edge.sample_frames import host_stage, synthetic_frames
 from export.fused import FusedSegmenter
 from export.reference import ReferenceSegmenter
 

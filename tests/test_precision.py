@@ -22,9 +22,10 @@ from edge.agreement import (
     AgreementCounter,
     format_percent,
 )
-from edge.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleError, Size, load_bundle
+from edge.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleError, load_bundle
+from edge.image_size import Size
+from edge.sample_frames import synthetic_frames
 from edge.segmenter import Segmenter
-from edge.trt.frames import synthetic_frames
 from export.cli import main as export_main
 from export.opcheck import check_graph, trt_problems
 from export.pipeline import ExportError, export_bundle, split_frames

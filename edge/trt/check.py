@@ -16,8 +16,8 @@ import numpy as np
 
 from edge.agreement import FAILED, AgreementCounter
 from edge.bundle import Bundle
+from edge.sample_frames import host_stage
 from edge.trt.cache import update_sidecar
-from edge.trt.frames import host_stage
 
 log = logging.getLogger(__name__)
 
