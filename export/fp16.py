@@ -14,6 +14,8 @@ reproduce TensorRT's kernel choice or layer fusions; the engine check on the tar
 
 from __future__ import annotations
 
+import logging
+
 import onnx
 
 # ONNX ops of the layer types edge.trt.builder.FP32_LAYER_TYPES pins (NORMALIZATION, SOFTMAX,
@@ -27,4 +29,8 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """A float16 copy of ``model`` with :data:`FP32_OPS` in float32 and the I/O types kept."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    # It lists at INFO every initializer shared by a float32 and a float16 node (the exporter
+    # shares identical constants, e.g. zero biases): it stores those in float16 and casts them
+    # back for the float32 node, a float16-rounded constant there; the listing is export noise.
+    logging.getLogger("onnxruntime.transformers.float16").setLevel(logging.WARNING)
     return convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS))
