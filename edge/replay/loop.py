@@ -31,7 +31,7 @@ import numpy as np
 
 from edge import __version__
 from edge.atomic import atomic_dir, write_json_atomic
-from edge.bags import BagImage, BagWriter, RawMessage, ReadStats
+from edge.bags import BagImage, RawMessage, ReadStats
 from edge.bundle import Bundle, load_bundle
 from edge.replay.metrics import PairCounts, StreamFigures, scores_summary
 from edge.replay.outputs import NODE_NAMESPACE, OutputTopics
@@ -264,7 +264,8 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         staging = stack.enter_context(atomic_dir(report_dir)) if report_dir else None
         if staging is not None:
             staging.chmod(0o755)  # a report is for sharing; the staging folder starts private
-        writer = stack.enter_context(BagWriter(out_bag, storage=s.storage)) if out_bag else None
+        writer = stack.enter_context(source.output_writer(out_bag, s.storage, s.namespace)) \
+            if out_bag else None
         if writer is not None:
             run.outputs = OutputTopics(writer, topic, models[0].figures.class_names,
                                        models[1].figures.class_names if compare else None,
