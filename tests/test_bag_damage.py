@@ -165,7 +165,7 @@ def test_compressed_storage_with_a_zeroed_chunk(tmp_path: Path) -> None:
     assert sorted(got) == list(range(N)) and not damage
     data = bytearray(storage_file(bag).read_bytes())
     found = chunks(bytes(data))
-    offset, length, t0, t1 = found[len(found) // 2]
+    offset, _, t0, t1 = found[len(found) // 2]
     data[offset + 60:offset + 160] = bytes(100)  # inside the compressed records
     storage_file(bag).write_bytes(bytes(data))
     intact = {i for i in range(N) if not t0 <= T0 + i * DT <= t1}

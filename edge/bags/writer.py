@@ -132,11 +132,17 @@ def _owner_alive(staging: Path) -> bool:
 
 
 def remove_stale_staging(path: Path) -> list[Path]:
-    """Remove the staging folders that killed writers of ``path`` left; returns them."""
+    """Remove the staging folders that killed writers of ``path`` left; returns them.
+
+    Raises FileExistsError while another writer (alive) is writing ``path``.
+    """
     removed = []
     for staging in sorted(path.parent.glob(f".{path.name}.*{_STAGING_SUFFIX}")):
-        if not staging.is_dir() or _owner_alive(staging):
+        if not staging.is_dir():
             continue
+        if _owner_alive(staging):
+            raise FileExistsError(f"bag {path} is being written by another writer (staging "
+                                  f"folder {staging.name}); wait for it or choose another path")
         size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
         shutil.rmtree(staging, ignore_errors=True)
         log.warning("removed %s (%d bytes): the unfinished bag of an earlier run of %s that was "
