@@ -25,6 +25,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag1 import ReaderError as Reader1Error
 from rosbags.rosbag2 import ReaderError as Reader2Error
 
+from edge.bags.bag import resolve_bag_path
 from edge.bags.messages import (
     IMAGE_TYPES,
     BagImage,
@@ -67,8 +68,12 @@ def _open_reader(bag_path: str | Path) -> AnyReader:
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
     if path.is_dir() and not (path / "metadata.yaml").exists():
-        raise ValueError(f"{path} is not a readable rosbag2 folder: it has no metadata.yaml "
-                         "(an interrupted recording can be repaired with `ros2 bag reindex`)")
+        bag = resolve_bag_path(path)  # raises, saying what is there, if it is not a bag at all
+        if bag != path:
+            raise ValueError(f"{path} is a synthetic dive folder; its bag is {bag}")
+        raise ValueError(f"{path} is not a readable rosbag2 folder: it has storage files but no "
+                         "metadata.yaml (an interrupted recording: `ros2 bag reindex` repairs "
+                         "it, and `uwstego replay`/`play` read it as it is)")
     if path.is_file() and path.suffix != ".bag":
         raise ValueError(f"{path} is a file; pass the rosbag2 folder that holds it and its "
                          "metadata.yaml")
