@@ -229,3 +229,21 @@ def test_missing_metadata_and_storage_only(original: Path, tmp_path: Path) -> No
     assert opened.topics[RAW] == IMAGE_TYPE and opened.counts == {RAW: N, INFO: N}
     assert len(list(opened.images(RAW))) == N
     assert any("metadata.yaml is missing" in d for d in opened.damage)
+
+
+def test_training_reads_past_the_same_damage_and_reports_it(original: Path,
+                                                           tmp_path: Path) -> None:
+    from training.data.sources import ReadReport, RosBag
+
+    bag, store, data = damaged(original, tmp_path)
+    offset, length, t0, t1 = chunks(bytes(data))[1]
+    data[offset:offset + length] = bytes(length)
+    store.write_bytes(bytes(data))
+    report = ReadReport()
+    got = {(f.ref.t_ns - T0) // DT for f in RosBag(bag).frames(report)}
+    intact = {i for i in range(N) if not t0 <= T0 + i * DT <= t1}
+    print(f"DAMAGE training source, chunk 2 zeroed: intact {len(intact)} read {len(got)} of {N}")
+    assert got == intact and report.seen == len(intact)
+    reasons = [e["reason"] for e in report.skipped]
+    assert any(f"{RAW}: the index lists {N} messages, {len(intact)} were read" in r
+               for r in reasons), reasons

@@ -204,8 +204,9 @@ class SalvageReader:
 
     def messages(self, topics: set[str] | None = None, start_ns: int | None = None,
                  stop_ns: int | None = None) -> Iterator[RawMessage]:
-        """Every readable message (of ``topics``, if given) with log time in [start, stop)."""
-        self.damage = []
+        """Every readable message (of ``topics``, if given) with log time in [start, stop).
+
+        What is found damaged is added to :attr:`damage` (once, however often it is read)."""
         for path in self.files:
             try:
                 with path.open("rb") as f:
@@ -413,10 +414,9 @@ class SalvageReader:
                 if length < 0 or pos + 9 + length > size or op not in (
                         _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
                     raise _Broken("not a schema, channel or message record")
-                for msg in self._record(op, _Cursor(data, pos + 9, pos + 9 + length), schemas,
-                                        channels, topics):
-                    count += 1
-                    yield msg
+                yield from self._record(op, _Cursor(data, pos + 9, pos + 9 + length), schemas,
+                                        channels, topics)
+                count += op == _OP_MESSAGE
                 pos += 9 + length
                 continue
             except (_Broken, struct.error) as exc:
