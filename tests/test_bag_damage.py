@@ -229,6 +229,7 @@ def test_missing_metadata_and_storage_only(original: Path, tmp_path: Path) -> No
     assert opened.topics[RAW] == IMAGE_TYPE and opened.counts == {RAW: N, INFO: N}
     assert len(list(opened.images(RAW))) == N
     assert any("metadata.yaml is missing" in d for d in opened.damage)
+    assert "the metadata was taken from the copy inside the MCAP file" in opened.damage
 
 
 def test_training_reads_past_the_same_damage_and_reports_it(original: Path,

@@ -238,6 +238,16 @@ def test_synth_dive_folder_is_a_bag_whose_labels_are_not_the_camera(synth_dive: 
     assert list(camera_topics(bag)) == [IMAGE_TOPIC]  # what play --wait-for-subscribers awaits
 
 
+def test_label_mark_survives_a_lost_metadata_yaml(synth_dive: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(synth_dive / "bag", tmp_path / "bag")
+    (tmp_path / "bag" / "metadata.yaml").unlink()
+    bag = open_bag(tmp_path / "bag")  # the MCAP file's own copy of the metadata
+    assert bag.label_topics == (LABELS_GT_TOPIC,) and bag.counts[LABELS_GT_TOPIC] == 6
+    assert list(camera_topics(bag)) == [IMAGE_TOPIC]
+
+
 def test_not_a_bag_says_what_is_there(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()

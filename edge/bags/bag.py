@@ -130,6 +130,7 @@ class Bag:
         if self.storage == "unknown":
             self.storage = "mcap" if self.reader.files[0].suffix == ".mcap" else "sqlite3"
         found = self.reader.topics() if not self.topics else {}
+        self._recover_metadata()
         self._note(self.reader.damage)
         for topic, msgtype in found.items():
             self.topics.setdefault(topic, msgtype)
@@ -158,33 +159,50 @@ class Bag:
                         "storage files are read without it"])
             return []
         try:
-            info = _metadata(meta_path)
-            topics = info.get("topics_with_message_count") or []
-            counts: dict[str, int] = {}
-            for item in topics:
-                t = item["topic_metadata"]
-                self.topics[str(t["name"])] = str(t["type"])
-                counts[str(t["name"])] = counts.get(str(t["name"]), 0) + int(item["message_count"])
-                qos = t.get("offered_qos_profiles", "")
-                self.qos_profiles[str(t["name"])] = qos if isinstance(qos, str) else \
-                    yaml.safe_dump(qos)
-            self.counts = counts
-            self.storage = str(info.get("storage_identifier") or "unknown")
-            if info.get("compression_mode") == "message":
-                self._message_compression = str(info.get("compression_format") or "zstd")
-            custom = info.get("custom_data") or {}
-            self.label_topics = tuple(t for t in str(custom.get(LABEL_TOPICS_KEY, "")).split(",")
-                                      if t)
-            if int(info.get("message_count") or 0):
-                self.start_ns = int(info["starting_time"]["nanoseconds_since_epoch"])
-                self.duration_ns = int(info["duration"]["nanoseconds"])
-            return [str(p) for p in info.get("relative_file_paths") or []]
+            return self._apply(_metadata(meta_path))
         except (yaml.YAMLError, KeyError, TypeError, ValueError, OSError) as exc:
             text = " ".join(str(exc).split())
             self._note([f"metadata.yaml cannot be read ({type(exc).__name__}: {text}); the "
                         "storage files are read without it"])
             self.topics, self.counts, self.qos_profiles = {}, None, {}
             return []
+
+    def _apply(self, info: dict[str, Any]) -> list[str]:
+        """Take what a rosbag2_bagfile_information says; returns the storage files it lists."""
+        counts: dict[str, int] = {}
+        for item in info.get("topics_with_message_count") or []:
+            t = item["topic_metadata"]
+            name = str(t["name"])
+            self.topics[name] = str(t["type"])
+            counts[name] = counts.get(name, 0) + int(item["message_count"])
+            qos = t.get("offered_qos_profiles", "")
+            self.qos_profiles[name] = qos if isinstance(qos, str) else yaml.safe_dump(qos)
+        self.counts = counts
+        self.storage = str(info.get("storage_identifier") or "unknown")
+        if info.get("compression_mode") == "message":
+            self._message_compression = str(info.get("compression_format") or "zstd")
+        custom = info.get("custom_data") or {}
+        self.label_topics = tuple(t for t in str(custom.get(LABEL_TOPICS_KEY, "")).split(",")
+                                  if t)
+        if int(info.get("message_count") or 0):
+            self.start_ns = int(info["starting_time"]["nanoseconds_since_epoch"])
+            self.duration_ns = int(info["duration"]["nanoseconds"])
+        return [str(p) for p in info.get("relative_file_paths") or []]
+
+    def _recover_metadata(self) -> None:
+        """Without a readable metadata.yaml, the copy an MCAP file keeps of it (rosbag2 and
+        rosbags write one when they close the file) supplies counts, QoS and label marks."""
+        text = self.reader.serialized_metadata
+        if self.topics or not text:
+            return
+        try:
+            info = yaml.safe_load(text)
+            self._apply(info if isinstance(info, dict) else {})
+        except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+            self.topics, self.counts, self.qos_profiles = {}, None, {}
+            log.warning("%s: the MCAP copy of the metadata is unreadable too (%s)", self.path, exc)
+            return
+        self._note(["the metadata was taken from the copy inside the MCAP file"])
 
     def _storage_files(self, listed: list[str]) -> list[Path]:
         if self.path.is_file():

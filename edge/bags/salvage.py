@@ -44,6 +44,8 @@ MCAP_MAGIC = b"\x89MCAP0\r\n"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 0x02, 0x03, 0x04, 0x05, 0x06
 _OP_CHUNK_INDEX, _OP_STATISTICS, _OP_DATA_END = 0x08, 0x0B, 0x0F
+_OP_METADATA, _OP_METADATA_INDEX = 0x0C, 0x0D
+ROSBAG2_METADATA = "rosbag2"  # the MCAP metadata record holding a copy of metadata.yaml
 _OP_MAX = 0x10  # opcodes 0x01..0x10 are defined by MCAP v0
 _FOOTER_SIZE = 1 + 8 + 8 + 8 + 4
 _MESSAGE_HEAD = 2 + 4 + 8 + 8
@@ -158,6 +160,8 @@ class SalvageReader:
         self.files = files
         self.damage: list[str] = []
         self.qos: dict[str, str] = {}
+        # rosbag2_bagfile_information as YAML, from the MCAP file's own copy (where found)
+        self.serialized_metadata: str | None = None
         self._topics: dict[str, str] = {}
         self._logged: set[str] = set()
         self._indexes: dict[Path, _McapIndex | None] = {}
@@ -281,6 +285,13 @@ class SalvageReader:
                 elif op == _OP_CHUNK_INDEX:
                     t0, t1, offset, length = rec.u64(), rec.u64(), rec.u64(), rec.u64()
                     index.chunks.append(_ChunkRef(offset, length, t0, t1))
+                elif op == _OP_METADATA_INDEX:
+                    offset, _ = rec.u64(), rec.u64()
+                    if rec.string() == ROSBAG2_METADATA and offset + 9 <= len(buf):
+                        with contextlib.suppress(_Broken, struct.error):
+                            length = struct.unpack_from("<Q", buf, offset + 1)[0]
+                            if buf[offset] == _OP_METADATA:
+                                self._metadata(_Cursor(buf, offset + 9, offset + 9 + length))
                 elif op == _OP_STATISTICS:
                     rec.take(8 + 2 + 4 + 4 + 4 + 4 + 8 + 8)
                     length = rec.u32()
@@ -365,6 +376,8 @@ class SalvageReader:
                                              channels, topics)
                 elif op in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
                     yield from self._record(op, body, schemas, channels, topics)
+                elif op == _OP_METADATA:
+                    self._metadata(body)
                 pos += 9 + length
                 continue
             except (_Broken, struct.error) as exc:
@@ -377,6 +390,12 @@ class SalvageReader:
             self._damaged(path, f"record at byte {pos}: {reason}; {found - pos} bytes skipped, "
                                 f"reading on at byte {found}")
             pos = found
+
+    def _metadata(self, rec: _Cursor) -> None:
+        if rec.string() == ROSBAG2_METADATA:
+            text = rec.strings().get("serialized_metadata")
+            if text:
+                self.serialized_metadata = text
 
     def _cut_chunk(self, path: Path, buf: mmap.mmap | bytes, pos: int, length: int,
                    schemas: dict[int, str], channels: dict[int, tuple[str, str]],
