@@ -127,6 +127,7 @@ class Bag:
             return
         files = self._read_metadata()
         self.reader = SalvageReader(self._storage_files(files))
+        self.reader.hints = [(t, m, (self.counts or {}).get(t, -1)) for t, m in self.topics.items()]
         if self.storage == "unknown":
             self.storage = "mcap" if self.reader.files[0].suffix == ".mcap" else "sqlite3"
         found = self.reader.topics() if not self.topics else {}
