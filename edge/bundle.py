@@ -30,6 +30,7 @@ from edge.contract import (
     map_shape,
 )
 from edge.enhance import EnhanceSettings
+from edge.image_size import Size
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -39,31 +40,6 @@ ENGINE_DIR = "engines"
 
 class BundleError(ValueError):
     """A bundle that is missing, partial, damaged or from an incompatible version."""
-
-
-@dataclass(frozen=True)
-class Size:
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"size must be positive, got {self.width}x{self.height}")
-
-    @classmethod
-    def parse(cls, text: str) -> Size:
-        """``"1280x720"`` (width x height)."""
-        try:
-            w, h = text.lower().split("x")
-            return cls(int(w), int(h))
-        except ValueError as exc:
-            raise ValueError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from exc
-
-    def __str__(self) -> str:
-        return f"{self.width}x{self.height}"
-
-    def to_dict(self) -> dict[str, int]:
-        return {"width": self.width, "height": self.height}
 
 
 @dataclass(frozen=True)
@@ -90,7 +66,6 @@ class BundleMeta:
         return len(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
-        w, h = self.camera.width, self.camera.height
         return {
             "schema_version": SCHEMA_VERSION,
             "camera": self.camera.to_dict(),
@@ -105,10 +80,10 @@ class BundleMeta:
             "model": {
                 "file": MODEL_FILE,
                 "opset": self.opset,
-                "inputs": {GRAPH_IMAGE: ["uint8", list(image_shape(w, h))],
+                "inputs": {GRAPH_IMAGE: ["uint8", list(image_shape(self.camera))],
                            GRAPH_ENHANCE: ["float32", list(ENHANCE_SHAPE)]},
-                "outputs": {GRAPH_LABELS: ["uint8", list(map_shape(w, h))],
-                            GRAPH_CONFIDENCE: ["float32", list(map_shape(w, h))]},
+                "outputs": {GRAPH_LABELS: ["uint8", list(map_shape(self.camera))],
+                            GRAPH_CONFIDENCE: ["float32", list(map_shape(self.camera))]},
             },
             "provenance": dict(self.provenance),
             "validation": dict(self.validation),
@@ -117,8 +92,8 @@ class BundleMeta:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BundleMeta:
         return cls(
-            camera=Size(**data["camera"]),
-            network=Size(**data["network"]),
+            camera=Size.from_dict(data["camera"]),
+            network=Size.from_dict(data["network"]),
             patch_size=int(data["patch_size"]),
             classes=classes_from_list(data["classes"]),
             enhancement=EnhanceSettings.from_dict(data["enhancement"]),

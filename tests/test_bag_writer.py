@@ -183,7 +183,7 @@ def test_replay_into_either_storage_keeps_real_qos(tmp_path: Path, bundle: Path,
     out = tmp_path / "out"
     result = replay(bag, bundle, ReplaySettings(backend="onnxruntime", storage=target,
                                                 progress=False), out_bag=out)
-    assert result.summary["frames"]["processed"] == 3
+    assert result.summary.frames.processed == 3
     with AnyReader([out], default_typestore=typestore()) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
         qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
@@ -271,7 +271,7 @@ def test_replay_and_play_take_a_synth_dive_folder(synth_dive: Path, bundle: Path
     from edge.replay.source import FrameSource, choose_topic
 
     result = replay(synth_dive, bundle, ReplaySettings(backend="onnxruntime", progress=False))
-    assert result.summary["topic"] == IMAGE_TOPIC and result.summary["frames"]["processed"] == 6
+    assert result.summary.topic == IMAGE_TOPIC and result.summary.frames.processed == 6
     source = FrameSource(synth_dive)
     assert choose_topic(source.topics, None, source.bag) == IMAGE_TOPIC
 

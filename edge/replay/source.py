@@ -17,7 +17,6 @@ import numpy as np
 from edge.bags import (
     Bag,
     BagImage,
-    BagWriter,
     RawMessage,
     ReadStats,
     camera_info_topic,
@@ -71,13 +70,14 @@ class FrameSource:
         """:meth:`read` without companions: the frames alone."""
         return self.source.images(topic, every, stats)
 
-    def output_writer(self, out_bag: Path, storage: str, namespace: str) -> BagWriter:
-        """The writer of a replay's output bag: copied topics offer the QoS they were recorded
-        with, the node's topics (under ``namespace``) the QoS the node publishes them with."""
+    def output_qos(self, namespace: str) -> dict[str, Any]:
+        """The ``offered_qos`` of a replay's output bag (:class:`edge.bags.BagWriter`): copied
+        topics offer the QoS they were recorded with, the node's topics (under ``namespace``)
+        the QoS the node publishes them with."""
         offered: dict[str, Any] = dict(self.source.qos_profiles)
         offered[namespace.rstrip("/") + "/"] = [qos_profile(OUTPUT_QOS.reliability,
                                                             OUTPUT_QOS.depth)]
-        return BagWriter(out_bag, storage=storage, offered_qos=offered)
+        return offered
 
 
 def labels_from_image(rgb: np.ndarray) -> np.ndarray:

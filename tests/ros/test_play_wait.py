@@ -7,6 +7,7 @@ import time
 
 import pytest
 from sensor_msgs.msg import Image
+
 from test_play_e2e import GT, RAW, spin_while_playing, start_play, write_dive
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
