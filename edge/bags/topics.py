@@ -8,7 +8,9 @@ included: naming it is the user's choice). Without one, only camera image topics
 * never a topic named like labels (``label``, ``_gt``, ``ground_truth``, ``mask`` ...);
 * never an Image topic whose frames are not camera pictures: single-channel 16-bit, integer or
   float encodings (depth, range, label ids), or mono8 frames with so few grey levels that they
-  are label images (at most :data:`LABEL_LEVELS` distinct values in the first frame).
+  are label images (at most :data:`LABEL_LEVELS` distinct values in the first frame), unless
+  the topic is named as the camera (``edge.contract.PREFERRED_CAMERA_TOPICS``): frames there
+  that cannot be used are skipped and counted, as on any camera topic.
 
 An Image topic and its ``/compressed`` sibling are one camera (the raw one is taken). If more
 than one camera remains, the choice stops with a message listing them.
@@ -30,6 +32,7 @@ from edge.bags.messages import (
     describe_topics,
     typestore,
 )
+from edge.contract import PREFERRED_CAMERA_TOPICS
 
 if TYPE_CHECKING:
     from edge.bags.bag import Bag
@@ -56,7 +59,7 @@ def why_not_camera(bag: Bag, topic: str) -> str | None:
         return "marked as ground truth in the bag"
     if label_like_name(topic):
         return "named like a label topic"
-    if msgtype == IMAGE_TYPE:
+    if msgtype == IMAGE_TYPE and topic not in PREFERRED_CAMERA_TOPICS:
         first = bag.first_message(topic)
         if first is not None:
             try:
