@@ -5,6 +5,8 @@ Layout::
     BUNDLE/
       bundle.json     schema version, sizes, classes, enhancement, provenance, sha256 of files
       model.onnx      the fused graph (see docs/ARCHITECTURE.md for its inputs and outputs)
+      model_int8.onnx optional: the same graph with INT8 QDQ nodes (``export-trt --int8``),
+                      listed in bundle.json's files like every other file
       engines/        TensorRT plans built on the target (a cache: not checksummed)
 """
 
@@ -35,6 +37,7 @@ from edge.image_size import Size
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
+INT8_MODEL_FILE = "model_int8.onnx"
 ENGINE_DIR = "engines"
 
 
@@ -121,6 +124,22 @@ class Bundle:
     @property
     def model_sha256(self) -> str:
         return self.checksums[MODEL_FILE]
+
+    def graph_file(self, precision: str) -> str:
+        """The bundle file a runtime at ``precision`` loads: the INT8 QDQ graph for ``int8``,
+        the FP32 graph otherwise (FP16 engines are built from it)."""
+        if precision != "int8":
+            return MODEL_FILE
+        if INT8_MODEL_FILE not in self.checksums:
+            raise BundleError(f"bundle {self.path} has no INT8 graph ({INT8_MODEL_FILE}): "
+                              "re-export it with export-trt --int8")
+        return INT8_MODEL_FILE
+
+    def graph_path(self, precision: str) -> Path:
+        return self.path / self.graph_file(precision)
+
+    def graph_sha256(self, precision: str) -> str:
+        return self.checksums[self.graph_file(precision)]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -42,7 +42,8 @@ class OnnxRuntimeBackend:
     the providers granted after construction are checked and reported in :meth:`describe`.
     """
 
-    def __init__(self, bundle: Bundle, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, bundle: Bundle, device: str = "cpu", threads: int = 0,
+                 precision: str = "fp32") -> None:
         import onnxruntime as ort
 
         if device not in _PROVIDERS:
@@ -52,10 +53,14 @@ class OnnxRuntimeBackend:
         if wanted[0] not in available:
             raise BackendUnavailable(f"{wanted[0]} not in this onnxruntime build "
                                      f"(available: {', '.join(available)})")
+        # A missing INT8 graph is a BundleError, not BackendUnavailable: `auto` must not fall
+        # through to a backend that would silently run another precision.
+        self.model_path = bundle.graph_path(precision)
+        self.precision = precision
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(bundle.model_path), sess_options=opts,
+        self.session = ort.InferenceSession(str(self.model_path), sess_options=opts,
                                             providers=wanted)
         self.providers = self.session.get_providers()
         if wanted[0] not in self.providers:
@@ -66,7 +71,7 @@ class OnnxRuntimeBackend:
         self._bundle = bundle
         self._check_io(bundle)
         log.info("%s: session on %s for %s", self.name, ", ".join(self.providers),
-                 bundle.model_path)
+                 self.model_path)
 
     def _check_io(self, bundle: Bundle) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -74,13 +79,13 @@ class OnnxRuntimeBackend:
         missing = ([n for n in GRAPH_INPUTS if n not in inputs]
                    + [n for n in GRAPH_OUTPUTS if n not in outputs])
         if missing:
-            raise BundleError(f"{bundle.model_path}: graph lacks {missing}; it has inputs "
+            raise BundleError(f"{self.model_path}: graph lacks {missing}; it has inputs "
                               f"{sorted(inputs)} and outputs {sorted(outputs)}")
         cam = bundle.meta.camera
         expected = [1, cam.height, cam.width, 3]
         shape = list(inputs[GRAPH_IMAGE].shape)
         if shape != expected:
-            raise BundleError(f"{bundle.model_path}: input 'image' has shape {shape}, "
+            raise BundleError(f"{self.model_path}: input 'image' has shape {shape}, "
                               f"bundle.json says camera {cam} -> {expected}")
         self._in_dtypes = {n: _dtype(inputs[n].type, f"input {n!r}") for n in GRAPH_INPUTS}
         self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in GRAPH_OUTPUTS}
@@ -102,8 +107,9 @@ class OnnxRuntimeBackend:
             "backend": self.name,
             "runtime": f"onnxruntime {self._ort_version}",
             "providers": list(self.providers),
-            "model": str(self._bundle.model_path),
-            "model_sha256": self._bundle.model_sha256,
+            "model": str(self.model_path),
+            "model_sha256": self._bundle.graph_sha256(self.precision),
+            "precision": "int8" if self.precision == "int8" else "fp32",
             "output_dtypes": {n: str(d) for n, d in self._out_dtypes.items()},
         }
 

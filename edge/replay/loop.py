@@ -123,7 +123,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         if staging is not None:
             staging.chmod(0o755)  # a report is for sharing; the staging folder starts private
         writer = FrameWriter(models, topic, out_bag=out_bag, storage=s.storage,
-                             namespace=s.namespace,
+                             namespace=s.namespace, offered_qos=source.output_qos(s.namespace),
                              video=staging, fps=fps, overlay_alpha=s.overlay_alpha,
                              with_truth=truth is not None, bag_overlay=s.bag_overlay,
                              bag_confidence=s.bag_confidence,

@@ -9,8 +9,9 @@ finished, before anything else (the summary, the report) is written.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from edge.bags import BagWriter
 from edge.replay.models import ReplayModel
@@ -24,6 +25,7 @@ class FrameWriter:
     def __init__(self, models: Sequence[ReplayModel], input_topic: str, *,
                  out_bag: Path | None, storage: str, namespace: str, video: Path | None,
                  fps: float, overlay_alpha: float, with_truth: bool,
+                 offered_qos: Mapping[str, Any] | None = None,
                  bag_overlay: str = "jpeg", bag_confidence: str = "mono16",
                  labels: Sequence[str] | None = None) -> None:
         """``video``: the folder the overlay video goes into (None: no video); ``labels``: the
@@ -35,6 +37,7 @@ class FrameWriter:
         self.labels = list(labels) if labels else [m.role for m in self.models]
         self.video_folder, self.fps, self.overlay_alpha = video, fps, overlay_alpha
         self.with_truth = with_truth
+        self.offered_qos = offered_qos  # per-topic QoS profiles for the output bag
         self.frames: list[tuple[int, int, int]] = []  # per processed frame: index, log time, stamp
         self.truth_missing = 0  # processed frames without ground truth
         self.video_frames = 0
@@ -48,7 +51,8 @@ class FrameWriter:
         """The outputs, open for the block (on the thread that writes them)."""
         with contextlib.ExitStack() as stack:
             if self.out_bag is not None:
-                bag = stack.enter_context(BagWriter(self.out_bag, storage=self.storage))
+                bag = stack.enter_context(BagWriter(self.out_bag, storage=self.storage,
+                                                    offered_qos=self.offered_qos))
                 self._topics = OutputTopics(bag, self.input_topic,
                                             [(m.role, m.class_names) for m in self.models],
                                             namespace=self.namespace, overlay=self.bag_overlay,

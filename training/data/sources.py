@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edge.bags import ReadStats, iter_bag_images, list_image_topics
+from edge.bags import ReadStats, choose_camera_topic, open_bag
 from edge.rosimage import ImageDecodeError, decode_compressed
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,11 @@ class VideoFile:
 
 @dataclass(frozen=True)
 class RosBag:
-    """Image topics of a rosbag2 folder (MCAP or sqlite3); ``topic=None`` means all of them."""
+    """The camera topic of a bag (MCAP or sqlite3, or a synth dive folder's ``bag/``), read
+    through :func:`edge.bags.open_bag`: past damage, which is reported per topic.
+
+    ``topic=None`` takes the bag's camera topic by the rule of :mod:`edge.bags.topics` (never
+    ground truth; several cameras stop with a message listing them)."""
 
     path: Path
     topic: str | None = None
@@ -224,38 +228,29 @@ class RosBag:
         object.__setattr__(self, "path", Path(self.path).resolve())
         Sampler(self.stride, self.rate_hz)
 
-    def topics(self) -> list[str]:
-        return [self.topic] if self.topic else sorted(list_image_topics(self.path))
-
     def frames(self, report: ReadReport) -> Iterator[Frame]:
         try:
-            topics = self.topics()
-        except Exception as exc:  # rosbags raises its own types for damaged metadata/storage
+            bag = open_bag(self.path)
+        except (OSError, ValueError) as exc:
             report.seen += 1
             report.skip(str(self.path), f"unreadable bag: {exc}")
             return
-        if not topics:
+        if not bag.image_topics:
             report.skip(str(self.path), "the bag has no sensor_msgs Image or CompressedImage "
                                         "topic")
-        for topic in topics:
-            yield from self._topic_frames(topic, report)
-
-    def _topic_frames(self, topic: str, report: ReadReport) -> Iterator[Frame]:
+            return
+        topic = choose_camera_topic(bag, self.topic)
         stats = ReadStats()
         sampler = Sampler(self.stride, self.rate_hz)
-        count = 0
-        try:
-            for msg in iter_bag_images(self.path, topic, stats=stats):
-                report.seen += 1
-                keep = sampler.keep(count, msg.t_ns / 1e9)
-                count += 1
-                yield Frame(FrameRef("bag", str(self.path), msg.index, topic, msg.t_ns),
-                            msg.rgb, keep)
-        except Exception as exc:  # damaged storage: keep what was read, report the rest
-            report.skip(f"{self.path}#{topic}", f"reading stopped after {count} frames: {exc}")
+        for count, msg in enumerate(bag.images(topic, stats=stats)):
+            report.seen += 1
+            keep = sampler.keep(count, msg.t_ns / 1e9)
+            yield Frame(FrameRef("bag", str(bag.path), msg.index, topic, msg.t_ns), msg.rgb, keep)
         report.seen += stats.skipped
         for reason, n in sorted(stats.reasons.items()):
-            report.skip(f"{self.path}#{topic}", f"{n} frame(s): {reason}")
+            report.skip(f"{bag.path}#{topic}", f"{n} frame(s): {reason}")
+        for problem in bag.damage:
+            report.skip(f"{bag.path}#{topic}", f"damaged bag: {problem}")
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "bag", "path": str(self.path), "topic": self.topic,
@@ -336,7 +331,7 @@ def read_frame(ref: FrameRef) -> np.ndarray:
     if ref.kind == "bag":
         if ref.topic is None or ref.t_ns is None:
             raise ValueError(f"bag frame reference without topic or time: {ref}")
-        for msg in iter_bag_images(path, ref.topic, start_ns=ref.t_ns, stop_ns=ref.t_ns + 1):
+        for msg in open_bag(path).images(ref.topic, start_ns=ref.t_ns, stop_ns=ref.t_ns + 1):
             return msg.rgb
         raise ValueError(f"{path}: no {ref.topic} frame at t={ref.t_ns} ns any more")
     raise ValueError(f"unknown frame kind {ref.kind!r}")

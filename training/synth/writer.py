@@ -179,7 +179,10 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
     bag_finished = not need_bag
     try:
         with ExitStack() as stack:
-            writer = stack.enter_context(BagWriter(bag_dir, storage)) if need_bag else None
+            # The label topic is marked in the bag, so that no reader takes it for the camera.
+            writer = stack.enter_context(BagWriter(bag_dir, storage,
+                                                   label_topics=(LABELS_GT_TOPIC,))) \
+                if need_bag else None
             if writer is not None:  # the report names the ground truth's classes from these
                 store_class_names(writer, {LABELS_GT_TOPIC: CLASS_NAMES})
             log_file: TextIO | None = (stack.enter_context(frames_log.open("a"))
