@@ -222,3 +222,25 @@ def test_the_report_plays_in_a_real_browser(compare_report, tmp_path):
     assert any("missing.png" in p and "404" in p for p in problems), problems
     assert any("nosuch" in p for p in problems), problems
     json.dumps(problems)  # plain strings, for the assertion message
+
+
+def test_model_names_prefer_the_bundles_own_name_and_stay_distinct():
+    from edge.replay.summary import BundleDoc, model_labels
+
+    def doc(path: str, name: str = "") -> BundleDoc:
+        return BundleDoc(path=path, model_sha256="0" * 64, classes=("a",),
+                         class_colors=((0, 0, 0),), backend={}, name=name)
+
+    assert doc("/x/reef-a").label == "reef-a"
+    assert doc("/x/bundle", name="reef 2026-11").label == "reef 2026-11"
+    assert model_labels([doc("/a/bundle"), doc("/b/bundle"), doc("/c/other")]) == [
+        "bundle (1)", "bundle (2)", "other"]
+
+
+def test_the_browser_test_says_why_it_skips(monkeypatch):
+    import tests.support.browser as browser
+
+    monkeypatch.setattr(browser, "CHROMIUM_CANDIDATES", ())
+    monkeypatch.setenv("UWSTEGO_CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(browser.shutil, "which", lambda _: None)
+    assert "chromium is not installed" in browser.why_no_browser()
