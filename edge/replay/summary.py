@@ -14,7 +14,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,7 +61,7 @@ class BundleDoc:
         return self.name or Path(self.path).name
 
 
-def model_labels(bundles: typing.Sequence[BundleDoc]) -> list[str]:
+def model_labels(bundles: Sequence[BundleDoc]) -> list[str]:
     """The models' names in the report and video: each bundle's :attr:`BundleDoc.label`, with
     its position added where two bundles share a name."""
     labels = [b.label for b in bundles]
