@@ -21,6 +21,9 @@ GRAPH_OUTPUTS = (GRAPH_LABELS, GRAPH_CONFIDENCE)
 # The graph-stage enhancement parameters [c_r, c_b, g_r, g_g, g_b] (edge/enhance.py).
 ENHANCE_PARAMS = 5
 ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
+# ONNX metadata_props key under which export records the number of centroids baked into the graph
+# (the loader checks bundle.json's classes against it).
+GRAPH_CLASSES_KEY = "uwstego.num_classes"
 
 
 def image_shape(width: int, height: int) -> tuple[int, int, int, int]:
