@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from edge import __version__
@@ -59,6 +59,28 @@ def configure_logging(verbose: bool) -> None:
     )
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for the user: an OSError as ``PATH: cause``, anything else as its message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+        return f"{' -> '.join(paths) or 'a file'}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
+                ) -> int:
+    """Run a sub-command; bad input, failed checks and file-system errors (a full disk) end in
+    one line naming the problem (with the traceback too under ``-v``), not a traceback."""
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        log.error("%s", describe_error(exc), exc_info=getattr(args, "verbose", False))
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,15 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        log.warning("interrupted")
-        return 130
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        # Bad input is reported in one line naming the problem, not as a traceback.
-        log.error("%s", exc)
-        return 1
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

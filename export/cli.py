@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.cli import configure_logging
+from edge.cli import configure_logging, run_command
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        log.warning("interrupted")
-        return 130
-    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as exc:
-        # Bad input and failed checks are one line naming the problem, not a traceback.
-        log.error("%s", exc, exc_info=args.verbose)
-        return 1
+    return run_command(run, args)
 
 
 if __name__ == "__main__":
