@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import atomic_dir, write_json_atomic
+from edge.atomic import atomic_dir, recover_dir, write_json_atomic
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
 from edge.contract import (
     ENHANCE_SHAPE,
@@ -282,6 +282,13 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     symlink out): all of them are checked before any file is opened or hashed.
     """
     path = Path(path)
+    try:
+        # A write killed between the two renames of atomic_dir's fallback; stale copies are
+        # left to the next write, as they may belong to one in progress.
+        recover_dir(path, remove_stale=False)
+    except OSError as exc:
+        log.warning("%s: could not put back an interrupted write's previous bundle (%s)", path,
+                    exc)
     if not path.is_dir():
         raise BundleError(f"bundle {path} does not exist or is not a folder")
     doc_path = path / BUNDLE_FILE
