@@ -19,9 +19,22 @@ COMMAND_GROUP = "uwstego.commands"
 log = logging.getLogger(__name__)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help unless the help already says its default, or
+    there is nothing to say (flags, and None, whose meaning the help text must spell out)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        # Identity checks: a default of 0 is worth printing, None and False are not.
+        if ("default" in text or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="uwstego",
+        prog="uwstego", formatter_class=HelpFormatter,
         description="Unsupervised underwater segmentation: synth, train, export, replay.",
     )
     parser.add_argument("--version", action="version", version=f"uwstego {__version__}")
@@ -51,12 +64,19 @@ def _register_unavailable(subparsers: argparse._SubParsersAction, name: str,
     sub.set_defaults(func=fail)
 
 
+# Libraries whose debug output (font searches, PNG chunks, HTTP) would bury ours under -v.
+QUIET_LIBRARIES = ("matplotlib", "PIL", "urllib3", "fsspec", "h5py", "asyncio", "tensorboard",
+                   "numba", "filelock")
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def describe_error(exc: BaseException) -> str:

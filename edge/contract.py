@@ -46,6 +46,11 @@ COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 LABELS_GT_TOPIC = "/camera/labels_gt"
 PREFERRED_CAMERA_TOPICS = (IMAGE_TOPIC, COMPRESSED_TOPIC)
+# The layout `uwstego synth` writes: dive.json marks the folder; camera frames are in images/
+# (labels/ and range/ beside them are ground truth) and/or a rosbag2 in bag/.
+SYNTH_DIVE_FILE = "dive.json"
+SYNTH_IMAGES_DIR = "images"
+SYNTH_BAG_DIR = "bag"
 
 # --- The vehicle node -------------------------------------------------------------------------
 NODE_NAME = "uwstego_segmentation"

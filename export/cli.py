@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.cli import configure_logging, run_command
+from edge.cli import HelpFormatter, configure_logging, run_command
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """``uwstego export``: the same command under the ``uwstego`` dispatcher."""
     p = subparsers.add_parser("export", help="export a trained model to a deploy bundle",
-                              description=__doc__)
+                              description=__doc__, formatter_class=HelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="export-trt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="export-trt", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_arguments(parser)
     args = parser.parse_args(argv)
