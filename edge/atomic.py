@@ -40,14 +40,34 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+# Less free space than this after a failed write means the disk is what failed it.
+_FULL_BELOW_BYTES = 1 << 20
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+    return stat.f_bavail * stat.f_frsize < _FULL_BELOW_BYTES
+
+
 @contextlib.contextmanager
 def _naming(path: Path) -> Iterator[None]:
-    """Give an OSError raised without a file name (a write() that hit a full disk) ``path``."""
+    """Give an OSError raised without a file name (a write() that hit a full disk) ``path``.
+
+    Writers that wrap the OSError in their own exception (torch.save raises RuntimeError
+    "file write failed") get it back as ENOSPC on ``path`` when the disk is indeed full.
+    """
     try:
         yield
     except OSError as exc:
         if exc.filename is None:
             exc.filename = str(path)
+        raise
+    except RuntimeError as exc:
+        if _disk_full(path.parent if path.parent.exists() else Path.cwd()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         raise
 
 

@@ -132,21 +132,20 @@ class BundleMeta:
         if model.get("file", MODEL_FILE) != MODEL_FILE:
             raise ValueError(f"field 'model.file': {model['file']!r}, expected {MODEL_FILE!r}")
         _check_declared_io(model, camera)
+        fields = dict(
+            camera=camera,
+            network=_field(data, "network", _size),
+            patch_size=patch,
+            classes=classes,
+            enhancement=_field(data, "enhancement", EnhanceSettings.from_dict),
+            backbone=_field(data, "backbone", _text),
+            provenance=dict(_field({"provenance": {}, **data}, "provenance", _mapping)),
+            validation=dict(_field({"validation": {}, **data}, "validation", _mapping)),
+            opset=_field(model, "opset", _positive_int, "model.opset"),
+        )
         try:
-            return cls(
-                camera=camera,
-                network=_field(data, "network", _size),
-                patch_size=patch,
-                classes=classes,
-                enhancement=_field(data, "enhancement", EnhanceSettings.from_dict),
-                backbone=_field(data, "backbone", _text),
-                provenance=dict(data.get("provenance", {})),
-                validation=dict(data.get("validation", {})),
-                opset=_field(model, "opset", _positive_int, "model.opset"),
-            )
-        except ValueError as exc:
-            if str(exc).startswith("field "):
-                raise
+            return cls(**fields)
+        except ValueError as exc:  # the one rule across fields: network size vs patch size
             raise ValueError(f"field 'network': {exc}") from exc
 
 

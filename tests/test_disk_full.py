@@ -66,8 +66,8 @@ def run_on_full_disk(work: Path, size_kb: int, earlier: Path | None, tool: str,
 
 
 def _leftovers(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob(".*")
-                  if p.name.endswith((".tmp", ".staging", ".old")))
+    """Hidden entries: the atomic writers' temporary files and folders (nothing else here)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
 
 
 def _tiny_checkpoint(path: Path) -> Path:
@@ -117,4 +117,20 @@ def test_synth_on_a_full_disk_keeps_earlier_dives(small_disk: Path, tmp_path: Pa
     assert_one_line_error(outcome, "No space left on device", str(small_disk / "run" / "disk"))
     assert {k: v for k, v in snapshot(after).items() if k.startswith("old_dive")} == \
         snapshot(earlier)
+    assert _leftovers(after) == []
+
+
+def test_a_model_save_on_a_full_disk_keeps_the_earlier_model(small_disk: Path, tmp_path: Path):
+    # torch.save reports a full disk as RuntimeError("... file write failed"), without a path.
+    from edge.classes import default_classes, save_classes_yaml
+
+    earlier = tmp_path / "earlier"
+    model = _tiny_checkpoint(earlier / "run" / "model.pt")
+    save_classes_yaml(earlier / "names.yaml", default_classes(4))
+    used = sum(p.stat().st_size for p in earlier.rglob("*") if p.is_file()) // 1024
+    outcome, after = run_on_full_disk(small_disk / "run", used + 64, earlier, "uwstego",
+                                      "clusters", "run", "--apply", "names.yaml")
+    assert model.stat().st_size > 64 * 1024  # a second copy cannot fit
+    assert_one_line_error(outcome, "run/model.pt: No space left on device")
+    assert snapshot(after) == snapshot(earlier)
     assert _leftovers(after) == []
