@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -83,8 +84,11 @@ def describe_error(exc: BaseException) -> str:
     """One line for the user: an OSError as ``PATH: cause``, anything else as its message."""
     if isinstance(exc, OSError) and exc.strerror:
         paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
-        return f"{' -> '.join(paths) or 'a file'}: {exc.strerror}"
-    return str(exc) or type(exc).__name__
+        text = f"{' -> '.join(paths) or 'a file'}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    # Some libraries put newlines in their messages; the log line stays one line.
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
@@ -96,7 +100,8 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
     except KeyboardInterrupt:
         log.warning("interrupted")
         return 130
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
+        # sqlite3.Error: a sqlite3 bag on a full disk ("database or disk is full").
         log.error("%s", describe_error(exc), exc_info=getattr(args, "verbose", False))
         return 1
 
