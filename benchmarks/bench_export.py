@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge.bundle import Size
 from edge.enhance import EnhanceSettings
-from edge.trt.frames import host_stage, synthetic_frames
+from edge.image_size import Size
+from edge.sample_frames import host_stage, synthetic_frames
 from export.fused import FusedSegmenter
 from export.onnx_export import export_onnx
 from export.reference import ReferenceSegmenter

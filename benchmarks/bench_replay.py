@@ -38,11 +38,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from timing import emit, time_ms
+
+if TYPE_CHECKING:
+    from edge.image_size import Size
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.9
@@ -89,7 +92,7 @@ def replay_fps(bundle: Path, bag: Path, work: Path, backend: str,
     result = replay(bag, bundle, settings, out_bag=out / "out" if variant.out_bag else None,
                     report_dir=out / "report" if variant.report else None)
     s = result.summary
-    return float(s["throughput_fps"]), s["frames"]["processed"] / s["wall_s"]
+    return float(s.throughput_fps or 0.0), s.frames.processed / s.wall_s
 
 
 def compare(bundle: Path, bag: Path, images: Sequence[np.ndarray], work: Path, backend: str,
@@ -135,23 +138,25 @@ def compare(bundle: Path, bag: Path, images: Sequence[np.ndarray], work: Path, b
 def export_demo_bundle(out: Path) -> Path:
     """``make demo``'s model (random weights) through the real exporter."""
     sys.path.insert(0, str(REPO))
+    from edge.image_size import Size
     from tests.support.bundles import make_tiny_bundle
     from tools.demo import FULL
     from training.synth import CLASSES
 
-    camera, network = (tuple(int(v) for v in s.split("x")) for s in (FULL.camera, FULL.network))
+    camera, network = (Size.parse(s).dsize for s in (FULL.camera, FULL.network))
     return make_tiny_bundle(out, camera=camera, network=network, k=len(CLASSES),
                             backbone=FULL.backbone)
 
 
-def demo_dive(out: Path, frames: int, camera: tuple[int, int]) -> tuple[Path, list[np.ndarray]]:
+def demo_dive(out: Path, frames: int, camera: Size) -> tuple[Path, list[np.ndarray]]:
     """A synthetic dive bag written as the demo writes it, and its decoded frames."""
     from edge.bags import iter_bag_images
     from edge.contract import IMAGE_TOPIC
     from training.synth import DiveSettings
     from training.synth.writer import write_dive
 
-    settings = DiveSettings(seed=7, frames=frames, width=camera[0], height=camera[1], fps=10.0)
+    settings = DiveSettings(seed=7, frames=frames, width=camera.width, height=camera.height,
+                             fps=10.0)
     bag = write_dive(settings, out, folders=False, bag=True).bag
     assert bag is not None
     return bag, [f.rgb for f in iter_bag_images(bag, IMAGE_TOPIC)]
@@ -165,12 +170,11 @@ def deployment(work: Path, bundle: Path | None, frames: int, repeats: int,
     bundle = bundle or export_demo_bundle(work / "demo_bundle")
     export_s = time.perf_counter() - t0
     meta = load_bundle(bundle).meta
-    camera = (meta.camera.width, meta.camera.height)
-    bag, images = demo_dive(work / "demo_dive", frames, camera)
+    bag, images = demo_dive(work / "demo_dive", frames, meta.camera)
     result = {"note": "make demo's model and sizes (random weights); replay_demo = output bag "
                       "+ report with video + ground-truth scores, as the demo runs it",
-              "backbone": meta.backbone, "camera": f"{camera[0]}x{camera[1]}",
-              "network": f"{meta.network.width}x{meta.network.height}",
+              "backbone": meta.backbone, "camera": str(meta.camera),
+              "network": str(meta.network),
               "classes": meta.num_classes, "frames": len(images), "repeats": repeats,
               "export_s": round(export_s, 1)}
     result.update(compare(bundle, bag, images, work, backend,

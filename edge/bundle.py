@@ -34,6 +34,7 @@ from edge.contract import (
     map_shape,
 )
 from edge.enhance import EnhanceSettings
+from edge.image_size import Size
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -45,31 +46,6 @@ log = logging.getLogger(__name__)
 
 class BundleError(ValueError):
     """A bundle that is missing, partial, damaged or from an incompatible version."""
-
-
-@dataclass(frozen=True)
-class Size:
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"size must be positive, got {self.width}x{self.height}")
-
-    @classmethod
-    def parse(cls, text: str) -> Size:
-        """``"1280x720"`` (width x height)."""
-        try:
-            w, h = text.lower().split("x")
-            return cls(int(w), int(h))
-        except ValueError as exc:
-            raise ValueError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from exc
-
-    def __str__(self) -> str:
-        return f"{self.width}x{self.height}"
-
-    def to_dict(self) -> dict[str, int]:
-        return {"width": self.width, "height": self.height}
 
 
 @dataclass(frozen=True)
@@ -194,11 +170,10 @@ def _text(value: Any) -> str:
 
 def _graph_io(camera: Size) -> dict[str, tuple[str, list[int]]]:
     """dtype and shape of every graph input and output at this camera size."""
-    w, h = camera.width, camera.height
-    return {GRAPH_IMAGE: ("uint8", list(image_shape(w, h))),
+    return {GRAPH_IMAGE: ("uint8", list(image_shape(camera))),
             GRAPH_ENHANCE: ("float32", list(ENHANCE_SHAPE)),
-            GRAPH_LABELS: ("uint8", list(map_shape(w, h))),
-            GRAPH_CONFIDENCE: ("float32", list(map_shape(w, h)))}
+            GRAPH_LABELS: ("uint8", list(map_shape(camera))),
+            GRAPH_CONFIDENCE: ("float32", list(map_shape(camera)))}
 
 
 def _check_declared_io(model: Mapping[str, Any], camera: Size) -> None:

@@ -4,14 +4,16 @@ The fused graph is written by ``export/`` and run by ``edge/backends`` and ``edg
 label is read by scoring, masks, replay and synth; the topic names are written by ``uwstego synth``
 and looked for by replay, play and training; the node's name and QoS are used by the node, its
 launch file and the tools that talk to it. Everything here is plain data (no rclpy, no onnx) so
-that every layer may import it. See ``docs/CONTRACTS.md``.
+that every layer may import it. See ``docs/ARCHITECTURE.md`` ("Shared contracts").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# --- The fused graph's I/O (docs/CONTRACTS.md "Fused graph") --------------------------------
+from edge.image_size import Size
+
+# --- The fused graph's I/O (docs/ARCHITECTURE.md "Fused ONNX graph I/O") ----------------
 GRAPH_IMAGE = "image"
 GRAPH_ENHANCE = "enhance"
 GRAPH_LABELS = "labels"
@@ -26,14 +28,14 @@ ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
 GRAPH_CLASSES_KEY = "uwstego.num_classes"
 
 
-def image_shape(width: int, height: int) -> tuple[int, int, int, int]:
+def image_shape(camera: Size) -> tuple[int, int, int, int]:
     """Shape of the graph's uint8 NHWC ``image`` input at this camera size."""
-    return (1, height, width, 3)
+    return (1, camera.height, camera.width, 3)
 
 
-def map_shape(width: int, height: int) -> tuple[int, int, int]:
+def map_shape(camera: Size) -> tuple[int, int, int]:
     """Shape of the graph's per-pixel outputs (``labels``, ``confidence``) at this camera size."""
-    return (1, height, width)
+    return (1, camera.height, camera.width)
 
 
 # --- Labels -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 from edge.backends import BackendChoice, BackendOptions, create_backend
 from edge.bundle import Bundle, load_bundle
 from edge.enhance import Enhancer, check_rgb_frame
+from edge.image_size import Size
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,8 @@ class Segmenter:
                                  cache_dir=Path(cache_dir) if cache_dir else None)
         self.choice: BackendChoice = create_backend(backend, self.bundle, options)
         self.enhancer = Enhancer(self.bundle.meta.enhancement)
-        cam = self.bundle.meta.camera
-        self.camera_size = (cam.width, cam.height)
-        self._last_resized: tuple[int, int] | None = None
+        self.camera_size: Size = self.bundle.meta.camera
+        self._last_resized: Size | None = None
 
     @property
     def backend_name(self) -> str:
@@ -66,8 +66,8 @@ class Segmenter:
 
     def describe(self) -> dict[str, Any]:
         info = dict(self.choice.backend.describe())
-        info.update(requested=self.choice.requested, camera=f"{self.camera_size[0]}x"
-                    f"{self.camera_size[1]}", classes=len(self.bundle.meta.classes))
+        info.update(requested=self.choice.requested, camera=str(self.camera_size),
+                    classes=len(self.bundle.meta.classes))
         if self.choice.skipped:
             info["skipped"] = dict(self.choice.skipped)
         return info
@@ -84,16 +84,16 @@ class Segmenter:
         t_start = time.perf_counter()
         # OpenCV refuses views with negative or padded strides (frame[..., ::-1], crops).
         frame = np.ascontiguousarray(check_rgb_frame(frame))
-        h, w = frame.shape[:2]
+        size = Size.of(frame)
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr else frame
-        resized = (w, h) != self.camera_size
+        resized = size != self.camera_size
         if resized:
-            if (w, h) != self._last_resized:
-                self._last_resized = (w, h)
-                log.info("frames of %dx%d are resized to the bundle's camera size %dx%d", w, h,
-                         *self.camera_size)
-            shrink = w * h > self.camera_size[0] * self.camera_size[1]
-            rgb = cv2.resize(rgb, self.camera_size,
+            if size != self._last_resized:
+                self._last_resized = size
+                log.info("frames of %s are resized to the bundle's camera size %s", size,
+                         self.camera_size)
+            shrink = size.pixels > self.camera_size.pixels
+            rgb = cv2.resize(rgb, self.camera_size.dsize,
                              interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         timings = {"preprocess": _ms(t_start)}
 
@@ -107,8 +107,8 @@ class Segmenter:
 
         t0 = time.perf_counter()
         if resized:
-            labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-            confidence = cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
+            labels = cv2.resize(labels, size.dsize, interpolation=cv2.INTER_NEAREST)
+            confidence = cv2.resize(confidence, size.dsize, interpolation=cv2.INTER_LINEAR)
         timings["postprocess"] = _ms(t0)
         timings["total"] = _ms(t_start)
         return Segmentation(labels=labels, confidence=confidence, timings_ms=timings,

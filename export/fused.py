@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.bundle import Size
+from edge.image_size import Size
 from training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
 from training.head import SegmentationHead
 
@@ -110,14 +110,14 @@ class FusedSegmenter(nn.Module):
         cam, net = self.camera, self.network
         x = image.to(torch.float32).permute(0, 3, 1, 2) / 255.0
         x = apply_params_torch(x, enhance)
-        if (cam.width, cam.height) != (net.width, net.height):
-            x = F.interpolate(x, size=(net.height, net.width), mode="bilinear",
+        if cam != net:
+            x = F.interpolate(x, size=net.shape, mode="bilinear",
                               align_corners=False, antialias=False)
         x = x * self.norm_scale + self.norm_shift
         code = self.head(self.backbone(x, pos_embed=self.pos_embed))
         scores = F.conv2d(code, self.centroid_weight)
         norm = torch.linalg.vector_norm(code, dim=1, keepdim=True).clamp_min(NORM_FLOOR)
-        maps = F.interpolate(torch.cat([scores, norm], dim=1), size=(cam.height, cam.width),
+        maps = F.interpolate(torch.cat([scores, norm], dim=1), size=cam.shape,
                              mode="bilinear", align_corners=False)
         best, index = maps[:, :self.num_classes].max(dim=1)
         confidence = best / maps[:, self.num_classes]

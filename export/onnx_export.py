@@ -20,7 +20,7 @@ import torch
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edge.contract import GRAPH_CLASSES_KEY, GRAPH_INPUTS, GRAPH_OUTPUTS
+from edge.contract import GRAPH_CLASSES_KEY, GRAPH_INPUTS, GRAPH_OUTPUTS, image_shape
 from edge.enhance import IDENTITY_PARAMS
 from export.fused import FusedSegmenter
 
@@ -36,8 +36,7 @@ _NON_DETERMINISTIC = frozenset({"RandomNormal", "RandomNormalLike", "RandomUnifo
 
 def export_onnx(fused: FusedSegmenter) -> onnx.ModelProto:
     """Trace ``fused`` at its camera size and return the checked, constant-folded model."""
-    cam = fused.camera
-    example = (torch.zeros(1, cam.height, cam.width, 3, dtype=torch.uint8),
+    example = (torch.zeros(image_shape(fused.camera), dtype=torch.uint8),
                torch.from_numpy(IDENTITY_PARAMS.copy())[None])
     buffer = io.BytesIO()
     with warnings.catch_warnings():

@@ -19,7 +19,6 @@ from collections import defaultdict
 import onnx
 from onnx import TensorProto
 
-from edge.bundle import Size
 from edge.contract import (
     ENHANCE_SHAPE,
     GRAPH_CONFIDENCE,
@@ -31,6 +30,7 @@ from edge.contract import (
     image_shape,
     map_shape,
 )
+from edge.image_size import Size
 from export.onnx_export import OPSET
 
 _TRT86_OPS_TABLE = """
@@ -201,12 +201,11 @@ def _resize_problems(node: onnx.NodeProto, attrs: dict[str, object],
 
 def io_problems(model: onnx.ModelProto, camera: Size) -> list[str]:
     """The graph I/O of ARCHITECTURE.md at this camera size (confidence may be float16)."""
-    h, w = camera.height, camera.width
     expected = {
-        GRAPH_IMAGE: ((TensorProto.UINT8,), list(image_shape(w, h))),
+        GRAPH_IMAGE: ((TensorProto.UINT8,), list(image_shape(camera))),
         GRAPH_ENHANCE: ((TensorProto.FLOAT,), list(ENHANCE_SHAPE)),
-        GRAPH_LABELS: ((TensorProto.UINT8,), list(map_shape(w, h))),
-        GRAPH_CONFIDENCE: (FLOATS, list(map_shape(w, h))),
+        GRAPH_LABELS: ((TensorProto.UINT8,), list(map_shape(camera))),
+        GRAPH_CONFIDENCE: (FLOATS, list(map_shape(camera))),
     }
     graph = model.graph
     actual = {vi.name: vi for vi in (*graph.input, *graph.output)}

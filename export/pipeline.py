@@ -24,10 +24,11 @@ import onnxruntime
 import torch
 
 from edge import __version__
-from edge.bundle import BUNDLE_FILE, MODEL_FILE, Bundle, BundleMeta, Size, sha256_file, write_bundle
+from edge.bundle import BUNDLE_FILE, MODEL_FILE, Bundle, BundleMeta, sha256_file, write_bundle
 from edge.classes import MAX_CLASSES
+from edge.image_size import Size
+from edge.sample_frames import folder_frames
 from edge.trt import missing_packages
-from edge.trt.frames import folder_frames
 from export.fused import FusedSegmenter, check_network_size
 from export.onnx_export import OPSET, export_onnx
 from export.opcheck import check_graph

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge.bundle import Size
 from edge.enhance import apply_params
+from edge.image_size import Size
 from training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
 from training.clusters import cosine_scores
 from training.head import SegmentationHead
@@ -34,14 +34,14 @@ class ReferenceSegmenter:
 
     @torch.inference_mode()
     def segment(self, image_u8: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h, w = image_u8.shape[:2]
+        camera = Size.of(image_u8)
         img = apply_params(image_u8.astype(np.float32) / 255.0, params)
         x = torch.from_numpy(img).permute(2, 0, 1)[None]
-        if (w, h) != (self.network.width, self.network.height):
-            x = F.interpolate(x, size=(self.network.height, self.network.width),
+        if camera != self.network:
+            x = F.interpolate(x, size=self.network.shape,
                               mode="bilinear", align_corners=False, antialias=False)
         x = (x - self._mean) / self._std
         code = self.head(self.backbone(x))
-        code = F.interpolate(code, size=(h, w), mode="bilinear", align_corners=False)
+        code = F.interpolate(code, size=camera.shape, mode="bilinear", align_corners=False)
         confidence, labels = cosine_scores(code, self.centroids).max(dim=1)
         return labels[0].to(torch.uint8).numpy(), confidence[0].numpy()

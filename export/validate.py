@@ -21,10 +21,10 @@ import numpy as np
 import onnx
 import torch
 
-from edge.bundle import Size
 from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
 from edge.enhance import EnhanceSettings
-from edge.trt.frames import host_stage, synthetic_frames
+from edge.image_size import Size
+from edge.sample_frames import host_stage, synthetic_frames
 from export.fused import FusedSegmenter
 from export.reference import ReferenceSegmenter
 

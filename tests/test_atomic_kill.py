@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from edge import atomic
-from edge.bundle import MODEL_FILE, BundleMeta, Size, load_bundle, write_bundle
+from edge.bundle import MODEL_FILE, BundleMeta, load_bundle, write_bundle
 from edge.classes import default_classes
 from edge.enhance import EnhanceSettings
+from edge.image_size import Size
 from tests.support.commands import REPO, snapshot
 
 # Run in a child: write a new bundle over TARGET and SIGKILL itself at the chosen step.

@@ -11,12 +11,12 @@ from edge.bundle import (
     MODEL_FILE,
     BundleError,
     BundleMeta,
-    Size,
     load_bundle,
     write_bundle,
 )
 from edge.classes import ClassInfo, default_classes
 from edge.enhance import EnhanceSettings
+from edge.image_size import Size
 
 
 def _meta(k: int = 3) -> BundleMeta:

@@ -24,7 +24,7 @@ def test_demo_pipeline_runs_at_a_tiny_size(tmp_path: Path):
     assert [k.split(" ")[0] for k in summary["timings_s"]] == ["1/4", "2/4", "3/4", "4/4"]
     report = json.loads((out / "report" / "summary.json").read_text())
     assert report["frames"]["processed"] == 24
-    assert 0.0 <= report["ground_truth"]["mIoU"] <= 100.0
+    assert 0.0 <= report["models"][0]["ground_truth"]["scores"]["mIoU"] <= 100.0
     for name in ("index.html", "overlay.mp4", "latency.png"):
         assert (out / "report" / name).stat().st_size > 0
     assert (out / "bundle" / "model.onnx").is_file()

@@ -18,9 +18,10 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from edge.bundle import BUNDLE_FILE, MODEL_FILE, Size, load_bundle
+from edge.bundle import BUNDLE_FILE, MODEL_FILE, load_bundle
 from edge.enhance import EnhanceSettings
-from edge.trt.frames import host_stage, synthetic_frames
+from edge.image_size import Size
+from edge.sample_frames import host_stage, synthetic_frames
 from export.cli import main as export_main
 from export.opcheck import GraphCheckError, check_graph, trt_problems
 from export.pipeline import ExportError, default_network_size, export_bundle

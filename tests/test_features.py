@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import pickle
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +133,7 @@ def test_resume_after_interruption(data, backbone, cache, tmp_path) -> None:
                             resolution=RES, batch_size=5, enhancement=ENH, shard_items=12)
     meta = json.loads((out / "meta.json").read_text())
     # 2 frames a shard: the 3 stills and video frame 0 made it, video frame 2 was pending.
-    assert not meta["complete"] and len(meta["shards"]) == 2
+    assert not meta["complete"] and len(list(out.glob("shard_*.json"))) == 2
     with pytest.raises(CacheError, match="did not finish"):
         FeatureCache.open(out)
     done = [(out / f"shard_0000{i}.npy").stat().st_mtime_ns for i in (0, 1)]
@@ -181,3 +184,64 @@ def test_readable_from_several_processes(cache) -> None:
         got = pool.map(_read, jobs)
     np.testing.assert_array_equal(got[0], cache.feats([0, 17, 35]).numpy())
     np.testing.assert_array_equal(got[1], cache.feats([35, 1]).numpy())
+
+
+_KILLED_BUILD = """
+import os, signal, sys
+from training.backbones import build_backbone
+from training.data.sources import ImageFolder
+from training.features import build_feature_cache
+
+class Dying:
+    # A real folder whose reading ends in SIGKILL after `after` frames: no cleanup runs.
+    def __init__(self, inner, after):
+        self.inner, self.after = inner, after
+    def frames(self, report):
+        for n, frame in enumerate(self.inner.frames(report)):
+            if n == self.after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield frame
+    def describe(self):
+        return self.inner.describe()
+
+folder, weights, out, after = sys.argv[1:]
+build_feature_cache([Dying(ImageFolder(folder), int(after))], build_backbone("tiny_vit8", weights),
+                    out, resolution=64, batch_size=1, crop_type="full", shard_items=2)
+"""
+
+
+def test_sigkill_during_extraction_resumes_from_the_last_complete_shard(tmp_path) -> None:
+    from training.backbones import save_random_checkpoint
+
+    folder = tmp_path / "imgs"
+    for i in range(7):
+        write_image(folder / f"{i}.png", scene(20 + i))
+    weights = save_random_checkpoint("tiny_vit8", tmp_path / "w.pth", seed=1)
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_BUILD, str(folder), str(weights),
+                           str(out), "5"], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    # 2 frames a shard: frames 0-3 made shards 0 and 1, frame 4 was pending when it died.
+    assert sorted(p.name for p in out.glob("shard_*.json")) == ["shard_00000.json",
+                                                                "shard_00001.json"]
+    with pytest.raises(CacheError, match=r"did not finish \(2 shards done\)"):
+        FeatureCache.open(out)
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob("shard_*")}
+    backbone = build_backbone("tiny_vit8", weights)
+    kw = {"resolution": RES, "batch_size": 1, "crop_type": "full", "shard_items": 2}
+    resumed = build_feature_cache(folder, backbone, out, **kw)
+    assert {p: (out / p).stat().st_mtime_ns for p in done} == done  # not computed again
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    reference = build_feature_cache(folder, backbone, tmp_path / "whole", **kw)
+    assert len(resumed) == 7 and resumed.meta["shards"] == reference.meta["shards"]
+    for name in ("shard_00000.npy", "shard_00002.npy", "shard_00003.npy", "descriptors.npy"):
+        np.testing.assert_array_equal(np.load(out / name), np.load(tmp_path / "whole" / name))
+
+
+def test_progress_bar_has_the_frame_total(data, backbone, tmp_path, capsys) -> None:
+    from training.data.totals import total_frames
+
+    assert total_frames(as_sources(_sources(data))) == 6  # 3 stills + every 2nd of 6 frames
+    _build(data, backbone, tmp_path / "c")
+    assert "6/6" in capsys.readouterr().err

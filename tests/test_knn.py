@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from training.knn import compute_knn
+from training.knn import compute_knn, query_blocks
 
 
 def _brute(desc: np.ndarray, k: int, penalty: np.ndarray | None = None) -> np.ndarray:
@@ -67,3 +67,17 @@ def test_small_sets_and_bad_input(caplog) -> None:
     assert got.shape == (5, 5) and "returning 5" in caplog.text
     with pytest.raises(ValueError, match=r"\[N, C\]"):
         compute_knn(np.zeros(4), k=2)
+
+
+def test_query_blocks_computed_apart_give_the_whole_table() -> None:
+    desc = np.random.default_rng(3).normal(size=(150, 8)).astype(np.float32)
+    grid = query_blocks(150, 16)
+    assert [len(b) for b in grid[:2]] == [3, 3] and grid[-1].stop == 150  # ~64 blocks of 3
+    # Every rank takes every second block: together exactly the one-process table.
+    parts = [compute_knn(desc, k=5, chunk=16, blocks=grid[r::2]) for r in (0, 1)]
+    rows = [[i for b in grid[r::2] for i in b] for r in (0, 1)]
+    table = np.empty((150, 5), dtype=np.int64)
+    for r in (0, 1):
+        table[rows[r]] = parts[r]
+    np.testing.assert_array_equal(table, compute_knn(desc, k=5, chunk=16))
+    np.testing.assert_array_equal(table, _brute(desc, 5))

@@ -25,6 +25,7 @@ from edge.enhance import EnhanceSettings
 from edge.replay.cli import register
 from edge.replay.loop import SUMMARY_FILE, ReplaySettings, replay
 from edge.replay.outputs import NODE_NAMESPACE
+from edge.replay.summary import read_summary
 from edge.scoring import unsupervised_scores
 from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
@@ -84,6 +85,12 @@ def read_topic(bag: Path, topic: str) -> list:
         return [(t, reader.deserialize(raw, c.msgtype)) for c, t, raw in reader.messages(conns)]
 
 
+def topic_counts(bag: Path) -> dict[str, int]:
+    """Messages per topic of a bag, read with rosbags (which also checks that it is valid)."""
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        return {c.topic: sum(1 for _ in reader.messages([c])) for c in reader.connections}
+
+
 def settings(**kw) -> ReplaySettings:
     return ReplaySettings(backend="onnxruntime", progress=False, **kw)
 
@@ -95,8 +102,8 @@ def test_output_bag_holds_the_frames_and_the_nodes_topics(tmp_path, bundle, stor
     out = tmp_path / "out"
     result = replay(bag, bundle, settings(), out_bag=out)
 
-    assert result.summary["stopped"] == "completed"
-    assert result.summary["frames"]["processed"] == 5
+    assert result.summary.stopped == "completed"
+    assert result.summary.frames.processed == 5
     meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == 8 and meta["storage_identifier"] == "mcap"
     expected = direct_labels(bundle, images)
@@ -125,7 +132,7 @@ def test_compressed_input_and_report(tmp_path, bundle):
     out, report = tmp_path / "out", tmp_path / "report"
     result = replay(bag, bundle, settings(), out_bag=out, report_dir=report)
 
-    assert result.summary["topic"] == JPEG
+    assert result.summary.topic == JPEG
     got = [m for _, m in read_topic(out, f"{NODE_NAMESPACE}/labels")]
     for msg, ref in zip(got, direct_labels(bundle, decoded), strict=True):
         np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
@@ -134,12 +141,13 @@ def test_compressed_input_and_report(tmp_path, bundle):
     files = {p.name for p in report.iterdir()}
     assert {"index.html", SUMMARY_FILE, "overlay.mp4", "latency.png", "coverage.png",
             "flicker.png", "confidence.png"} <= files
-    summary = json.loads((report / SUMMARY_FILE).read_text())
-    assert summary["frames"]["processed"] == 6
-    lat = summary["model"]["latency_ms"]
-    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
-    assert len(summary["per_frame"]["model"]["latency_ms"]) == 6
-    flicker = summary["per_frame"]["model"]["flicker"]
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary == result.summary  # summary.json reads back into the same document
+    assert summary.frames.processed == 6
+    lat = summary.primary.figures.latency_ms
+    assert 0 < lat.p50 <= lat.p95 <= lat.p99 <= lat.max
+    assert len(summary.primary.series.latency_ms) == 6
+    flicker = summary.primary.series.flicker
     ref = direct_labels(bundle, decoded)
     assert flicker[0] is None
     assert flicker[3] == pytest.approx(float(np.mean(ref[3] != ref[2])))
@@ -162,7 +170,7 @@ def test_output_bag_copies_the_input_and_camera_info_unchanged(tmp_path, bundle,
     bag = write_bag(tmp_path / "dive", frames(4), compressed=compressed, camera_info=True)
     out = tmp_path / "out"
     result = replay(bag, bundle, settings(), out_bag=out)
-    assert result.summary["outputs"]["camera_info_copied"] == INFO
+    assert result.summary.outputs.camera_info_copied == INFO
     store = typestore()
     for topic, n in ((JPEG if compressed else RAW, 4), (INFO, 5)):
         original, copied = stored(bag, topic), stored(out, topic)
@@ -181,8 +189,8 @@ def test_bag_with_damaged_metadata_is_replayed_record_by_record(tmp_path, bundle
     bag = write_bag(tmp_path / "dive", images)
     (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: [\n  broken")
     result = replay(bag, bundle, settings(), out_bag=tmp_path / "out")
-    assert result.summary["frames"]["processed"] == 3
-    assert any("Could not load YAML" in d for d in result.summary["frames"]["damage"])
+    assert result.summary.frames.processed == 3
+    assert any("Could not load YAML" in d for d in result.summary.frames.damage)
     labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
     for msg, ref in zip(labels, direct_labels(bundle, images), strict=True):
         np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
@@ -201,19 +209,20 @@ def test_ground_truth_scores_on_a_synthetic_dive(tmp_path, bundle):
     bag = write_bag(tmp_path / "dive", [f.rgb for f in dive], truth=truth)
     n = len(CLASS_NAMES)
     result = replay(bag, bundle, settings(gt_topic=GT, gt_names=CLASS_NAMES))
-    gt = result.summary["ground_truth"]
-    assert list(gt["per_class_iou"]) == list(CLASS_NAMES)
+    gt = result.summary.primary.ground_truth
+    scores = gt.scores
+    assert list(scores.per_class_iou) == list(CLASS_NAMES)
 
     preds = direct_labels(bundle, [f.rgb for f in dive])
     scored = [i for i in range(5) if truth[i] is not None]
     k = len(load_bundle(bundle).meta.classes)
     expected = unsupervised_scores([preds[i] for i in scored], [truth[i] for i in scored], n,
                                    extra_clusters=max(0, k - n))
-    assert gt["frames_scored"] == 4 and gt["frames_without_truth"] == 1
-    assert gt["mIoU"] == pytest.approx(expected.miou)
-    assert gt["accuracy"] == pytest.approx(expected.accuracy)
-    assert gt["assignment"] == list(expected.assignment)
-    over_time = result.summary["per_frame"]["ground_truth"]["accuracy"]
+    assert gt.frames_scored == 4 and gt.frames_without_truth == 1
+    assert scores.mIoU == pytest.approx(expected.miou)
+    assert scores.accuracy == pytest.approx(expected.accuracy)
+    assert scores.assignment == tuple(expected.assignment)
+    over_time = scores.over_time["accuracy"]
     assert over_time[2] is None and all(over_time[i] is not None for i in scored)
 
 
@@ -230,10 +239,10 @@ def test_ground_truth_that_is_a_relabelling_scores_100(tmp_path, bundle):
     for i, t in enumerate(truth):  # by frame index on the topic
         cv2.imwrite(str(gt_dir / f"{i:06d}.png"), t)
     result = replay(bag, bundle, settings(gt_dir=gt_dir, gt_classes=k))
-    gt = result.summary["ground_truth"]
-    assert gt["mIoU"] == pytest.approx(100.0) and gt["accuracy"] == pytest.approx(100.0)
-    assert gt["pixels"] == sum(t.size for t in truth) - 8 * CAMERA[0]
-    assert [relabel[c] for c in gt["assignment"]] == list(range(k))
+    gt = result.summary.primary.ground_truth.scores
+    assert gt.mIoU == pytest.approx(100.0) and gt.accuracy == pytest.approx(100.0)
+    assert gt.pixels == sum(t.size for t in truth) - 8 * CAMERA[0]
+    assert [relabel[c] for c in gt.assignment] == list(range(k))
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -246,10 +255,10 @@ def test_truncated_bag_is_replayed_up_to_the_damage(tmp_path, bundle, storage):
     store.write_bytes(store.read_bytes()[:int(store.stat().st_size * 0.6)])
 
     result = replay(cut, bundle, settings(), out_bag=tmp_path / "out")
-    frames_doc = result.summary["frames"]
-    processed = frames_doc["processed"]
+    frames_doc = result.summary.frames
+    processed = frames_doc.processed
     assert 0 < processed < 30
-    assert frames_doc["damage"] and any(store.name in d for d in frames_doc["damage"])
+    assert frames_doc.damage and any(store.name in d for d in frames_doc.damage)
     labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
     assert len(labels) == processed
     for msg, ref in zip(labels, direct_labels(bundle, images[:processed]), strict=True):
@@ -269,9 +278,9 @@ def test_corrupt_record_ends_the_replay_there(tmp_path, bundle):
     store.write_bytes(bytes(data))
 
     result = replay(bag, bundle, settings(), out_bag=tmp_path / "out")
-    doc = result.summary["frames"]
-    assert result.summary["per_frame"]["index"] == list(range(7))
-    assert any("nothing after it is read" in d for d in doc["damage"])
+    doc = result.summary.frames
+    assert result.summary.frames_index == tuple(range(7))
+    assert any("nothing after it is read" in d for d in doc.damage)
     labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
     for msg, ref in zip(labels, direct_labels(bundle, images[:7]), strict=True):
         np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
@@ -291,9 +300,9 @@ def test_frames_in_unknown_encodings_are_counted(tmp_path, bundle):
             data=np.zeros(48, np.uint8))
         w.write_message(RAW, T0 + 10 * DT, "sensor_msgs/msg/Image", odd)
     result = replay(bag, bundle, settings(), report_dir=tmp_path / "report")
-    doc = result.summary["frames"]
-    assert doc["processed"] == 4 and doc["skipped"] == 1
-    assert any("32FC3" in reason for reason in doc["skip_reasons"])
+    doc = result.summary.frames
+    assert doc.processed == 4 and doc.skipped == 1
+    assert any("32FC3" in reason for reason in doc.skip_reasons)
     assert "32FC3" in (tmp_path / "report" / "index.html").read_text()
 
 
@@ -315,30 +324,66 @@ def test_wrong_or_missing_topic_lists_the_image_topics(tmp_path, bundle):
 def test_every_and_realtime(tmp_path, bundle):
     bag = write_bag(tmp_path / "dive", frames(5))
     result = replay(bag, bundle, settings(every=2, realtime=True))
-    assert result.summary["per_frame"]["index"] == [0, 2, 4]
+    assert result.summary.frames_index == (0, 2, 4)
     # Paced by bag time: the last used frame is due 0.4 s after the first.
-    assert result.summary["wall_s"] >= 0.4
+    assert result.summary.wall_s >= 0.4
 
 
 def test_compare_two_bundles(tmp_path, bundle, other_bundle):
     images = frames(4)
     bag = write_bag(tmp_path / "dive", images)
     same = replay(bag, bundle, settings(), compare=bundle)
-    assert same.summary["compare"]["agreement"]["accuracy"] == pytest.approx(100.0)
+    assert same.summary.compared[0].agreement.accuracy == pytest.approx(100.0)
 
     out, report = tmp_path / "out", tmp_path / "report"
     diff = replay(bag, bundle, settings(), compare=other_bundle, out_bag=out, report_dir=report)
     a, b = direct_labels(bundle, images), direct_labels(other_bundle, images)
     k_a, k_b = (len(load_bundle(x).meta.classes) for x in (bundle, other_bundle))
     expected = unsupervised_scores(b, a, n_classes=k_a, extra_clusters=max(0, k_b - k_a))
-    agreement = diff.summary["compare"]["agreement"]
-    assert agreement["accuracy"] == pytest.approx(expected.accuracy)
-    assert agreement["accuracy"] < 100.0
+    agreement = diff.summary.compared[0].agreement
+    assert agreement.accuracy == pytest.approx(expected.accuracy)
+    assert agreement.accuracy < 100.0
     compare_labels = [m for _, m in read_topic(out, f"{NODE_NAMESPACE}/compare/labels")]
     for msg, ref in zip(compare_labels, b, strict=True):
         np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
     assert (report / "agreement.png").is_file()
-    assert diff.summary["compare"]["model"]["latency_ms"]["p50"] > 0
+    assert diff.summary.compared[0].figures.latency_ms.p50 > 0
+
+
+def test_several_compared_bundles_each_get_topics_and_agreement(tmp_path, bundle,
+                                                                 other_bundle):
+    images = frames(3)
+    bag = write_bag(tmp_path / "dive", images)
+    out, report = tmp_path / "out", tmp_path / "report"
+    assert _cli(["replay", str(bag), "--bundle", str(bundle), "--compare", str(other_bundle),
+                 "--compare", str(bundle), "--out", str(out), "--report", str(report),
+                 "--backend", "onnxruntime", "--no-progress"]) == 0
+    summary = read_summary(report / SUMMARY_FILE)
+    assert [m.role for m in summary.models] == ["model", "compare", "compare2"]
+    assert [m.bundle.path for m in summary.models] == [str(bundle), str(other_bundle),
+                                                       str(bundle)]
+    assert summary.primary.agreement is None
+    assert summary.compared[0].agreement.accuracy < 100.0
+    assert summary.compared[1].agreement.accuracy == pytest.approx(100.0)  # itself
+    for sub, ref in (("compare", direct_labels(other_bundle, images)),
+                     ("compare2", direct_labels(bundle, images))):
+        got = [m for _, m in read_topic(out, f"{NODE_NAMESPACE}/{sub}/labels")]
+        for msg, expected in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), expected)
+    overlays = {t for t in topic_counts(out) if t.endswith("/overlay")}
+    assert overlays == {f"{NODE_NAMESPACE}/overlay"}  # the first model's only
+    page = (report / "index.html").read_text()
+    assert "compare2" in page and "agreement.png" in page
+
+    doc = json.loads((report / SUMMARY_FILE).read_text())
+    doc["models"][1]["agreement"]["acuracy"] = 1.0  # a typo is refused, not dropped
+    (tmp_path / "typo.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"typo.json: summary.models\[1\].agreement: unknown "
+                                         r"fields \['acuracy'\]"):
+        read_summary(tmp_path / "typo.json")
+    (tmp_path / "cut.json").write_text((report / SUMMARY_FILE).read_text()[:100])
+    with pytest.raises(ValueError, match=r"cut\.json: not a replay summary"):
+        read_summary(tmp_path / "cut.json")
 
 
 def _cli(argv: list[str]) -> int:
@@ -384,9 +429,9 @@ def test_interrupt_leaves_a_valid_bag_and_a_report(tmp_path, bundle):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130, proc.stderr.read().decode()
 
-    summary = json.loads((report / SUMMARY_FILE).read_text())
-    assert summary["stopped"] == "interrupted"
-    processed = summary["frames"]["processed"]
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.stopped == "interrupted"
+    processed = summary.frames.processed
     assert 1 <= processed < 40
     labels = read_topic(out, f"{NODE_NAMESPACE}/labels")  # a complete, readable bag
     assert len(labels) == processed
@@ -403,7 +448,7 @@ def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
         from edge.replay.report import ReportUnavailable
         s = ReplaySettings(backend="onnxruntime", progress=False)
         r = replay({str(bag)!r}, {str(bundle)!r}, s, out_bag={str(tmp_path / "out")!r})
-        assert r.summary["frames"]["processed"] == 2
+        assert r.summary.frames.processed == 2
         try:
             replay({str(bag)!r}, {str(bundle)!r}, s, report_dir={str(tmp_path / "rep")!r})
         except ReportUnavailable as exc:
@@ -450,3 +495,144 @@ def test_existing_outputs_are_refused(tmp_path, bundle):
     with pytest.raises(ValueError, match="holds no earlier replay report"):
         replay(bag, bundle, settings(), report_dir=tmp_path / "notes")
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+def _uwstego(argv: list[str], prelude: str = "", timeout: float = 120
+             ) -> subprocess.CompletedProcess[str]:
+    """``uwstego ARGV`` as the installed command runs it (edge.cli.main), after ``prelude``."""
+    script = prelude + textwrap.dedent(f"""
+        import sys
+        from edge.cli import main
+        sys.exit(main({argv!r}))
+    """)
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _problem_lines(stderr: str) -> list[str]:
+    """The log's warnings and errors (one per problem), and any traceback."""
+    return [line for line in stderr.splitlines()
+            if "WARNING" in line or "ERROR" in line or "Traceback" in line]
+
+
+def _unusable_bag(path: Path, n: int) -> Path:
+    """A bag whose camera frames are all in an encoding no segmenter takes."""
+    with BagWriter(path) as w:
+        types = w.store.types
+        for i in range(n):
+            odd = types["sensor_msgs/msg/Image"](
+                header=w.header(T0 + i * DT, "cam"), height=2, width=2, encoding="32FC3",
+                is_bigendian=0, step=24, data=np.zeros(48, np.uint8))
+            w.write_message(RAW, T0 + i * DT, "sensor_msgs/msg/Image", odd)
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_no_usable_frame_gives_an_empty_bag_a_report_and_one_line(tmp_path, bundle, storage):
+    bag = _unusable_bag(tmp_path / "dive", 3)
+    out, report = tmp_path / "out", tmp_path / "report"
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress",
+                     "--storage", storage])
+    assert done.returncode == 1, done.stderr
+    problems = _problem_lines(done.stderr)
+    assert not any("Traceback" in line for line in problems), done.stderr
+    errors = [line for line in problems if "ERROR" in line]
+    assert len(errors) == 1 and f"no frame of {RAW} was usable" in errors[0]
+    assert "3 frames read, 3 skipped" in errors[0] and "32FC3" in errors[0]
+    assert topic_counts(out) == {}  # a valid, empty bag
+    summary = read_summary(report / SUMMARY_FILE)
+    assert (summary.stopped, summary.frames.processed, summary.frames.skipped) == (
+        "completed", 0, 3)
+    assert summary.outputs.plots == () and summary.primary.series.latency_ms == ()
+    page = (report / "index.html").read_text()
+    assert "No frame was processed" in page and "32FC3" in page
+
+
+@pytest.mark.parametrize("call", [1, 2], ids=["during-warm-up", "during-first-frame"])
+def test_ctrl_c_before_any_frame_leaves_a_valid_bag_and_a_report(tmp_path, bundle, call):
+    bag = write_bag(tmp_path / "dive", frames(5))
+    out, report = tmp_path / "out", tmp_path / "report"
+    # Ctrl-C arrives while the Segmenter runs its first call (the warm-up) or its second (the
+    # first frame of the bag), as a user's would during a slow first inference.
+    prelude = textwrap.dedent(f"""
+        import os, signal
+        from edge.segmenter import Segmenter
+        real, calls = Segmenter.segment, []
+        def segment(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == {call}:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real(self, *args, **kwargs)
+        Segmenter.segment = segment
+    """)
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress"],
+                    prelude)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert [line for line in _problem_lines(done.stderr) if "ERROR" in line] == []
+    assert topic_counts(out) == {}
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.stopped == "interrupted" and summary.frames.processed == 0
+    assert "No frame was processed" in (report / "index.html").read_text()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_an_output_bag_that_cannot_be_opened_stops_with_its_own_error_and_a_report(
+        tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(3))
+    (tmp_path / "file").write_text("not a folder")
+    report = tmp_path / "report"
+    with pytest.raises(OSError) as raised:  # raised as itself, after the report is written
+        replay(bag, bundle, settings(), out_bag=tmp_path / "file" / "out", report_dir=report)
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.stopped.startswith(f"error: writing: {type(raised.value).__name__}")
+    assert summary.frames.processed == 0 and summary.frames.errors
+
+
+def test_ctrl_c_while_the_models_load_leaves_an_empty_bag_and_a_report(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(3))
+    out, report = tmp_path / "out", tmp_path / "report"
+    prelude = textwrap.dedent("""
+        import os, signal
+        from edge.segmenter import Segmenter
+        real = Segmenter.__init__
+        def init(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)  # while the backend is being created
+            real(self, *args, **kwargs)
+        Segmenter.__init__ = init
+    """)
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress",
+                     "--storage", "sqlite3"], prelude)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert topic_counts(out) == {}
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.stopped == "interrupted while loading the models" and summary.models == ()
+    page = (report / "index.html").read_text()
+    assert "No frame was processed" in page and "interrupted while loading" in page
+
+
+def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_path, bundle):
+    bag = write_bag(tmp_path / "dive", frames(6))
+    report = tmp_path / "report"
+    replay(bag, bundle, settings(), report_dir=report)
+    earlier = {p.name: p.read_bytes() for p in report.iterdir()}
+    out = tmp_path / "out"
+    prelude = textwrap.dedent("""
+        import os, signal
+        import edge.replay.report
+        def killed(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        edge.replay.report.write_report = killed
+    """)
+    done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
+                     "--report", str(report), "--backend", "onnxruntime", "--no-progress"],
+                    prelude)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert len(read_topic(out, f"{NODE_NAMESPACE}/labels")) == 6  # closed before the report
+    assert len(read_topic(out, RAW)) == 6
+    assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == earlier

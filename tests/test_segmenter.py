@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 
 from edge.backends import BackendUnavailable, create_backend
-from edge.bundle import BundleError, Size, load_bundle, write_bundle
+from edge.bundle import BundleError, load_bundle, write_bundle
 from edge.enhance import Enhancer
+from edge.image_size import Size
 from edge.segmenter import TIMING_KEYS, Segmenter
 from tests.support.bundles import make_tiny_bundle
 

@@ -27,7 +27,9 @@ from typing import Any
 from edge.bundle import BundleError, load_bundle
 from edge.cli import configure_logging
 from edge.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
+from edge.image_size import Size
 from edge.replay.loop import ReplaySettings, replay
+from edge.replay.summary import SUMMARY_FILE, ReplaySummary, read_summary
 from export.pipeline import export_bundle
 from training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
 from training.backbones.build import DEFAULT_CACHE_DIR
@@ -96,9 +98,9 @@ def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict
     timings: dict[str, float] = {}
     dive_dir, train_dir, bundle_dir = out / "dive", out / "train", out / "bundle"
     report_dir, replay_bag = out / "report", out / "replay_bag"
-    cam_w, cam_h = (int(v) for v in size.camera.split("x"))
-
-    dive = DiveSettings(seed=seed, frames=size.frames, width=cam_w, height=cam_h, fps=10.0)
+    camera = Size.parse(size.camera)
+    dive = DiveSettings(seed=seed, frames=size.frames, width=camera.width, height=camera.height,
+                        fps=10.0)
     timings_note = "reused" if (dive_dir / "bag").exists() else "rendered"
     timed(f"1/4 synthetic dive ({size.frames} frames {size.camera}, {timings_note})", timings,
           lambda: write_dive(dive, dive_dir, folders=False, bag=True, progress=True))
@@ -127,10 +129,10 @@ def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict
         timed("3/4 export", timings, lambda: export_bundle(
             model, size.camera, size.network, bundle_dir, engine="auto"))
 
-    summary_file = report_dir / "summary.json"
+    summary_file = report_dir / SUMMARY_FILE
     if is_newer(summary_file, bundle_dir / "bundle.json"):
         log.info("reusing %s", report_dir)
-        summary = json.loads(summary_file.read_text())
+        summary = read_summary(summary_file)
     else:
         for stale in (report_dir, replay_bag):
             shutil.rmtree(stale, ignore_errors=True)
@@ -140,22 +142,23 @@ def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict
         result = timed("4/4 replay", timings, lambda: replay(
             bag, bundle_dir, settings, out_bag=replay_bag, report_dir=report_dir))
         summary = result.summary
-    return {"timings_s": timings, "summary": summary,
+    return {"timings_s": timings, "summary": summary.to_dict(series=False),
+            "headline": headline(summary),
             "paths": {"dive": str(bag), "model": str(model), "bundle": str(bundle_dir),
                       "report": str(report_dir / "index.html"), "replay_bag": str(replay_bag)}}
 
 
-def headline(summary: dict[str, Any]) -> dict[str, Any]:
+def headline(summary: ReplaySummary) -> dict[str, Any]:
     """The few figures worth printing from the replay summary."""
-    truth = summary.get("ground_truth") or {}
-    latency = (summary.get("model") or {}).get("latency_ms", {})
+    model = summary.primary
+    truth = model.ground_truth.scores if model.ground_truth else None
     return {
-        "frames_processed": summary.get("frames", {}).get("processed"),
-        "mIoU_percent": truth.get("mIoU"),
-        "accuracy_percent": truth.get("accuracy"),
-        "latency_ms_p50": latency.get("p50"),
-        "latency_ms_p95": latency.get("p95"),
-        "replay_frames_per_s": summary.get("throughput_fps"),
+        "frames_processed": summary.frames.processed,
+        "mIoU_percent": truth.mIoU if truth else None,
+        "accuracy_percent": truth.accuracy if truth else None,
+        "latency_ms_p50": model.figures.latency_ms.p50,
+        "latency_ms_p95": model.figures.latency_ms.p95,
+        "replay_frames_per_s": summary.throughput_fps,
     }
 
 
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     result["weights"] = str(weights) if weights else "random (see the warning above)"
     result["total_s"] = round(time.perf_counter() - t0, 1)
     (args.out / "demo_summary.json").write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps({"headline": headline(result["summary"]), "timings_s": result["timings_s"],
+    print(json.dumps({"headline": result["headline"], "timings_s": result["timings_s"],
                       "total_s": result["total_s"], "weights": result["weights"],
                       "paths": result["paths"]}, indent=2))
     print(f"\nOpen {result['paths']['report']} to see the replay report.")

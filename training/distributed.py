@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 
-# Rank 0 may build the feature cache while the others wait at a barrier: allow for hours.
+# Ranks wait at barriers for the slowest one's share of a feature-cache build: allow for hours.
 INIT_TIMEOUT = datetime.timedelta(hours=6)
 
 

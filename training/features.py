@@ -3,17 +3,21 @@
 Layout of a cache folder::
 
     meta.json              what was computed (key, backbone, resolution, crops, enhancement,
-                           sources), the complete shards, the read report
+                           sources); once finished also the index of all shards and the read
+                           report
     shard_00000.npy        float16 [n, C, h, w] patch features, memory-mapped when read
-    shard_00000.json       provenance of the shard's frames (source, path, frame, host params)
     shard_00000.desc.npy   float32 [n, C] descriptors of the shard's items
+    shard_00000.json       provenance of the shard's frames (source, path, frame, host params)
+                           and the shard's record; written last, so it marks the shard complete
     descriptors.npy        float32 [N, C]: L2-normalised spatial means (KNN, STEGO.md section 5)
 
 Items are frames x crops in order: item ``i`` of a shard is crop ``i % n_crops`` of frame
-``i // n_crops``. Every file is written atomically and ``meta.json`` lists a shard only once all
-three of its files are in place, so a killed build resumes at the first missing shard (the
-sources are re-read up to there, which also replays the enhancement state, but no backbone runs).
-A finished cache is read-only and safe to open from many processes (DDP ranks, loader workers).
+``i // n_crops``. Every file is written atomically and a shard counts as done only once its JSON
+is in place, so a killed build resumes shard by shard: the sources are re-read (which also
+replays the enhancement state), the backbone runs only for the missing shards. Under
+torch.distributed the ranks compute disjoint shards (``s % world_size``) and rank 0 writes the
+index; the files are those a single process writes. A finished cache is read-only and safe to
+open from many processes (DDP ranks, loader workers).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tqdm import tqdm
 
 from edge.atomic import atomic_path, write_json_atomic
 from edge.enhance import EnhanceSettings
+from training import distributed as ddp
 from training.backbones import DinoViT
 from training.data.crops import (
     DEFAULT_CROP_TYPE,
@@ -54,6 +59,7 @@ from training.data.sources import (
     iter_frames,
     read_frame,
 )
+from training.data.totals import total_frames
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +122,8 @@ class FeatureCache:
             raise CacheError(f"{root}: cache format {meta.get('format')}, this code reads "
                              f"{FORMAT_VERSION}; rebuild it")
         if not meta.get("complete"):
-            raise CacheError(f"{root}: the build did not finish ({len(meta['shards'])} shards "
-                             "done); run the build again to resume it")
+            raise CacheError(f"{root}: the build did not finish ({len(_done_shards(root))} "
+                             "shards done); run the build again to resume it")
         return cls(root, meta)
 
     def __len__(self) -> int:
@@ -211,7 +217,7 @@ class FeatureCache:
 
 
 class _ShardWriter:
-    """Fills one shard batch by batch and writes its three files."""
+    """Fills one shard batch by batch and writes its three files, the JSON (the mark) last."""
 
     def __init__(self, root: Path, index: int, backbone: DinoViT, batch_size: int,
                  device: torch.device) -> None:
@@ -235,7 +241,7 @@ class _ShardWriter:
         self.feats.append(f.half().cpu().numpy())
         self.descs.append(desc.cpu().numpy())
 
-    def write(self, frames: list[dict[str, Any]]) -> dict[str, Any]:
+    def write(self, frames: list[dict[str, Any]]) -> None:
         if self.pending:
             self._run(self.pending)
             self.pending = []
@@ -244,9 +250,19 @@ class _ShardWriter:
             np.save(tmp, feats)
         with atomic_path(self.root / f"{self.name}.desc.npy") as tmp:
             np.save(tmp, np.concatenate(self.descs).astype(np.float32))
-        write_json_atomic(self.root / f"{self.name}.json", {"frames": frames})
-        return {"name": self.name, "items": len(feats), "frames": len(frames),
-                "feature_shape": list(feats.shape[1:])}
+        record = {"name": self.name, "items": len(feats), "frames": len(frames),
+                  "feature_shape": list(feats.shape[1:])}
+        write_json_atomic(self.root / f"{self.name}.json", {"shard": record, "frames": frames})
+
+
+def _done_shards(root: Path) -> dict[int, dict[str, Any]]:
+    """Index -> record of every shard whose files are all in place (its JSON is written last)."""
+    done = {}
+    for path in root.glob("shard_*.json"):
+        record = json.loads(path.read_text()).get("shard")
+        if record is not None:  # written by the version that kept progress in meta.json
+            done[int(path.stem.split("_")[1])] = record
+    return done
 
 
 def _start(root: Path, header: dict[str, Any]) -> dict[str, Any]:
@@ -256,9 +272,9 @@ def _start(root: Path, header: dict[str, Any]) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
         changed = sorted(k for k in header if meta.get(k) != header[k])
         if meta.get("format") == FORMAT_VERSION and not changed:
-            if meta["shards"] and not meta["complete"]:
-                logger.info("resuming feature cache %s after %d complete shards", root,
-                            len(meta["shards"]))
+            done = len(_done_shards(root))
+            if done and not meta["complete"]:
+                logger.info("resuming feature cache %s after %d complete shards", root, done)
             return meta
         raise CacheError(f"{root} holds a feature cache built with other settings (differs in "
                          f"{changed or ['format']}); delete it or choose another folder")
@@ -270,6 +286,17 @@ def _start(root: Path, header: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _joined(root: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """The meta rank 0 prepared, checked against this rank's own settings."""
+    meta = json.loads((root / META).read_text())
+    changed = sorted(k for k in header if meta.get(k) != header[k])
+    if changed:
+        raise CacheError(f"{root}: rank {ddp.dist_info().rank} computes other features than "
+                         f"rank 0 (differs in {changed}); every rank needs the same backbone "
+                         "weights and settings")
+    return meta
+
+
 def _check_same_frames(root: Path, name: str, frames: list[dict[str, Any]]) -> None:
     recorded = json.loads((root / f"{name}.json").read_text())["frames"]
     if [f["ref"] for f in recorded] != [f["ref"] for f in frames]:
@@ -277,12 +304,18 @@ def _check_same_frames(root: Path, name: str, frames: list[dict[str, Any]]) -> N
                          f"other frames); delete the folder to rebuild")
 
 
-def _finish(root: Path, meta: dict[str, Any], report: ReadReport) -> None:
-    descs = [np.load(root / f"{s['name']}.desc.npy") for s in meta["shards"]]
+def _finish(root: Path, meta: dict[str, Any], shards: int, report: ReadReport) -> None:
+    """Rank 0, once every shard is written: the descriptors of all items and the index."""
+    done = _done_shards(root)
+    missing = [i for i in range(shards) if i not in done]
+    if missing:
+        raise CacheError(f"{root}: shards {missing[:5]} are missing after every rank finished")
+    records = [done[i] for i in range(shards)]
+    descs = [np.load(root / f"{r['name']}.desc.npy") for r in records]
     with atomic_path(root / "descriptors.npy") as tmp:
         np.save(tmp, np.concatenate(descs))
-    meta.update(complete=True, items=sum(s["items"] for s in meta["shards"]),
-                feature_shape=meta["shards"][0]["feature_shape"], report=report.to_dict())
+    meta.update(shards=records, complete=True, items=sum(r["items"] for r in records),
+                feature_shape=records[0]["feature_shape"], report=report.to_dict())
     write_json_atomic(root / META, meta)
 
 
@@ -291,13 +324,19 @@ def build_feature_cache(items: Iterable[Source | str | Path] | Source | str | Pa
                         batch_size: int = 16, device: str | torch.device = "cpu",
                         enhancement: EnhanceSettings = DEFAULT_ENHANCEMENT,
                         crop_type: str = DEFAULT_CROP_TYPE,
-                        shard_items: int = SHARD_ITEMS) -> FeatureCache:
+                        shard_items: int = SHARD_ITEMS, progress: bool = True) -> FeatureCache:
     """Run ``backbone`` once over every crop of every frame of ``items`` into ``out_dir``.
 
     ``items``: sources (:mod:`training.data.sources`) or paths. Resumes an interrupted build of
-    the same settings in ``out_dir``; returns the finished cache at once if it is complete.
-    The backbone is moved to ``device``.
+    the same settings in ``out_dir`` shard by shard; returns the finished cache at once if it is
+    complete. The backbone is moved to ``device``.
+
+    Under torch.distributed every rank calls this alike: shard ``s`` is computed by rank
+    ``s % world_size``. Every rank reads all frames (the enhancement's temporal state must see
+    them in order) but renders and runs the backbone only for its own shards, so the shards are
+    the ones a single process writes. Rank 0 writes the index once all ranks are through.
     """
+    info = ddp.dist_info()
     sources = as_sources(items)
     names = crop_names(crop_type)
     if resolution <= 0 or resolution % backbone.patch_size:
@@ -312,47 +351,60 @@ def build_feature_cache(items: Iterable[Source | str | Path] | Source | str | Pa
               "crop_type": crop_type, "enhancement": enhancement.to_dict(),
               "sources": [s.describe() for s in sources],
               "crops": list(names), "frames_per_shard": max(1, shard_items // len(names))}
-    meta = _start(root, header)
+    if info.is_main:
+        meta = _start(root, header)
+        if not meta["complete"]:
+            for stale in root.glob(".*"):  # temporaries of a build killed mid-write
+                if stale.is_file():
+                    stale.unlink()
+    ddp.barrier()
+    if not info.is_main:
+        meta = _joined(root, header)
     if meta["complete"]:
-        logger.info("feature cache %s is complete (%d items)", root, meta["items"])
+        if info.is_main:
+            logger.info("feature cache %s is complete (%d items)", root, meta["items"])
         return FeatureCache.open(root)
-    for stale in root.glob(".*"):  # temporaries of a build killed mid-write
-        if stale.is_file():
-            stale.unlink()
     device = torch.device(device)
     backbone.to(device).eval()
     report = ReadReport()
-    resumed = [s["name"] for s in meta["shards"]]
+    done = _done_shards(root)
+    per_shard = header["frames_per_shard"]
     shard, frames, writer = 0, [], None
-    with tqdm(unit="frame", desc=f"features {root.name}", dynamic_ncols=True) as bar:
+    total = total_frames(sources)
+    with tqdm(total=total, unit="frame", desc=f"features {root.name}", dynamic_ncols=True,
+              disable=not (progress and info.is_main)) as bar:
         for frame, params in enhance_params(iter_frames(sources, report), enhancement):
-            if not frames and shard >= len(resumed):
+            mine = shard % info.world_size == info.rank
+            if not frames and mine and shard not in done:
                 writer = _ShardWriter(root, shard, backbone, batch_size, device)
             frames.append({"ref": frame.ref.to_dict(), "params": params.tolist()})
             if writer is not None:
                 writer.add(make_crops(render(frame.rgb, params, enhancement), crop_type,
                                       resolution))
             bar.update()
-            if len(frames) == header["frames_per_shard"]:
-                _close_shard(root, meta, resumed, shard, frames, writer)
+            if len(frames) == per_shard:
+                _close_shard(root, shard, frames, writer, mine)
                 shard, frames, writer = shard + 1, [], None
         if frames:
-            _close_shard(root, meta, resumed, shard, frames, writer)
+            _close_shard(root, shard, frames, writer, shard % info.world_size == info.rank)
             shard += 1
-    report.log_summary()
+    if info.is_main:
+        report.log_summary()
     check_not_empty(report, sources)
-    if shard < len(resumed):
+    if any(i >= shard for i in done):
         raise CacheError(f"{root}: the sources now hold fewer frames than the interrupted "
                          "build had cached; delete the folder to rebuild")
-    _finish(root, meta, report)
+    ddp.barrier()
+    if info.is_main:
+        _finish(root, meta, shard, report)
+    ddp.barrier()
     return FeatureCache.open(root)
 
 
-def _close_shard(root: Path, meta: dict[str, Any], resumed: list[str], shard: int,
-                 frames: list[dict[str, Any]], writer: _ShardWriter | None) -> None:
-    if writer is None:
+def _close_shard(root: Path, shard: int, frames: list[dict[str, Any]],
+                 writer: _ShardWriter | None, mine: bool) -> None:
+    if writer is not None:
+        writer.write(frames)
+    elif mine:
         # A shard the interrupted build finished: the sources must give the same frames back.
-        _check_same_frames(root, resumed[shard], frames)
-        return
-    meta["shards"].append(writer.write(frames))
-    write_json_atomic(root / META, meta)
+        _check_same_frames(root, _shard_name(shard), frames)

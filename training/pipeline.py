@@ -9,8 +9,8 @@ Layout of an output folder::
       train_log.csv     every loss term, tensorboard/ the same plus cd histograms
       model.pt          the trained model (training.artifact)
 
-Under torchrun, rank 0 builds the cache and the KNN table while the other ranks wait, then
-every rank trains on its slice.
+Under torchrun every rank extracts its share of the cache's shards and computes its share of
+the KNN table's rows (see training.features and training.knn), then trains on its slice.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edge.atomic import atomic_path
 from edge.enhance import EnhanceSettings
@@ -28,8 +29,8 @@ from training import distributed as ddp
 from training.backbones import OFFICIAL_WEIGHTS, build_backbone, weights_hint
 from training.data.crops import DEFAULT_CROP_TYPE
 from training.data.sources import Source, source_from_path
-from training.features import FeatureCache, build_feature_cache, cache_key
-from training.knn import compute_knn
+from training.features import SHARD_ITEMS, FeatureCache, build_feature_cache, cache_key
+from training.knn import compute_knn_ranks
 from training.train import STATE_FILE, TrainResult, TrainSettings, train_head
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class PipelineSettings:
     crop_type: str = DEFAULT_CROP_TYPE
     enhancement: EnhanceSettings = field(default_factory=EnhanceSettings)
     feature_batch_size: int = 16
+    # Items per cache shard: the unit of resuming and of sharing the extraction among ranks.
+    feature_shard_items: int = SHARD_ITEMS
     knn_k: int = 30
     # Our addition to STEGO: neighbours within this many frames of the same stream rank last.
     knn_exclude_window: int | None = None
@@ -62,21 +65,39 @@ def open_sources(paths: Sequence[str | Path], settings: PipelineSettings) -> lis
                              topic=settings.topic) for p in paths]
 
 
-def load_or_compute_knn(cache: FeatureCache, path: Path, k: int,
-                        exclude_window: int | None) -> np.ndarray:
-    """The cache's KNN table, recomputed unless ``path`` holds one for the same cache and k."""
+def load_or_compute_knn(cache: FeatureCache, path: Path, k: int, exclude_window: int | None,
+                        device: str | torch.device = "cpu") -> np.ndarray:
+    """The cache's KNN table, recomputed unless ``path`` holds one for the same cache and k.
+
+    Every DDP rank calls this alike: the ranks share the computation, rank 0 writes the file.
+    """
     tag = f"{cache.key}|k={k}|exclude={exclude_window}"
+    info = ddp.dist_info()
     if path.is_file():
         with np.load(path) as saved:
             if str(saved["tag"]) == tag:
-                log.info("reusing KNN table %s", path)
+                if info.is_main:
+                    log.info("reusing KNN table %s", path)
                 return saved["indices"]
     groups, positions = cache.sequences() if exclude_window is not None else (None, None)
-    knn = compute_knn(np.array(cache.descriptors), k=k, exclude_same_sequence=exclude_window,
-                      groups=groups, positions=positions)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, indices=knn, tag=np.array(tag))
+    knn = compute_knn_ranks(np.array(cache.descriptors), k=k, exclude_same_sequence=exclude_window,
+                            groups=groups, positions=positions, device=device)
+    if info.is_main:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, indices=knn, tag=np.array(tag))
+        log.info("KNN table of %d items written to %s", len(knn), path)
+    ddp.barrier()  # no rank may look for the file before it is complete
     return knn
+
+
+def _build_backbone(pipeline: PipelineSettings):
+    if pipeline.weights is not None:
+        return build_backbone(pipeline.backbone, pipeline.weights)
+    # Random weights (smoke runs) from a fixed seed: every rank and every resumed run must get
+    # the same network, or the cache key changes and the features are computed again.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_backbone(pipeline.backbone)
 
 
 def run_training(sources: Sequence[str | Path], out_dir: str | Path,
@@ -97,21 +118,20 @@ def run_training(sources: Sequence[str | Path], out_dir: str | Path,
         # Random features train nothing; only the test configurations may run without weights.
         raise ValueError(f"--weights is required for {pipeline.backbone}. "
                          f"{weights_hint(pipeline.backbone)}")
-    backbone = build_backbone(pipeline.backbone, pipeline.weights)
+    backbone = _build_backbone(pipeline)
     key = cache_key(backbone, pipeline.resolution, pipeline.crop_type, pipeline.enhancement)
     cache_dir = out_dir / "features" / key
-    if info.is_main:
-        cache = build_feature_cache(source_list, backbone, cache_dir,
-                                    resolution=pipeline.resolution,
-                                    batch_size=pipeline.feature_batch_size, device=device,
-                                    enhancement=pipeline.enhancement,
-                                    crop_type=pipeline.crop_type)
-        load_or_compute_knn(cache, out_dir / KNN_FILE, pipeline.knn_k,
-                            pipeline.knn_exclude_window)
-    ddp.barrier()
-    cache = FeatureCache.open(cache_dir)
+    cache = build_feature_cache(source_list, backbone, cache_dir, resolution=pipeline.resolution,
+                                batch_size=pipeline.feature_batch_size, device=device,
+                                enhancement=pipeline.enhancement, crop_type=pipeline.crop_type,
+                                shard_items=pipeline.feature_shard_items, progress=progress)
     knn = load_or_compute_knn(cache, out_dir / KNN_FILE, pipeline.knn_k,
-                              pipeline.knn_exclude_window)
+                              pipeline.knn_exclude_window, device)
+    if resume and not (out_dir / STATE_FILE).is_file():
+        if info.is_main:
+            log.info("--resume: %s holds no training state yet; training starts at step 0",
+                     out_dir)
+        resume = False
     provenance = {
         "sources": [s.describe() for s in source_list],
         "feature_cache": str(cache_dir.resolve()),

@@ -40,8 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                    help="output bag storage (default mcap)")
     p.add_argument("--report", type=Path, help="report folder (HTML, PNGs, MP4, summary.json)")
-    p.add_argument("--compare", type=Path, metavar="BUNDLE2",
-                   help="a second bundle to run on the same frames and compare with")
+    p.add_argument("--compare", type=Path, metavar="BUNDLE2", action="append", default=[],
+                   help="another bundle to run on the same frames and compare with the first; "
+                        "may be given several times (output topics under <namespace>/compare, "
+                        "<namespace>/compare2 ...)")
     p.add_argument("--backend", choices=BACKEND_NAMES, default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16",
                    help="TensorRT engine precision")
@@ -71,21 +73,28 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     s = result.summary
-    frames = s["frames"]
-    lat = s["model"]["latency_ms"]
-    log.info("%d frames processed, %d skipped, %.1f frames/s; latency p50 %s ms, p95 %s ms",
-             frames["processed"], frames["skipped"], s["throughput_fps"] or 0.0,
-             _ms(lat["p50"]), _ms(lat["p95"]))
-    if s.get("ground_truth", {}).get("mIoU") is not None:
-        log.info("ground truth: mIoU %.1f%%, accuracy %.1f%%", s["ground_truth"]["mIoU"],
-                 s["ground_truth"]["accuracy"])
-    if s.get("compare", {}).get("agreement"):
-        log.info("agreement with %s: %.1f%% of pixels", args.compare,
-                 s["compare"]["agreement"]["accuracy"])
-    for problem in frames["damage"]:
-        log.warning("damage: %s", problem)
+    frames = s.frames
     if args.json:
-        print(json.dumps({k: v for k, v in s.items() if k != "per_frame"}, indent=2))
+        print(json.dumps(s.to_dict(series=False), indent=2))
+    if not frames.processed:
+        written = [str(p) for p in (result.out_bag, result.report_dir) if p is not None]
+        log.error("no frame of %s was usable (%s)%s", s.topic, frames.why_none(),
+                  f"; written anyway: {', '.join(written)}" if written else "")
+        return 1
+    lat = s.primary.figures.latency_ms
+    log.info("%d frames processed, %d skipped, %.1f frames/s; latency p50 %s ms, p95 %s ms",
+             frames.processed, frames.skipped, s.throughput_fps or 0.0, _ms(lat.p50),
+             _ms(lat.p95))
+    for model in s.models:
+        truth = model.ground_truth.scores if model.ground_truth else None
+        if truth is not None and truth.mIoU is not None:
+            log.info("%s against the ground truth: mIoU %.1f%%, accuracy %.1f%%", model.role,
+                     truth.mIoU, truth.accuracy or 0.0)
+        if model.agreement is not None and model.agreement.accuracy is not None:
+            log.info("agreement of %s (%s) with the first bundle: %.1f%% of pixels", model.role,
+                     model.bundle.path, model.agreement.accuracy)
+    for problem in frames.damage:
+        log.warning("damage: %s", problem)
     return 0
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from edge.replay.summary import ModelFigures, ModelSeries, Percentiles, Scored
 from edge.scoring import Scores, hungarian_match, scores_with_assignment
 from edge.segmenter import TIMING_KEYS, Segmentation
 from edge.visualize import coverage
@@ -22,18 +22,17 @@ PERCENTILES = (50, 95, 99)
 _PAIRS = 256 * 256  # (uint8 prediction, uint8 truth)
 
 
-def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+def percentiles(values: Sequence[float]) -> Percentiles:
     """p50/p95/p99, mean and max of a series (``None`` for an empty one)."""
     arr = np.asarray(values, dtype=np.float64)
     if not arr.size:
-        return {**{f"p{p}": None for p in PERCENTILES}, "mean": None, "max": None}
-    out: dict[str, float | None] = {f"p{p}": float(np.percentile(arr, p)) for p in PERCENTILES}
-    out.update(mean=float(arr.mean()), max=float(arr.max()))
-    return out
+        return Percentiles()
+    p50, p95, p99 = (float(np.percentile(arr, p)) for p in PERCENTILES)
+    return Percentiles(p50, p95, p99, mean=float(arr.mean()), max=float(arr.max()))
 
 
-def _nan_to_none(values: Sequence[float]) -> list[float | None]:
-    return [None if math.isnan(v) else float(v) for v in values]
+def _nan_to_none(values: Sequence[float]) -> tuple[float | None, ...]:
+    return tuple(None if math.isnan(v) else float(v) for v in values)
 
 
 class PairCounts:
@@ -119,35 +118,51 @@ class StreamFigures:
         self.confidence_mean.append(float(conf.mean()))
         self.confidence_p05.append(float(np.percentile(conf[::4, ::4], 5)))
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ModelFigures:
         cov = np.array(self.coverage) if self.coverage else np.zeros((0, len(self.class_names)))
         flicker = np.array(self.flicker, dtype=np.float64)
         flicker = flicker[~np.isnan(flicker)]
-        return {
-            "latency_ms": percentiles(self.timings_ms["total"]),
-            "latency_stages_ms": {k: percentiles(v) for k, v in self.timings_ms.items()
-                                  if k != "total"},
-            "coverage_mean": {name: float(cov[:, i].mean()) if len(cov) else None
-                              for i, name in enumerate(self.class_names)},
-            "flicker": percentiles(flicker),
-            "confidence_mean": percentiles(self.confidence_mean),
-        }
+        return ModelFigures(
+            latency_ms=percentiles(self.timings_ms["total"]),
+            latency_stages_ms={k: percentiles(v) for k, v in self.timings_ms.items()
+                               if k != "total"},
+            coverage_mean={name: float(cov[:, i].mean()) if len(cov) else None
+                           for i, name in enumerate(self.class_names)},
+            flicker=percentiles(flicker),
+            confidence_mean=percentiles(self.confidence_mean),
+        )
 
-    def series(self) -> dict[str, Any]:
-        """Per-frame series, in frame order (JSON-ready)."""
-        return {
-            "latency_ms": self.timings_ms["total"],
-            "coverage": [[float(v) for v in c] for c in self.coverage],
-            "flicker": _nan_to_none(self.flicker),
-            "confidence_mean": self.confidence_mean,
-            "confidence_p05": self.confidence_p05,
-        }
+    def series(self) -> ModelSeries:
+        """Per-frame series, in frame order."""
+        return ModelSeries(
+            latency_ms=tuple(self.timings_ms["total"]),
+            coverage=tuple(tuple(float(v) for v in c) for c in self.coverage),
+            flicker=_nan_to_none(self.flicker),
+            confidence_mean=tuple(self.confidence_mean),
+            confidence_p05=tuple(self.confidence_p05),
+        )
 
 
-def scores_summary(overall: Scores, frames: list[Scores], names: Sequence[str]) -> dict[str, Any]:
-    """Whole-set figures with per-class IoU by name, and the per-frame series."""
-    out = overall.to_dict()
-    out["per_class_iou"] = dict(zip(names, out["per_class_iou"], strict=True))
-    out["over_time"] = {"mIoU": _nan_to_none([s.miou for s in frames]),
-                        "accuracy": _nan_to_none([s.accuracy for s in frames])}
-    return out
+def scored(overall: Scores, frames: list[Scores], names: Sequence[str],
+           positions: Sequence[int] | None = None, length: int | None = None) -> Scored:
+    """Whole-set figures with per-class IoU by name, and the per-frame series.
+
+    With ``positions`` (the processed frame of each scored frame) the series are spread over
+    ``length`` processed frames, ``None`` where a frame was not scored.
+    """
+    doc = overall.to_dict()
+    over_time = {"mIoU": _nan_to_none([s.miou for s in frames]),
+                 "accuracy": _nan_to_none([s.accuracy for s in frames])}
+    if positions is not None and length is not None:
+        over_time = {key: _aligned(series, positions, length) for key, series in over_time.items()}
+    return Scored(mIoU=doc["mIoU"], accuracy=doc["accuracy"],
+                  per_class_iou=dict(zip(names, doc["per_class_iou"], strict=True)),
+                  assignment=tuple(doc["assignment"]), pixels=doc["pixels"], over_time=over_time)
+
+
+def _aligned(series: Sequence[float | None], positions: Sequence[int],
+             length: int) -> tuple[float | None, ...]:
+    out: list[float | None] = [None] * length
+    for position, value in zip(positions, series, strict=True):
+        out[position] = value
+    return tuple(out)

@@ -18,35 +18,39 @@ from edge.contract import NODE_NAME
 from edge.segmenter import Segmentation
 
 NODE_NAMESPACE = f"/{NODE_NAME}"
-COMPARE_SUFFIX = "compare"
 
 
 class OutputTopics:
-    """Writes one replayed frame and its segmentation(s) into an open :class:`BagWriter`."""
+    """Writes one replayed frame and its segmentations into an open :class:`BagWriter`.
 
-    def __init__(self, writer: BagWriter, input_topic: str, class_names: Sequence[str],
-                 compare_names: Sequence[str] | None = None,
+    ``models`` are ``(sub-namespace, class names)`` per model, in the replay's order: the first
+    model's topics are the node's (``<namespace>/labels`` ...), a compared model's are under its
+    sub-namespace (``<namespace>/compare/labels``, ``<namespace>/compare2/labels`` ...). The
+    overlay is drawn for the first model only.
+    """
+
+    def __init__(self, writer: BagWriter, input_topic: str,
+                 models: Sequence[tuple[str, Sequence[str]]],
                  namespace: str = NODE_NAMESPACE) -> None:
         self.writer = writer
         self.input_topic = input_topic
-        self.namespace = namespace.rstrip("/")
-        self.class_names = list(class_names)
-        self.compare_names = list(compare_names) if compare_names is not None else None
+        root = namespace.rstrip("/")
+        self.models = [(root if i == 0 else f"{root}/{sub}", list(names))
+                       for i, (sub, names) in enumerate(models)]
 
-    def write(self, frame: BagImage, seg: Segmentation, coverage: np.ndarray,
-              overlay_rgb: np.ndarray, compare: Segmentation | None = None,
-              compare_coverage: np.ndarray | None = None) -> None:
+    def write(self, frame: BagImage, overlay_rgb: np.ndarray,
+              results: Sequence[tuple[Segmentation, np.ndarray]]) -> None:
+        """``results``: ``(segmentation, coverage)`` of every model, in order."""
         w, t = self.writer, frame.t_ns
         if frame.raw is None:
             raise ValueError(f"frame {frame.index} was read without its stored message "
                              "(keep_raw); the input topic cannot be copied")
         w.write_raw(self.input_topic, t, frame.msgtype, frame.raw)
-        self._segmentation(self.namespace, frame, seg, coverage, self.class_names)
-        w.write_image(f"{self.namespace}/overlay", t, overlay_rgb, "rgb8",
-                      stamp_ns=frame.stamp_ns, frame_id=frame.frame_id)
-        if compare is not None and compare_coverage is not None and self.compare_names:
-            self._segmentation(f"{self.namespace}/{COMPARE_SUFFIX}", frame, compare,
-                               compare_coverage, self.compare_names)
+        for (ns, names), (seg, coverage) in zip(self.models, results, strict=True):
+            self._segmentation(ns, frame, seg, coverage, names)
+            if ns == self.models[0][0]:
+                w.write_image(f"{ns}/overlay", t, overlay_rgb, "rgb8", stamp_ns=frame.stamp_ns,
+                              frame_id=frame.frame_id)
 
     def copy(self, messages: Iterable[RawMessage]) -> None:
         """Stored messages of other topics (the camera's CameraInfo), unchanged."""

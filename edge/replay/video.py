@@ -17,6 +17,8 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from edge.image_size import Size
+
 log = logging.getLogger(__name__)
 
 VIDEO_FILE = "overlay.mp4"
@@ -37,7 +39,7 @@ class VideoSink:
         self.frames = 0
         self.error: str | None = None
         self._writer: cv2.VideoWriter | None = None
-        self._size: tuple[int, int] | None = None
+        self._size: Size | None = None
         self._queue: queue.Queue[tuple[np.ndarray, ...] | None] = queue.Queue(_QUEUE)
         self._thread = threading.Thread(target=self._run, name="replay-video", daemon=True)
         self._thread.start()
@@ -77,16 +79,17 @@ class VideoSink:
     def _encode(self, panels: tuple[np.ndarray, ...]) -> None:
         frame = panels[0] if len(panels) == 1 else np.hstack(panels)
         if self._writer is None:
-            h, w = frame.shape[:2]
-            scale = min(1.0, MAX_WIDTH / w)
+            size = Size.of(frame)
+            scale = min(1.0, MAX_WIDTH / size.width)
             # MPEG-4 wants even dimensions.
-            self._size = (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))
+            self._size = Size(max(2, int(size.width * scale) // 2 * 2),
+                              max(2, int(size.height * scale) // 2 * 2))
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self.fps, self._size)
+                                           self.fps, self._size.dsize)
             if not self._writer.isOpened():
                 raise RuntimeError("OpenCV could not open an MP4 (mp4v) writer")
         assert self._size is not None
-        if (frame.shape[1], frame.shape[0]) != self._size:
-            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        if Size.of(frame) != self._size:
+            frame = cv2.resize(frame, self._size.dsize, interpolation=cv2.INTER_AREA)
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.frames += 1

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import Bundle
+from edge.sample_frames import host_stage
 from edge.trt.cache import update_sidecar
-from edge.trt.frames import host_stage
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
         log.error("build-engine needs %s (JetPack ships tensorrt; pip install pycuda)",
                   " and ".join(missing))
         return 2
+    from edge.sample_frames import synthetic_frames
     from edge.trt.check import check_engine
     from edge.trt.engine import ensure_engine
-    from edge.trt.frames import synthetic_frames
 
     bundle = load_bundle(args.bundle)
     plan = ensure_engine(bundle, args.precision, args.cache_dir, force=args.force,

@@ -31,8 +31,7 @@ DEVICE_INDEX = 0  # Jetsons have one GPU; workstations build for their first
 
 
 def input_shapes(bundle: Bundle) -> dict[str, tuple[int, ...]]:
-    cam = bundle.meta.camera
-    return {GRAPH_IMAGE: image_shape(cam.width, cam.height), GRAPH_ENHANCE: ENHANCE_SHAPE}
+    return {GRAPH_IMAGE: image_shape(bundle.meta.camera), GRAPH_ENHANCE: ENHANCE_SHAPE}
 
 
 def system_key(bundle: Bundle, precision: str, optimization_level: int | None = None

@@ -110,9 +110,8 @@ class TensorRTBackend:
             return None
 
     def _check_io(self) -> None:
-        cam = self._bundle.meta.camera
         expected = {**input_shapes(self._bundle),
-                    **{name: map_shape(cam.width, cam.height) for name in GRAPH_OUTPUTS}}
+                    **{name: map_shape(self._bundle.meta.camera) for name in GRAPH_OUTPUTS}}
         actual = {n: io["shape"] for n, io in self.io.items()}
         inputs = sorted(n for n, io in self.io.items() if io["is_input"])
         if actual != expected or inputs != sorted(GRAPH_INPUTS):

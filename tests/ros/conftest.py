@@ -49,13 +49,13 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
 def start_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     started: list[NodeProcess] = []
 
-    def start(bundle: Bundle | Path | None, name: str = NODE_NAME,
+    def start(bundle: Bundle | Path | None, name: str = NODE_NAME, namespace: str = "",
               **params: Any) -> NodeProcess:
         """Start the node on ``bundle`` (None: without the parameter) with ``params``."""
         if bundle is not None:
             params["bundle"] = getattr(bundle, "path", bundle)
         params = {"diagnostics_period": 0.2, **params}
-        node = NodeProcess(params, tmp_path / f"{name}-{len(started)}.log", name)
+        node = NodeProcess(params, tmp_path / f"{name}-{len(started)}.log", name, namespace)
         started.append(node)
         return node
 

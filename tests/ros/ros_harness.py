@@ -28,15 +28,22 @@ CAMERA = (64, 48)
 class NodeProcess:
     """The segmentation node in its own process, started the way the vehicle starts it."""
 
-    def __init__(self, params: dict[str, Any], log_path: Path, name: str = NODE_NAME) -> None:
+    def __init__(self, params: dict[str, Any], log_path: Path, name: str = NODE_NAME,
+                 namespace: str = "", command: list[str] | None = None,
+                 python_path: Path = PACKAGE_DIR, env: dict[str, str] | None = None) -> None:
+        """``command`` (default: the package's module from the source tree) is started with
+        ``python_path`` ahead of PYTHONPATH and ``env`` on top of this process's environment."""
         self.name = name
         self.log_path = log_path
-        args = [sys.executable, "-m", "uwstego_ros.node", "--ros-args", "-r", f"__node:={name}"]
+        command = command or [sys.executable, "-m", "uwstego_ros.node"]
+        args = [*command, "--ros-args", "-r", f"__node:={name}"]
+        if namespace:
+            args += ["-r", f"__ns:={namespace}"]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{key}:={text}"]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR),
+        env = {**os.environ, **(env or {})}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(python_path),
                                                           env.get("PYTHONPATH")]))
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import array
+import ast
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
+from edge.contract import NODE_NAME
 from uwstego_ros.conversions import array_to_image, coverage_to_msg, scale_camera_info
 from uwstego_ros.mailbox import Mailbox
 from uwstego_ros.params import DEFAULTS, SPECS, check_value
@@ -101,13 +105,14 @@ def test_stats_account_for_rates_and_percentiles():
     for latency in range(1, 101):
         stats.received()
         stats.published(float(latency), 1.0, 2.0)
-    stats.bad("truncated")
+    stats.bad("truncated", "truncated rgb8 image")
     assert stats.size_changed("64x48") is False and stats.size_changed("80x60") is True
     snap = stats.snapshot(dropped=3)
     assert (snap.frames_in, snap.frames_out, snap.bad_frames, snap.dropped) == (100, 100, 1, 3)
     assert snap.latency_ms[0] == pytest.approx(50.5) and snap.latency_ms[1] == pytest.approx(95.05)
     assert snap.bad_since_last == 1 and stats.snapshot(0).bad_since_last == 0
-    assert snap.resolution_changes == 1 and snap.last_bad == "truncated"
+    assert snap.resolution_changes == 1 and snap.last_bad == "truncated rgb8 image"
+    assert snap.bad_by_kind == {"truncated": 1}
 
 
 def test_rate_meter_measures_events_per_second():
@@ -116,3 +121,33 @@ def test_rate_meter_measures_events_per_second():
         meter.tick(100.0 + i * 0.1)
     assert meter.rate(101.0) == pytest.approx(10.0)
     assert meter.rate(200.0) == 0.0
+
+
+PACKAGE = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "uwstego_ros"
+
+
+def test_the_vehicle_parameters_file_sets_every_parameter_validly():
+    doc = yaml.safe_load((PACKAGE / "config" / "segmentation.yaml").read_text())
+    values = doc[NODE_NAME]["ros__parameters"]
+    assert set(values) == set(SPECS)
+    DEFAULTS.with_values(values)  # raises naming the first invalid value
+
+
+def _launch_arguments() -> dict[str, dict[str, ast.expr]]:
+    tree = ast.parse((PACKAGE / "launch" / "segmentation.launch.py").read_text())
+    found = {}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument":
+            found[call.args[0].value] = {k.arg: k.value for k in call.keywords}
+    return found
+
+
+def test_every_launch_argument_is_described_and_closed_sets_have_choices():
+    arguments = _launch_arguments()
+    assert {"camera", "bundle", "transport", "backend", "qos", "output_qos", "autostart",
+            "large_data", "respawn"} <= set(arguments)
+    for name, keywords in arguments.items():
+        assert "description" in keywords and "default_value" in keywords, name
+        closed = bool(name in SPECS and SPECS[name].choices) or isinstance(
+            getattr(DEFAULTS, name, None), bool) or name in ("large_data", "respawn")
+        assert not closed or "choices" in keywords, f"{name} needs choices"

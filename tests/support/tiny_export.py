@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.bundle import Size
 from edge.classes import default_classes
 from edge.enhance import EnhanceSettings
-from edge.trt.frames import synthetic_frames
+from edge.image_size import Size
+from edge.sample_frames import synthetic_frames
 from export.fused import imagenet_affine
 from export.pipeline import default_network_size, export_bundle
 from tests.support.bundles import BundleSpec

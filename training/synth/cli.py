@@ -7,18 +7,18 @@ import logging
 from pathlib import Path
 
 from edge.cli import HelpFormatter
+from edge.image_size import Size
 from training.synth.settings import JERLOV_TYPES, DiveSettings
 from training.synth.writer import write_dive
 
 log = logging.getLogger(__name__)
 
 
-def _size(text: str) -> tuple[int, int]:
+def _size(text: str) -> Size:
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480, got {text!r}") from None
-    return width, height
+        return Size.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _water_types(text: str) -> tuple[str, ...]:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "folders and/or a rosbag2. Rerunning into the same folder resumes.")
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--frames", type=int, default=100, help="frames in the dive")
-    parser.add_argument("--size", type=_size, default=(640, 480),
+    parser.add_argument("--size", type=_size, default=Size(640, 480),
                         help="camera frame size WxH (default 640x480)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the dive: same seed, same bytes")
@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    width, height = args.size
-    settings = DiveSettings(seed=args.seed, frames=args.frames, width=width, height=height,
+    settings = DiveSettings(seed=args.seed, frames=args.frames, width=args.size.width,
+                            height=args.size.height,
                             fps=args.fps, segment_frames=args.segment_frames,
                             water_types=args.water_types, degrade=not args.clean)
     report = write_dive(settings, args.out, folders=args.format in ("folders", "both"),

@@ -1,15 +1,43 @@
-"""The node's /diagnostics status (diagnostic_updater is not on PyPI, and this is all we need)."""
+"""The node's /diagnostics status (diagnostic_updater is not on PyPI, and this is all we need).
+
+Levels as ROS tools read them: OK only while frames arrive and are segmented as the bundle
+expects; STALE when no frame arrived for ``stale_after`` seconds; WARN for a slow or lossy input,
+resized frames, meaningless stamps and too many dropped or bad frames; ERROR when inference
+failed or frames are stretched to another aspect ratio. The message lists every finding.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from uwstego_ros.stats import Snapshot
+
+DAY_MS = 86_400_000.0
+# An input rate within this fraction below the expected one is still on time (rate jitter).
+RATE_TOLERANCE = 0.1
+# camera_info messages in the rate window before its rate is trusted as the camera's rate.
+MIN_CAMERA_INFOS = 3
+# Relative aspect-ratio difference above which resizing visibly stretches the scene.
+ASPECT_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What the node's parameters and bundle say healthy input looks like."""
+
+    topic: str
+    transport: str
+    camera: tuple[int, int]  # the bundle's camera size (width, height)
+    stale_after: float
+    expected_rate: float  # 0 = not checked
+    warn_drop_ratio: float
+    warn_bad_ratio: float
 
 
 def _fmt(value: Any) -> str:
@@ -20,40 +48,103 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _size_finding(input_size: str, camera: tuple[int, int]) -> tuple[bytes, str] | None:
+    if not input_size:
+        return None
+    w, h = (int(v) for v in input_size.split("x"))
+    cw, ch = camera
+    if (w, h) == (cw, ch):
+        return None
+    text = f"frames {w}x{h} are resized to the bundle's camera size {cw}x{ch}"
+    if abs((w / h) / (cw / ch) - 1.0) > ASPECT_TOLERANCE:
+        return DiagnosticStatus.ERROR, text + " with a different aspect ratio (stretched)"
+    return DiagnosticStatus.WARN, text
+
+
+def findings(snap: Snapshot, state: str, expect: Expectations,
+             error: str = "") -> list[tuple[bytes, str]]:
+    """Every (level, message) that keeps the status from OK, most severe first."""
+    if state == "error":
+        return [(DiagnosticStatus.ERROR, error or "inference failed")]
+    if state != "running":
+        return [(DiagnosticStatus.WARN, state)]
+    out: list[tuple[bytes, str]] = []
+    if snap.since_frame_s >= expect.stale_after:
+        out.append((DiagnosticStatus.STALE,
+                    f"no frame on {expect.topic} ({expect.transport}) for "
+                    f"{snap.since_frame_s:.1f} s"))
+    size = _size_finding(snap.input_size, expect.camera)
+    if size:
+        out.append(size)
+    if expect.expected_rate > 0 and snap.input_hz < expect.expected_rate * (1 - RATE_TOLERANCE):
+        out.append((DiagnosticStatus.WARN, f"input {snap.input_hz:.1f} Hz is below the "
+                                           f"expected {expect.expected_rate:.1f} Hz"))
+    if (snap.camera_info_count >= MIN_CAMERA_INFOS
+            and snap.input_hz < snap.camera_info_hz * (1 - RATE_TOLERANCE)):
+        out.append((DiagnosticStatus.WARN,
+                    f"input {snap.input_hz:.1f} Hz is below camera_info {snap.camera_info_hz:.1f}"
+                    " Hz: frames are lost before the node (wrong transport or remap, or raw "
+                    "images over DDS without the large-data profile)"))
+    delay = snap.stamp_delay_ms
+    if delay is not None and delay[0] > DAY_MS:
+        out.append((DiagnosticStatus.WARN, "stamps from the past: replaying? use "
+                                           "--clock/use_sim_time or --restamp"))
+    if snap.in_since_last:
+        dropped = snap.dropped_since_last / snap.in_since_last
+        bad = snap.bad_since_last / snap.in_since_last
+        if dropped > expect.warn_drop_ratio:
+            out.append((DiagnosticStatus.WARN, f"{dropped:.0%} of frames dropped (inference "
+                                               "slower than the input)"))
+        if bad > expect.warn_bad_ratio:
+            out.append((DiagnosticStatus.WARN,
+                        f"{snap.bad_since_last} bad frame(s): {snap.last_bad}"))
+    return out
+
+
+def _level(found: list[tuple[bytes, str]]) -> bytes:
+    levels = {level for level, _ in found}
+    for level in (DiagnosticStatus.ERROR, DiagnosticStatus.STALE, DiagnosticStatus.WARN):
+        if level in levels:
+            return level
+    return DiagnosticStatus.OK
+
+
 def build_diagnostics(name: str, stamp: Time, snap: Snapshot, state: str,
-                      backend: Mapping[str, Any]) -> DiagnosticArray:
-    """One DiagnosticStatus: OK while serving, WARN on new bad frames or while starting, ERROR
-    when inference failed."""
+                      backend: Mapping[str, Any], expect: Expectations,
+                      error: str = "") -> DiagnosticArray:
+    """One DiagnosticStatus for the node; latency figures of an empty window are left out."""
+    found = findings(snap, state, expect, error)
     status = DiagnosticStatus()
     status.name = name
     status.hardware_id = str(backend.get("backend", "none"))
-    if state == "error":
-        status.level, status.message = DiagnosticStatus.ERROR, "inference failed"
-    elif state != "running":
-        status.level, status.message = DiagnosticStatus.WARN, state
-    elif snap.bad_since_last:
-        status.level = DiagnosticStatus.WARN
-        status.message = f"{snap.bad_since_last} bad frame(s): {snap.last_bad}"
-    else:
-        status.level, status.message = DiagnosticStatus.OK, "segmenting"
-    values = {
+    status.level = _level(found)
+    order = {DiagnosticStatus.ERROR: 0, DiagnosticStatus.STALE: 1, DiagnosticStatus.WARN: 2}
+    status.message = "; ".join(m for _, m in sorted(found, key=lambda f: order[f[0]])) \
+        or "segmenting"
+    values: dict[str, Any] = {
         "state": state,
         **dict(backend),
+        "input_topic": f"{expect.topic} ({expect.transport})",
         "input_size": snap.input_size,
+        "camera_size": f"{expect.camera[0]}x{expect.camera[1]}",
         "input_rate_hz": snap.input_hz,
+        "camera_info_rate_hz": snap.camera_info_hz,
         "output_rate_hz": snap.output_hz,
-        "latency_p50_ms": snap.latency_ms[0],
-        "latency_p95_ms": snap.latency_ms[1],
-        "inference_p50_ms": snap.inference_ms[0],
-        "inference_p95_ms": snap.inference_ms[1],
-        "stamp_delay_p50_ms": snap.stamp_delay_ms[0],
+        "seconds_since_frame": snap.since_frame_s,
+    }
+    for key, figures in (("latency", snap.latency_ms), ("inference", snap.inference_ms),
+                         ("stamp_delay", snap.stamp_delay_ms)):
+        if figures is not None:
+            values[f"{key}_p50_ms"], values[f"{key}_p95_ms"] = figures
+    values.update({
         "frames_in": snap.frames_in,
         "frames_out": snap.frames_out,
         "dropped_frames": snap.dropped,
         "bad_frames": snap.bad_frames,
+        "bad_frames_by_kind": snap.bad_by_kind,
         "resolution_changes": snap.resolution_changes,
         "last_bad_frame": snap.last_bad,
-    }
+    })
     status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in values.items()]
     array = DiagnosticArray()
     array.header.stamp = stamp

@@ -41,6 +41,11 @@ class Mailbox:
             letter, self._letter = self._letter, None
             return None if self._closed else letter
 
+    def discard(self) -> None:
+        """Forget the pending letter (the node stopped taking frames); not counted as dropped."""
+        with self._cond:
+            self._letter = None
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -1,8 +1,13 @@
 """The node's parameters: one table with defaults, descriptors and validation.
 
-Start-up parameters (bundle, backend, transport, QoS, ...) are read-only: they shape the graph of
-subscriptions and the engine, so changing them means restarting the node. Publishing switches,
-the overlay alpha and the rate limit can be changed while it runs.
+Three kinds (``ParamSpec.applies``):
+- ``start``: read-only, read once when the process starts (``autostart``, the diagnostics period);
+- ``configure``: what shapes the engine, the subscriptions and the publishers (bundle, backend,
+  transport, QoS, ...). They may be set only while the node is not active and take effect at the
+  next ``configure`` (``activate`` for the subscriptions): deactivate, set ``bundle``, clean up and
+  configure again to swap the model without restarting the process;
+- ``runtime``: publishing switches, overlay alpha, rate limit, caps and diagnostics thresholds,
+  applied at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from edge.backends import BACKEND_NAMES, PRECISIONS
-from edge.contract import DEFAULT_INPUT_QOS, QOS_PROFILES
+from edge.contract import DEFAULT_INPUT_QOS, OUTPUT_QOS, QOS_PROFILES
 
 TRANSPORTS = ("raw", "compressed")
 
@@ -31,12 +36,21 @@ class NodeSettings:
     transport: str = "compressed"
     qos: str = DEFAULT_INPUT_QOS
     qos_depth: int = 5
+    output_qos: str = "reliable" if OUTPUT_QOS.reliability == "reliable" else "sensor_data"
+    output_qos_depth: int = OUTPUT_QOS.depth
+    autostart: bool = True
     use_camera_info: bool = True
     publish_overlay: bool = False
     overlay_alpha: float = 0.5
     publish_confidence: bool = False
     max_rate: float = 0.0
+    max_pixels: int = 0
+    reduced_decode: bool = False
     diagnostics_period: float = 1.0
+    stale_after: float = 3.0
+    expected_rate: float = 0.0
+    warn_drop_ratio: float = 0.5
+    warn_bad_ratio: float = 0.0
 
     def with_values(self, values: Mapping[str, Any]) -> NodeSettings:
         """A copy with ``values`` applied, or ValueError naming the first invalid one."""
@@ -52,7 +66,7 @@ class NodeSettings:
 @dataclass(frozen=True)
 class ParamSpec:
     description: str
-    read_only: bool = True
+    applies: str = "configure"  # "start" | "configure" | "runtime"
     choices: tuple[str, ...] = ()
     float_range: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None
@@ -76,17 +90,40 @@ SPECS: dict[str, ParamSpec] = {
                      choices=QOS_PROFILES),
     "qos_depth": ParamSpec("input queue depth (the node keeps only the newest frame anyway)",
                            int_range=(1, 100)),
+    "output_qos": ParamSpec("output QoS: reliable (every subscriber gets every result) or "
+                            "sensor_data (best effort)", choices=QOS_PROFILES),
+    "output_qos_depth": ParamSpec("output queue depth", int_range=(1, 100)),
+    "autostart": ParamSpec("configure and activate at start (a plain `ros2 run` segments at "
+                           "once); false: wait for a lifecycle manager", applies="start"),
     "use_camera_info": ParamSpec("subscribe 'camera_info' and republish it on ~/camera_info"),
     "publish_overlay": ParamSpec("publish ~/overlay (rgb8 frame with the labels blended in)",
-                                 read_only=False),
+                                 applies="runtime"),
     "overlay_alpha": ParamSpec("overlay weight of the label colours (0 = frame only)",
-                               read_only=False, float_range=(0.0, 1.0)),
+                               applies="runtime", float_range=(0.0, 1.0)),
     "publish_confidence": ParamSpec("publish ~/confidence (32FC1 cosine similarity)",
-                                    read_only=False),
+                                    applies="runtime"),
     "max_rate": ParamSpec("at most this many inferences per second; 0 = as fast as possible",
-                          read_only=False, float_range=(0.0, 1000.0)),
+                          applies="runtime", float_range=(0.0, 1000.0)),
+    "max_pixels": ParamSpec("refuse frames declaring more pixels than this, before decoding; "
+                            "0 = 4 x the bundle's camera size", applies="runtime",
+                            int_range=(0, 2**30)),
+    "reduced_decode": ParamSpec("decode JPEGs at 1/2, 1/4 or 1/8 scale when that still gives at "
+                                "least the bundle's camera size (much cheaper than a full "
+                                "decode and a resize); outputs then come at the decoded size",
+                                applies="runtime"),
     "diagnostics_period": ParamSpec("seconds between /diagnostics messages",
-                                    float_range=(0.05, 60.0)),
+                                    applies="start", float_range=(0.05, 60.0)),
+    "stale_after": ParamSpec("diagnostics are STALE when no frame arrived for this many seconds",
+                             applies="runtime", float_range=(0.1, 3600.0)),
+    "expected_rate": ParamSpec("diagnostics WARN when the input rate (Hz) falls more than 10% "
+                               "below this; 0 = not checked", applies="runtime",
+                               float_range=(0.0, 1000.0)),
+    "warn_drop_ratio": ParamSpec("diagnostics WARN when more than this fraction of the frames "
+                                 "of a period is dropped (newest-frame policy)",
+                                 applies="runtime", float_range=(0.0, 1.0)),
+    "warn_bad_ratio": ParamSpec("diagnostics WARN when more than this fraction of the frames of "
+                                "a period is bad (0 = any bad frame)", applies="runtime",
+                                float_range=(0.0, 1.0)),
 }
 DEFAULTS = NodeSettings()
 
@@ -109,9 +146,14 @@ def check_value(name: str, value: Any) -> str | None:
     return spec.check(value) if spec.check else None
 
 
+_WHEN = {"start": " (read at start)",
+         "configure": " (set while not active; applies at the next configure)",
+         "runtime": ""}
+
+
 def _descriptor(name: str, spec: ParamSpec) -> ParameterDescriptor:
-    desc = ParameterDescriptor(name=name, description=spec.description,
-                               read_only=spec.read_only)
+    desc = ParameterDescriptor(name=name, description=spec.description + _WHEN[spec.applies],
+                               read_only=spec.applies == "start")
     if spec.choices:
         desc.additional_constraints = "one of: " + ", ".join(spec.choices)
     if spec.float_range:
@@ -136,3 +178,12 @@ def declare_settings(node: Node) -> NodeSettings:
 
 def updates_from(params: list[Parameter]) -> dict[str, Any]:
     return {p.name: p.value for p in params if p.name in SPECS}
+
+
+def refused_while_active(updates: Mapping[str, Any]) -> str | None:
+    """Why ``updates`` cannot be applied to an active node, or None if they can."""
+    locked = sorted(n for n in updates if SPECS[n].applies == "configure")
+    if not locked:
+        return None
+    return (f"{', '.join(locked)} can only change while the node is not active: deactivate it "
+            "(and clean up, for the engine), set, then configure and activate again")

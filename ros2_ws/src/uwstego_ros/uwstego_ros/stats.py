@@ -11,6 +11,8 @@ import numpy as np
 
 RATE_WINDOW_S = 5.0
 LATENCY_SAMPLES = 300
+# Latency figures describe the last half minute: an idle node reports none rather than old ones.
+LATENCY_WINDOW_S = 30.0
 
 
 class RateMeter:
@@ -31,18 +33,35 @@ class RateMeter:
         span = max(now - self._times[0], self._times[-1] - self._times[0])
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
+    def count(self, now: float) -> int:
+        self._trim(now)
+        return len(self._times)
+
     def _trim(self, now: float) -> None:
         while self._times and now - self._times[0] > self.window:
             self._times.popleft()
 
 
-def percentiles(samples: deque[float] | list[float], qs: tuple[float, ...]) -> list[float]:
-    if not samples:
-        return [float("nan")] * len(qs)
-    return [float(v) for v in np.percentile(np.asarray(samples, dtype=np.float64), qs)]
+class Samples:
+    """The newest ``LATENCY_SAMPLES`` values of the last ``LATENCY_WINDOW_S`` seconds."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES)
+
+    def add(self, now: float, value: float) -> None:
+        self._items.append((now, value))
+
+    def percentiles(self, now: float, qs: tuple[float, ...]) -> list[float] | None:
+        """The percentiles ``qs``, or None for an empty window (never NaN)."""
+        while self._items and now - self._items[0][0] > LATENCY_WINDOW_S:
+            self._items.popleft()
+        if not self._items:
+            return None
+        values = np.asarray([v for _, v in self._items], dtype=np.float64)
+        return [float(v) for v in np.percentile(values, qs)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Snapshot:
     frames_in: int
     frames_out: int
@@ -51,12 +70,18 @@ class Snapshot:
     resolution_changes: int
     input_hz: float
     output_hz: float
-    latency_ms: list[float]  # p50, p95: callback -> labels published
-    inference_ms: list[float]  # p50, p95: Segmenter total
-    stamp_delay_ms: list[float]  # p50, p95: publish time - header.stamp (needs synced clocks)
+    camera_info_hz: float
+    camera_info_count: int  # camera_info messages in the rate window
+    latency_ms: list[float] | None  # p50, p95: callback -> labels published
+    inference_ms: list[float] | None  # p50, p95: Segmenter total
+    stamp_delay_ms: list[float] | None  # p50, p95: publish time - header.stamp (synced clocks)
     last_bad: str
-    bad_since_last: int
     input_size: str
+    bad_by_kind: dict[str, int]  # edge.rosimage.DECODE_ERROR_KINDS and the worker's own kinds
+    since_frame_s: float  # since the last frame arrived, or since counting started
+    in_since_last: int  # the deltas since the previous snapshot
+    dropped_since_last: int
+    bad_since_last: int
 
 
 @dataclass
@@ -68,21 +93,35 @@ class StreamStats:
     resolution_changes: int = 0
     last_bad: str = ""
     input_size: str = ""
-    _bad_reported: int = 0
+    bad_by_kind: dict[str, int] = field(default_factory=dict)
+    _last_frame: float = field(default_factory=time.monotonic)
+    _reported: tuple[int, int, int] = (0, 0, 0)  # frames_in, dropped, bad at the last snapshot
     _in: RateMeter = field(default_factory=RateMeter)
     _out: RateMeter = field(default_factory=RateMeter)
-    _latency: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-    _inference: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-    _delay: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    _info: RateMeter = field(default_factory=RateMeter)
+    _latency: Samples = field(default_factory=Samples)
+    _inference: Samples = field(default_factory=Samples)
+    _delay: Samples = field(default_factory=Samples)
 
     def received(self) -> None:
         with self._lock:
             self.frames_in += 1
-            self._in.tick(time.monotonic())
+            self._last_frame = time.monotonic()
+            self._in.tick(self._last_frame)
 
-    def bad(self, reason: str) -> None:
+    def camera_info_received(self) -> None:
+        with self._lock:
+            self._info.tick(time.monotonic())
+
+    def waiting_since_now(self) -> None:
+        """Start the no-input clock afresh (on activation)."""
+        with self._lock:
+            self._last_frame = time.monotonic()
+
+    def bad(self, kind: str, reason: str) -> None:
         with self._lock:
             self.bad_frames += 1
+            self.bad_by_kind[kind] = self.bad_by_kind.get(kind, 0) + 1
             self.last_bad = reason
 
     def size_changed(self, size: str) -> bool:
@@ -95,23 +134,28 @@ class StreamStats:
 
     def published(self, latency_ms: float, inference_ms: float, stamp_delay_ms: float) -> None:
         with self._lock:
+            now = time.monotonic()
             self.frames_out += 1
-            self._out.tick(time.monotonic())
-            self._latency.append(latency_ms)
-            self._inference.append(inference_ms)
-            self._delay.append(stamp_delay_ms)
+            self._out.tick(now)
+            self._latency.add(now, latency_ms)
+            self._inference.add(now, inference_ms)
+            self._delay.add(now, stamp_delay_ms)
 
     def snapshot(self, dropped: int) -> Snapshot:
         with self._lock:
             now = time.monotonic()
+            last_in, last_dropped, last_bad = self._reported
             snap = Snapshot(
                 frames_in=self.frames_in, frames_out=self.frames_out, dropped=dropped,
                 bad_frames=self.bad_frames, resolution_changes=self.resolution_changes,
                 input_hz=self._in.rate(now), output_hz=self._out.rate(now),
-                latency_ms=percentiles(self._latency, (50, 95)),
-                inference_ms=percentiles(self._inference, (50, 95)),
-                stamp_delay_ms=percentiles(self._delay, (50, 95)),
-                last_bad=self.last_bad, bad_since_last=self.bad_frames - self._bad_reported,
-                input_size=self.input_size)
-            self._bad_reported = self.bad_frames
+                camera_info_hz=self._info.rate(now), camera_info_count=self._info.count(now),
+                latency_ms=self._latency.percentiles(now, (50, 95)),
+                inference_ms=self._inference.percentiles(now, (50, 95)),
+                stamp_delay_ms=self._delay.percentiles(now, (50, 95)),
+                last_bad=self.last_bad, input_size=self.input_size,
+                bad_by_kind=dict(self.bad_by_kind), since_frame_s=now - self._last_frame,
+                in_since_last=self.frames_in - last_in, dropped_since_last=dropped - last_dropped,
+                bad_since_last=self.bad_frames - last_bad)
+            self._reported = (self.frames_in, dropped, self.bad_frames)
             return snap

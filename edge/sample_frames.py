@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.bundle import Size
 from edge.enhance import Enhancer, EnhanceSettings
+from edge.image_size import Size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -52,7 +52,7 @@ def folder_frames(folder: Path, camera: Size, count: int) -> list[np.ndarray]:
         if bgr is None:
             raise ValueError(f"{path}: not a readable image")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        frames.append(cv2.resize(rgb, (camera.width, camera.height),
+        frames.append(cv2.resize(rgb, camera.dsize,
                                  interpolation=cv2.INTER_AREA))
     return frames
 

@@ -1,0 +1,107 @@
+"""The models of a replay: one bundle under test first, zero or more compared with it after.
+
+Each model keeps what was measured about it (figures, its label pairs with the ground truth
+and, for compared models, with the first model) and turns that into its part of the summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edge.bundle import Bundle, load_bundle
+from edge.replay.metrics import PairCounts, StreamFigures, scored
+from edge.replay.settings import ReplaySettings
+from edge.replay.source import BagGroundTruth, DirGroundTruth
+from edge.replay.summary import PRIMARY_ROLE, BundleDoc, ModelDoc, TruthDoc, compare_role
+from edge.segmenter import Segmenter
+from edge.visualize import palette
+
+
+@dataclass
+class ReplayModel:
+    """One bundle in the replay and everything measured about it."""
+
+    role: str
+    bundle: Bundle
+    segmenter: Segmenter
+    figures: StreamFigures
+    lut: np.ndarray  # class colours for overlays
+    truth_pairs: PairCounts = field(default_factory=PairCounts)
+    truth_positions: list[int] = field(default_factory=list)  # processed frames with truth
+    agreement: PairCounts = field(default_factory=PairCounts)  # with the first model
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.figures.class_names
+
+    def warm_up(self) -> None:
+        """One frame before timing starts: first runs allocate (and TensorRT may tune)."""
+        self.segmenter.segment(np.zeros((*self.segmenter.camera_size.shape, 3), np.uint8))
+        self.segmenter.reset()
+
+    def describe(self) -> BundleDoc:
+        classes = self.bundle.meta.classes
+        return BundleDoc(path=str(self.bundle.path), model_sha256=self.bundle.model_sha256,
+                         classes=tuple(c.name for c in classes),
+                         class_colors=tuple(tuple(c.color) for c in classes),
+                         backend=self.segmenter.describe())
+
+    def document(self, primary: ReplayModel, truth: TruthDoc | None,
+                 gt_names: Sequence[str] | None, frames: int) -> ModelDoc:
+        """This model's part of the summary. ``truth``: the run's ground-truth facts (this
+        model's scores are added to them), ``frames``: the number of frames processed."""
+        agreement = None
+        if self is not primary and len(self.agreement):
+            overall, per_frame = self.agreement.scores(len(self.class_names),
+                                                       len(primary.class_names))
+            agreement = scored(overall, per_frame, primary.class_names)
+        return ModelDoc(role=self.role, bundle=self.describe(), figures=self.figures.summary(),
+                        series=self.figures.series(),
+                        ground_truth=None if truth is None
+                        else self._scored_truth(truth, gt_names, frames),
+                        agreement=agreement)
+
+    def _scored_truth(self, truth: TruthDoc, gt_names: Sequence[str] | None,
+                      frames: int) -> TruthDoc:
+        pairs = self.truth_pairs
+        n_truth = truth.n_classes or pairs.truth_classes()
+        mine = replace(truth, frames_scored=len(pairs), n_classes=None)
+        if not len(pairs) or not n_truth:
+            return mine
+        names = list(gt_names) if gt_names else [f"class_{i}" for i in range(n_truth)]
+        overall, per_frame = pairs.scores(len(self.class_names), n_truth)
+        return replace(mine, n_classes=n_truth,
+                       extra_clusters=max(0, len(self.class_names) - n_truth),
+                       scores=scored(overall, per_frame, names, self.truth_positions, frames))
+
+
+def load_models(bundles: Sequence[str | Path | Bundle], settings: ReplaySettings
+                ) -> list[ReplayModel]:
+    """The first bundle is the one under test, the others are compared with it."""
+    models = []
+    for position, b in enumerate(bundles):
+        loaded = b if isinstance(b, Bundle) else load_bundle(b)
+        seg = Segmenter(loaded, backend=settings.backend, precision=settings.precision)
+        model = ReplayModel(PRIMARY_ROLE if position == 0 else compare_role(position), loaded,
+                            seg, StreamFigures([c.name for c in loaded.meta.classes]),
+                            palette(loaded.meta.classes))
+        models.append(model)
+    return models
+
+
+def truth_facts(truth: BagGroundTruth | DirGroundTruth, settings: ReplaySettings,
+                frames_without_truth: int) -> TruthDoc:
+    """What the ground truth itself was like, before any model is scored against it."""
+    unreadable: dict[str, int] | tuple[str, ...] | None = None
+    if isinstance(truth, BagGroundTruth) and truth.stats.skipped:
+        unreadable = dict(truth.stats.reasons)
+    elif isinstance(truth, DirGroundTruth) and truth.unreadable:
+        unreadable = tuple(truth.unreadable)
+    names = settings.gt_names
+    return TruthDoc(source=settings.gt_topic or str(settings.gt_dir), frames_scored=0,
+                    frames_without_truth=frames_without_truth, unreadable=unreadable,
+                    n_classes=settings.gt_classes or (len(names) if names else None))

@@ -1,0 +1,43 @@
+"""How a replay runs: the frozen settings that ``uwstego replay``'s options fill in."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.replay.outputs import NODE_NAMESPACE
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    topic: str | None = None  # None: /camera/image_raw(/compressed) or the only image topic
+    every: int = 1
+    realtime: bool = False  # pace frames by their bag timestamps
+    backend: str = "auto"
+    precision: str = "fp16"
+    gt_topic: str | None = None
+    gt_dir: Path | None = None
+    gt_classes: int | None = None  # None: len(gt_names), else 1 + the largest label seen
+    gt_names: tuple[str, ...] | None = None  # ground-truth class names for the report
+    overlay_alpha: float = 0.5
+    namespace: str = NODE_NAMESPACE
+    storage: str = "mcap"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"--every must be >= 1, got {self.every}")
+        if self.gt_topic and self.gt_dir:
+            raise ValueError("give ground truth either as a topic or as a folder, not both")
+        if self.gt_classes is not None and not 1 <= self.gt_classes <= 255:
+            raise ValueError(f"ground-truth classes must be in 1..255, got {self.gt_classes}")
+        if self.gt_names is not None and self.gt_classes is not None \
+                and len(self.gt_names) != self.gt_classes:
+            raise ValueError(f"{len(self.gt_names)} ground-truth names for "
+                             f"{self.gt_classes} ground-truth classes")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (paths as strings, tuples as lists), as it reads back from JSON."""
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
