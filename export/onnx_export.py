@@ -20,7 +20,7 @@ import torch
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edge.contract import GRAPH_INPUTS, GRAPH_OUTPUTS, image_shape
+from edge.contract import GRAPH_CLASSES_KEY, GRAPH_INPUTS, GRAPH_OUTPUTS, image_shape
 from edge.enhance import IDENTITY_PARAMS
 from export.fused import FusedSegmenter
 
@@ -50,6 +50,8 @@ def export_onnx(fused: FusedSegmenter) -> onnx.ModelProto:
                           input_names=list(GRAPH_INPUTS), output_names=list(GRAPH_OUTPUTS),
                           do_constant_folding=True)
     model = fold_constants(onnx.load_from_string(buffer.getvalue()))
+    # The argmax runs over exactly these centroids; the loader checks bundle.json against it.
+    helper.set_model_props(model, {GRAPH_CLASSES_KEY: str(fused.centroid_weight.shape[0])})
     onnx.checker.check_model(model, full_check=True)
     return model
 
