@@ -1,6 +1,6 @@
 """Torch -> ONNX for the fused graph: legacy exporter, opset 17, static shapes, folded constants.
 
-``torch.onnx.export(dynamo=False)`` (DEPLOY.md 8: the TorchScript exporter is the one whose
+``torch.onnx.export(dynamo=False)`` (docs/deploy.md §8: the TorchScript exporter is the one whose
 output TensorRT 8.6 and 10.3 are known to parse) keeps some shape arithmetic that is constant
 for a static graph (``Shape -> Slice -> Concat`` feeding a Resize, ``ConstantOfShape -> Where ->
 Expand`` for the CLS token). :func:`fold_constants` evaluates it with ONNX's reference runtime,
