@@ -2,8 +2,8 @@
 
 - speed: median latency of each path over the same host-staged frames, and their ratio
   (target: the fused graph at least 2x faster);
-- efficiency: the fused graph's achieved GFLOP/s (ViT FLOPs counted analytically as in DEPLOY.md
-  10.3, plus patch embedding, head and centroid conv) as a fraction of this machine's sgemm
+- efficiency: the fused graph's achieved GFLOP/s (ViT FLOPs counted as in docs/deploy.md §10.3,
+  plus patch embedding, head and centroid conv) as a fraction of this machine's sgemm
   GFLOP/s measured in the same run with numpy and torch (target: 60 % for ViT-S/8 at 224).
 
 Random ViT-S/8 weights (no download needed): the cost does not depend on the weight values.

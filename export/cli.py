@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.cli import configure_logging
+from edge.cli import HelpFormatter, configure_logging, run_command
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +73,19 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """``uwstego export``: the same command under the ``uwstego`` dispatcher."""
     p = subparsers.add_parser("export", help="export a trained model to a deploy bundle",
-                              description=__doc__)
+                              description=__doc__, formatter_class=HelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="export-trt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="export-trt", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        log.warning("interrupted")
-        return 130
-    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as exc:
-        # Bad input and failed checks are one line naming the problem, not a traceback.
-        log.error("%s", exc, exc_info=args.verbose)
-        return 1
+    return run_command(run, args)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 The allowlist is the "Supported: Y" column of onnx-tensorrt ``docs/operators.md`` at its
 TensorRT 8.5 GA revision (commit 6d0ab7be, "TensorRT 8.5 supports operators up to Opset 17") plus
 the operators the TensorRT 8.6 EA changelog (``docs/Changelog.md``) adds: ``GroupNormalization``,
-``LayerNormalization``, ``IsInf``. TensorRT 10.x parses a superset (opsets 9-20, DEPLOY.md 8).
+``LayerNormalization``, ``IsInf``. TensorRT 10.x parses a superset (opsets 9-20, docs/deploy.md §8).
 
-On top of the allowlist, the project's rules for this graph (DEPLOY.md 8, ARCHITECTURE.md):
+On top of the allowlist, the project's rules for this graph (docs/deploy.md §8, ARCHITECTURE.md):
 opset 17, no custom domains, no Einsum or control flow, static shapes with every shape-like input
 an initializer, Resize only linear/nearest without antialiasing and linear only on the three
 innermost axes, every ArgMax followed by a Cast, uint8 converted only to and from float (the

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends import BackendUnavailable
-from edge.bundle import Bundle, BundleError
+from edge.bundle import Bundle, BundleError, check_graph
 from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS, GRAPH_OUTPUTS
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,14 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.model_path), sess_options=opts,
-                                            providers=wanted)
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), sess_options=opts,
+                                                providers=wanted)
+        except Exception as exc:  # ORT raises its own classes (InvalidProtobuf, Fail, ...)
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(f"{self.model_path}: ONNX Runtime cannot load the graph "
+                              f"({detail}): the file is damaged or truncated; re-export the "
+                              "bundle") from exc
         self.providers = self.session.get_providers()
         if wanted[0] not in self.providers:
             raise BackendUnavailable(f"{wanted[0]} requested but the session runs on "
@@ -76,17 +82,9 @@ class OnnxRuntimeBackend:
     def _check_io(self, bundle: Bundle) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
-        missing = ([n for n in GRAPH_INPUTS if n not in inputs]
-                   + [n for n in GRAPH_OUTPUTS if n not in outputs])
-        if missing:
-            raise BundleError(f"{self.model_path}: graph lacks {missing}; it has inputs "
-                              f"{sorted(inputs)} and outputs {sorted(outputs)}")
-        cam = bundle.meta.camera
-        expected = [1, cam.height, cam.width, 3]
-        shape = list(inputs[GRAPH_IMAGE].shape)
-        if shape != expected:
-            raise BundleError(f"{self.model_path}: input 'image' has shape {shape}, "
-                              f"bundle.json says camera {cam} -> {expected}")
+        check_graph(bundle, self.model_path, {n: i.shape for n, i in inputs.items()},
+                    {n: o.shape for n, o in outputs.items()},
+                    self.session.get_modelmeta().custom_metadata_map)
         self._in_dtypes = {n: _dtype(inputs[n].type, f"input {n!r}") for n in GRAPH_INPUTS}
         self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in GRAPH_OUTPUTS}
 

@@ -35,10 +35,10 @@ from edge.bags.messages import (
 )
 from edge.bags.salvage import MCAP_MAGIC, SQLITE_MAGIC, SalvageReader
 from edge.bags.topics import LABEL_TOPICS_KEY
+from edge.contract import SYNTH_BAG_DIR, SYNTH_DIVE_FILE
 
 log = logging.getLogger(__name__)
 
-DIVE_FILE = "dive.json"  # a synthetic dive folder: its bag is in bag/
 _STORAGE_SUFFIXES = (".mcap", ".db3")
 
 
@@ -77,11 +77,12 @@ def resolve_bag_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
-    if path.is_dir() and (path / DIVE_FILE).is_file():
-        if (path / "bag").is_dir():
-            return path / "bag"
+    if path.is_dir() and (path / SYNTH_DIVE_FILE).is_file():
+        if (path / SYNTH_BAG_DIR).is_dir():
+            return path / SYNTH_BAG_DIR
         raise ValueError(f"{path} is a synthetic dive written without a bag (it has "
-                         f"{DIVE_FILE} but no bag/ folder); rerun `uwstego synth` with --bag")
+                         f"{SYNTH_DIVE_FILE} but no {SYNTH_BAG_DIR}/ folder); rerun "
+                         "`uwstego synth` with --bag")
     if path.is_dir():
         if (path / "metadata.yaml").exists() or any(
                 p.suffix in _STORAGE_SUFFIXES or p.name.endswith((".mcap.zstd", ".db3.zstd"))

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qos", choices=QOS_PROFILES, default="reliable",
                    help="QoS of camera topics: reliable (reaches every subscriber) or "
                         "sensor_data (best effort)")
-    p.add_argument("--qos-depth", type=int, default=10)
+    p.add_argument("--qos-depth", type=int, default=10,
+                   help="history depth (keep last) of every published topic")
     p.add_argument("--restamp", action="store_true",
                    help="shift header stamps to the current time, like a live camera driver")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",

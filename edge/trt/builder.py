@@ -1,4 +1,4 @@
-"""The TensorRT build recipe of DEPLOY.md 4, valid on TensorRT 8.6 and 10.x.
+"""The TensorRT build recipe of docs/deploy.md §4, valid on TensorRT 8.6 and 10.x.
 
 - the network takes the ``EXPLICIT_BATCH`` flag below 10 and ``0`` from 10 on (deprecated there);
 - every ONNX parser error is reported;
@@ -6,14 +6,14 @@
 - FP16 is the ``BuilderFlag.FP16`` flag below 11 (TensorRT 11 takes precision from the ONNX
   only, so our FP32 graph builds an FP32 engine there, and the log says so);
 - in FP16, the LayerNorm, Softmax and Reduce layers are pinned to FP32 with
-  ``OBEY_PRECISION_CONSTRAINTS`` (DEPLOY.md 8: FP16 squares overflow past 256);
+  ``OBEY_PRECISION_CONSTRAINTS`` (docs/deploy.md §7: FP16 squares overflow past 256);
 - INT8 is explicit quantisation: the bundle's QDQ graph (``model_int8.onnx``, export/int8.py)
   carries its scales, the parser turns its Q/DQ pairs into INT8 layers, and the build sets the
   ``INT8`` flag (below 11; TensorRT 11 takes it from the Q/DQ nodes alone) plus ``FP16`` for the
   layers left in float, with the same FP32 pins. No calibrator: they are deprecated in 10.1;
 - the timing cache is loaded and returned updated; ``build_serialized_network`` returns None on
   failure (``build_engine`` was removed in 10.0). The graph is static, so no optimisation
-  profile is added (DEPLOY.md 4, step 4).
+  profile is added (docs/deploy.md §4, step 4).
 
 Runs only where ``tensorrt`` is installed; it is imported inside the functions.
 """

@@ -1,4 +1,4 @@
-"""Check a built engine against ONNX Runtime (CPU) on sample frames and time it (DEPLOY.md 9).
+"""Check a built engine against ONNX Runtime (CPU) on sample frames and time it (docs/deploy.md §9).
 
 Run by ``export-trt`` after a build and by ``uwstego build-engine --check``; the result is
 stored in the engine's sidecar so diagnostics can show it.
@@ -75,7 +75,7 @@ def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = 
     finally:
         engine.close()
     if agreement.status == FAILED:
-        log.warning("engine vs ONNX Runtime: %s: check %s drift (polygraphy, DEPLOY.md 8) or "
+        log.warning("engine vs ONNX Runtime: %s: check %s drift (polygraphy, docs/deploy.md §8) or "
                     "use --precision fp32", agreement.describe(), precision.upper())
     elif not agreement.informative:
         log.warning("engine vs ONNX Runtime: %s: use sample frames where the classes split",

@@ -14,8 +14,10 @@ Nothing is dropped silently: every unreadable file or frame is recorded in a :cl
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +28,13 @@ import cv2
 import numpy as np
 
 from edge.bags import ReadStats, choose_camera_topic, open_bag
+from edge.contract import (
+    COMPRESSED_TOPIC,
+    IMAGE_TOPIC,
+    SYNTH_BAG_DIR,
+    SYNTH_DIVE_FILE,
+    SYNTH_IMAGES_DIR,
+)
 from edge.rosimage import ImageDecodeError, decode_compressed
 
 logger = logging.getLogger(__name__)
@@ -143,7 +152,9 @@ class ImageFolder:
                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
     def frames(self, report: ReadReport) -> Iterator[Frame]:
-        for path in self.paths():
+        paths = self.paths()
+        self._log_subfolders(paths)
+        for path in paths:
             report.seen += 1
             try:
                 rgb = decode_image_file(path)
@@ -152,8 +163,46 @@ class ImageFolder:
                 continue
             yield Frame(FrameRef("image", str(path)), rgb)
 
+    def _log_subfolders(self, paths: Sequence[Path]) -> None:
+        # Every image under the folder is taken: say from where, so that a folder of masks or
+        # depth maps next to the photos shows up in the log.
+        counts = Counter(str(p.parent.relative_to(self.root)) for p in paths)
+        if len(counts) > 1:
+            logger.info("%s: %d images, by subfolder: %s", self.root, len(paths),
+                        ", ".join(f"{'(top)' if d == '.' else d + '/'} {n}"
+                                  for d, n in sorted(counts.items())))
+        else:
+            logger.info("%s: %d images", self.root, len(paths))
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "images", "path": str(self.root)}
+
+
+def synth_dive_source(path: Path, *, stride: int = 1, rate_hz: float | None = None,
+                      topic: str | None = None) -> Source:
+    """A folder written by ``uwstego synth``: its camera frames only, never labels/ or range/.
+
+    The PNG folder ``images/`` when it is there, else the bag's camera topic (the one the dive
+    wrote, raw or compressed, as ``dive.json`` says), so ground-truth label images are skipped.
+    """
+    images, bag = path / SYNTH_IMAGES_DIR, path / SYNTH_BAG_DIR
+    if images.is_dir():
+        logger.info("%s is a synthetic dive: training on its camera images %s/ only", path,
+                    SYNTH_IMAGES_DIR)
+        return ImageFolder(images)
+    if (bag / "metadata.yaml").is_file():
+        if topic is None:
+            try:
+                outputs = json.loads((path / SYNTH_DIVE_FILE).read_text()).get("outputs", {})
+            except (OSError, ValueError, AttributeError) as exc:
+                raise ValueError(f"{path / SYNTH_DIVE_FILE} is unreadable ({exc}): pass --topic "
+                                 "to choose the camera topic of its bag") from exc
+            topic = COMPRESSED_TOPIC if outputs.get("compressed") else IMAGE_TOPIC
+        logger.info("%s is a synthetic dive: training on topic %s of its %s/", path, topic,
+                    SYNTH_BAG_DIR)
+        return RosBag(bag, topic, stride, rate_hz)
+    raise ValueError(f"{path} holds {SYNTH_DIVE_FILE} but neither {SYNTH_IMAGES_DIR}/ nor a "
+                     f"rosbag2 in {SYNTH_BAG_DIR}/: an unfinished synth run? Rerun uwstego synth")
 
 
 def _open_video(path: Path) -> cv2.VideoCapture:
@@ -266,6 +315,8 @@ def source_from_path(path: str | Path, *, stride: int = 1, rate_hz: float | None
     if path.is_dir():
         if (path / "metadata.yaml").is_file():
             return RosBag(path, topic, stride, rate_hz)
+        if (path / SYNTH_DIVE_FILE).is_file():
+            return synth_dive_source(path, stride=stride, rate_hz=rate_hz, topic=topic)
         return ImageFolder(path)
     if path.suffix.lower() == ".bag":
         return RosBag(path, topic, stride, rate_hz)
