@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
 
+from edge.cli import run_command
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import assert_one_line_error, run_tool, snapshot
 from tests.support.media import scene, write_bag
@@ -23,3 +26,15 @@ def test_a_runtime_error_is_one_line(tmp_path: Path):
                        "onnxruntime-cuda", "--out", tmp_path / "seg")
     assert_one_line_error(outcome, "CUDAExecutionProvider not in this onnxruntime build")
     assert snapshot(tmp_path) == before
+
+
+def test_a_missing_extra_is_one_line_naming_the_package_and_the_extra(caplog):
+    # As on the vehicle, which installs only the edge extra, running a training command.
+    def needs_torch(_args: argparse.Namespace) -> int:
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    with caplog.at_level(logging.ERROR):
+        assert run_command(needs_torch, argparse.Namespace(verbose=False)) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "this command needs the Python package 'torch', which is not installed here "
+        "(pip install 'uwstego[train]')"]

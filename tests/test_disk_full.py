@@ -81,10 +81,11 @@ def _tiny_checkpoint(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def earlier_bundle(tmp_path_factory) -> tuple[Path, Path]:
     """A checkpoint and the bundle a first export wrote from it (the earlier output)."""
-    from export.pipeline import export_bundle
-
     root = tmp_path_factory.mktemp("earlier")
     ckpt = _tiny_checkpoint(root / "model.pt")
+    pytest.importorskip("onnx")
+    from export.pipeline import export_bundle
+
     export_bundle(ckpt, "64x48", None, root / "outputs" / "bundle", engine="skip")
     return ckpt, root / "outputs"
 

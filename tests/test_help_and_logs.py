@@ -43,6 +43,7 @@ def test_every_option_has_help_and_one_default(name: str):
 
 
 def test_train_without_weights_names_the_random_weights_flag(tmp_path: Path):
+    pytest.importorskip("torch")
     (tmp_path / "images").mkdir()
     cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((64, 64, 3), np.uint8))
     before = snapshot(tmp_path)
