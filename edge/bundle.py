@@ -26,11 +26,15 @@ from edge.contract import (
     GRAPH_ENHANCE,
     GRAPH_IMAGE,
     GRAPH_LABELS,
+    GRAPH_NOVELTY,
+    GRAPH_OUTPUTS,
+    GRAPH_OUTPUTS_WITH_NOVELTY,
     image_shape,
     map_shape,
 )
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
+from edge.novelty import NoveltyCalibration
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -53,9 +57,18 @@ class BundleMeta:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     validation: Mapping[str, Any] = field(default_factory=dict)
     opset: int = 17
+    # The graph has a ``novelty`` output when calibrated (edge/novelty.py); ``unknown_label``:
+    # its labels mark pixels beyond their cluster's threshold with UNKNOWN_LABEL.
+    novelty: NoveltyCalibration | None = None
+    unknown_label: bool = False
 
     def __post_init__(self) -> None:
         check_class_count(len(self.classes))
+        if self.novelty is not None and self.novelty.num_clusters != len(self.classes):
+            raise ValueError(f"novelty calibration of {self.novelty.num_clusters} clusters for "
+                             f"{len(self.classes)} classes")
+        if self.unknown_label and self.novelty is None:
+            raise ValueError("unknown_label needs a novelty calibration")
         for name, size in (("network", self.network),):
             if size.width % self.patch_size or size.height % self.patch_size:
                 raise ValueError(f"{name} size {size} is not a multiple of the patch size "
@@ -64,6 +77,10 @@ class BundleMeta:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def graph_outputs(self) -> tuple[str, ...]:
+        return GRAPH_OUTPUTS if self.novelty is None else GRAPH_OUTPUTS_WITH_NOVELTY
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,8 +100,12 @@ class BundleMeta:
                 "inputs": {GRAPH_IMAGE: ["uint8", list(image_shape(self.camera))],
                            GRAPH_ENHANCE: ["float32", list(ENHANCE_SHAPE)]},
                 "outputs": {GRAPH_LABELS: ["uint8", list(map_shape(self.camera))],
-                            GRAPH_CONFIDENCE: ["float32", list(map_shape(self.camera))]},
+                            GRAPH_CONFIDENCE: ["float32", list(map_shape(self.camera))],
+                            **({} if self.novelty is None else
+                               {GRAPH_NOVELTY: ["float32", list(map_shape(self.camera))]})},
             },
+            "novelty": None if self.novelty is None else {
+                "calibration": self.novelty.to_dict(), "unknown_label": self.unknown_label},
             "provenance": dict(self.provenance),
             "validation": dict(self.validation),
         }
@@ -101,7 +122,16 @@ class BundleMeta:
             provenance=dict(data.get("provenance", {})),
             validation=dict(data.get("validation", {})),
             opset=int(data["model"]["opset"]),
+            **_novelty_fields(data.get("novelty")),
         )
+
+
+def _novelty_fields(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Bundles written before novelty existed have no ``novelty`` entry: novelty unavailable."""
+    if doc is None:
+        return {}
+    return {"novelty": NoveltyCalibration.from_dict(doc["calibration"]),
+            "unknown_label": bool(doc.get("unknown_label", False))}
 
 
 @dataclass(frozen=True)

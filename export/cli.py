@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path,
                    help="engine cache folder (default: the bundle's engines/)")
     p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit")
+    p.add_argument("--unknown-label", action="store_true",
+                   help="label pixels beyond their cluster's novelty threshold 255 (unknown); "
+                        "needs a model trained with novelty calibration")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = export_bundle(args.checkpoint, args.camera_size, args.network_size, args.out,
                            args.precision, samples=args.samples, num_frames=args.frames,
                            seed=args.seed, engine=args.engine, cache_dir=args.cache_dir,
-                           workspace_mb=args.workspace_mb)
+                           workspace_mb=args.workspace_mb, unknown_label=args.unknown_label)
     parity = bundle.meta.validation["onnxruntime_cpu_vs_pytorch"]
     log.info("bundle %s ready: %d classes, camera %s, network %s, label agreement %.3f%%",
              bundle.path, bundle.meta.num_classes, bundle.meta.camera, bundle.meta.network,

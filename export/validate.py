@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import torch
 
-from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
+from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, UNKNOWN_LABEL
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
 from edge.sample_frames import host_stage, synthetic_frames
@@ -50,6 +50,7 @@ class ParityReport:
     graph_label_agreement: float  # ORT vs eager fused module: export error only
     graph_confidence_max_abs: float
     min_agreement: float
+    graph_novelty_max_abs: float | None = None  # ORT vs eager fused module; None: no novelty
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,14 +96,20 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
     agree = graph_agree = pixels = 0
     worst = 1.0
     conf_max = conf_sum = graph_max = 0.0
+    novelty_max = 0.0 if fused.calibrated else None
     for image, params in host_stage(frames, settings):
-        labels, confidence = session.run(None, {GRAPH_IMAGE: image[None],
-                                                GRAPH_ENHANCE: params[None].astype(np.float32)})
-        labels, confidence = labels[0], confidence[0].astype(np.float32)
+        outputs = session.run(None, {GRAPH_IMAGE: image[None],
+                                     GRAPH_ENHANCE: params[None].astype(np.float32)})
+        labels, confidence = outputs[0][0], outputs[1][0].astype(np.float32)
         ref_labels, ref_conf = reference.segment(image, params)
         with torch.inference_mode():
-            eager_labels, eager_conf = fused(torch.from_numpy(image)[None],
-                                             torch.from_numpy(params)[None])
+            eager = fused(torch.from_numpy(image)[None], torch.from_numpy(params)[None])
+        eager_labels, eager_conf = eager[0], eager[1]
+        if novelty_max is not None:
+            novelty_max = max(novelty_max, float(np.abs(outputs[2][0].astype(np.float32)
+                                                        - eager[2][0].numpy()).max()))
+        if fused.mark_unknown:  # unknown pixels are checked against the eager module only
+            ref_labels = np.where(labels == UNKNOWN_LABEL, labels, ref_labels)
         same = int((labels == ref_labels).sum())
         agree += same
         graph_agree += int((labels == eager_labels[0].numpy()).sum())
@@ -117,7 +124,7 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
         label_agreement=agree / pixels, worst_frame_agreement=worst,
         confidence_max_abs=conf_max, confidence_mean_abs=conf_sum / pixels,
         graph_label_agreement=graph_agree / pixels, graph_confidence_max_abs=graph_max,
-        min_agreement=min_agreement)
+        min_agreement=min_agreement, graph_novelty_max_abs=novelty_max)
     log.info("parity on %d %s frames: labels %.4f%% (worst frame %.4f%%) vs PyTorch reference, "
              "confidence error max %.3g mean %.3g; graph vs eager: labels %.4f%%, "
              "confidence max %.3g", report.frames, frame_source,
@@ -127,6 +134,10 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
         raise ParityError(f"ONNX Runtime agrees with the PyTorch reference on only "
                           f"{100 * report.label_agreement:.3f}% of pixels (need "
                           f"{100 * min_agreement:.1f}%): the export is wrong; nothing written")
+    if novelty_max is not None and novelty_max > max_graph_error:
+        raise ParityError(f"ONNX Runtime novelty differs from the eager fused module by "
+                          f"{novelty_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "
+                          "written")
     if graph_max > max_graph_error:
         raise ParityError(f"ONNX Runtime confidence differs from the eager fused module by "
                           f"{graph_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "

@@ -37,6 +37,7 @@ from edge.classes import ClassInfo, default_classes
 from training import distributed as ddp
 from training.artifact import TrainedModel, load_trained_model, save_trained_model
 from training.backbones import DinoViT
+from training.calibration import calibrate
 from training.clusters import ClusterProbe, spherical_kmeans
 from training.features import FeatureCache, weights_fingerprint
 from training.head import HeadConfig, SegmentationHead
@@ -426,6 +427,7 @@ def _finish(run: TrainRun, cache: FeatureCache, backbone: DinoViT, settings: Tra
     """Spherical k-means on the trained code of the whole cache, then the model file."""
     codes = cache_codes(run.head, cache, run.device, settings.kmeans_samples, settings.seed)
     centroids = spherical_kmeans(codes, settings.clusters, seed=settings.seed)
+    calibration = calibrate(codes, centroids, settings.novelty_quantile)
     facts = cache_facts(cache)
     model = TrainedModel(
         backbone=facts["backbone"],
@@ -448,6 +450,7 @@ def _finish(run: TrainRun, cache: FeatureCache, backbone: DinoViT, settings: Tra
             "checkpoint_selection": "fixed step count (no labels used)",
             **(provenance or {}),
         },
+        calibration=calibration,
     )
     save_trained_model(out_dir / MODEL_FILE, model)
     return model
