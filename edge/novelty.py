@@ -118,3 +118,8 @@ def describe(calibration: NoveltyCalibration, names: Sequence[str]) -> list[str]
         lines.append(f"  {name:<16} {count:>8} codes  threshold {thr:.4f}  "
                      f"min {row[0]:.4f}  p3 {row[1]:.4f}  median {row[-1]:.4f}")
     return lines
+
+
+def novelty_mono8(novelty: np.ndarray) -> np.ndarray:
+    """Novelty [0, 1] -> uint8 0-255 (the node's ``~/novelty`` image and the replay's pictures)."""
+    return np.rint(np.clip(novelty, 0.0, 1.0) * 255.0).astype(np.uint8)

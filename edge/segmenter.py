@@ -18,8 +18,10 @@ import numpy as np
 
 from edge.backends import BackendChoice, BackendOptions, create_backend
 from edge.bundle import Bundle, load_bundle
+from edge.contract import UNKNOWN_LABEL
 from edge.enhance import Enhancer, check_rgb_frame
 from edge.image_size import Size
+from edge.novelty import unknown_mask
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,15 @@ class Segmentation:
     resized: bool  # the frame was not at the bundle's camera size
     # float32 HxW in [0, 1] (edge/novelty.py); None when the bundle has no novelty calibration
     novelty: np.ndarray | None = None
+    # bool HxW: pixels beyond their cluster's novelty threshold (labelled UNKNOWN_LABEL in
+    # bundles exported with the unknown label); None without calibration
+    unknown: np.ndarray | None = None
+
+    @property
+    def novel_fraction(self) -> float | None:
+        """Fraction of the frame beyond its clusters' thresholds; None without calibration."""
+        return None if self.unknown is None else float(np.count_nonzero(self.unknown)
+                                                        / max(self.unknown.size, 1))
 
 
 def _ms(t0: float) -> float:
@@ -113,7 +124,13 @@ class Segmenter:
             confidence = cv2.resize(confidence, size.dsize, interpolation=cv2.INTER_LINEAR)
             if novelty is not None:
                 novelty = cv2.resize(novelty, size.dsize, interpolation=cv2.INTER_LINEAR)
+        meta = self.bundle.meta
+        unknown = None
+        if meta.novelty is not None:
+            unknown = (labels == UNKNOWN_LABEL if meta.unknown_label
+                       else unknown_mask(confidence, labels, meta.novelty))
         timings["postprocess"] = _ms(t0)
         timings["total"] = _ms(t_start)
         return Segmentation(labels=labels, confidence=confidence, timings_ms=timings,
-                            backend=self.backend_name, resized=resized, novelty=novelty)
+                            backend=self.backend_name, resized=resized, novelty=novelty,
+                            unknown=unknown)

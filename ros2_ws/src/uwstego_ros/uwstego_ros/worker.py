@@ -126,10 +126,10 @@ class InferenceWorker:
             self._bad(exc.kind, str(exc))
             return
         h, w = rgb.shape[:2]
-        if (w, h) != self.segmenter.camera_size and (w, h) not in self._resize_logged:
+        cw, ch = self.segmenter.camera_size.width, self.segmenter.camera_size.height
+        if (w, h) != (cw, ch) and (w, h) not in self._resize_logged:
             # Once per size in the log; diagnostics keep saying it for as long as it lasts.
             self._resize_logged.add((w, h))
-            cw, ch = self.segmenter.camera_size
             self._log.warning(f"frames {w}x{h} are resized to the bundle's camera size {cw}x{ch}"
                               + ("" if w * ch == h * cw else " (different aspect ratio: "
                                  "the scene is stretched)"))
