@@ -7,15 +7,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.bundle import load_bundle  # noqa: E402
-from edge.contract import GRAPH_NOVELTY, UNKNOWN_LABEL  # noqa: E402
-from edge.novelty import KNOT_COUNT, NoveltyCalibration, novelty_map, unknown_mask  # noqa: E402
-from edge.sample_frames import synthetic_frames  # noqa: E402
-from edge.segmenter import Segmenter  # noqa: E402
-from tests.support.bundles import make_tiny_bundle  # noqa: E402
-from tests.support.tiny_export import make_tiny_model  # noqa: E402
-from training.artifact import load_trained_model, save_trained_model  # noqa: E402
-from training.calibration import calibrate  # noqa: E402
+from edge.bundle import load_bundle
+from edge.contract import GRAPH_NOVELTY, UNKNOWN_LABEL
+from edge.novelty import KNOT_COUNT, NoveltyCalibration, novelty_map, unknown_mask
+from edge.sample_frames import synthetic_frames
+from edge.segmenter import Segmenter
+from tests.support.bundles import make_tiny_bundle
+from tests.support.tiny_export import make_tiny_model
+from training.artifact import load_trained_model, save_trained_model
+from training.calibration import calibrate
 
 
 def _clustered_codes(seed: int = 0, k: int = 3, n: int = 3000, dim: int = 8):

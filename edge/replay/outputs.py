@@ -2,7 +2,8 @@
 
 The input topic (and the camera's CameraInfo) are copied byte for byte from the input bag. The
 node's topics are named like the node's (``/uwstego_segmentation/labels`` ...) and laid out the
-same way (labels mono8, overlay rgb8, confidence 32FC1, coverage as in :mod:`edge.coverage`),
+same way (labels mono8, overlay rgb8, confidence 32FC1, novelty mono8 for calibrated bundles,
+coverage as in :mod:`edge.coverage`),
 stamped with the input frame's header and log time, so tools set up for the live node read a
 replayed bag unchanged.
 """
@@ -15,6 +16,8 @@ import numpy as np
 
 from edge.bags import BagImage, BagWriter, RawMessage
 from edge.contract import NODE_NAME
+from edge.coverage import coverage_names
+from edge.novelty import novelty_mono8
 from edge.segmenter import Segmentation
 
 NODE_NAMESPACE = f"/{NODE_NAME}"
@@ -64,4 +67,11 @@ class OutputTopics:
                       frame_id=frame.frame_id)
         w.write_image(f"{ns}/confidence", t, seg.confidence, "32FC1", stamp_ns=frame.stamp_ns,
                       frame_id=frame.frame_id)
+        novel = seg.novel_fraction
+        if novel is not None:  # the node's layout for calibrated bundles (edge/coverage.py)
+            coverage = np.append(coverage, np.float32(novel))
+            names = coverage_names(names, with_unknown=True)
+        if seg.novelty is not None:
+            w.write_image(f"{ns}/novelty", t, novelty_mono8(seg.novelty), "mono8",
+                          stamp_ns=frame.stamp_ns, frame_id=frame.frame_id)
         w.write_coverage(f"{ns}/coverage", t, coverage, names)

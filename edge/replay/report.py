@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge.atomic import atomic_path, write_text_atomic
+from edge.replay.novelty import NOVELTY_PLOT, has_novelty, most_novel_frames, plot_novelty
 from edge.replay.summary import ModelDoc, ReplaySummary, Scored
 from edge.replay.video import VIDEO_FILE
 
@@ -171,6 +172,10 @@ def write_plots(folder: Path, summary: ReplaySummary) -> tuple[str, ...]:
            "Temporal flicker: pixels whose label differs from the previous frame", scale=100.0)
     _lines(plt, summary, t, folder / "confidence.png", "confidence_mean",
            "cosine similarity", "Confidence over time", band="confidence_p05")
+    if has_novelty(summary):
+        plot_novelty(plt, summary, t, [c for _, c in _colored(summary)], folder / NOVELTY_PLOT,
+                     _save)
+        written.append(NOVELTY_PLOT)
     truth = _truth_scores(summary)
     if truth:
         _scores(plt, t, folder / "ground_truth.png", "Scores against ground truth per frame",
@@ -236,10 +241,22 @@ def _figures_section(summary: ReplaySummary) -> str:
     for model in summary.models:
         f = model.figures
         lat, flick = f.latency_ms, f.flicker
+        novel = f.novel_fraction.mean
         rows.append((model.role, lat.p50, lat.p95, lat.p99, lat.max,
-                     None if flick.mean is None else 100.0 * flick.mean, f.confidence_mean.mean))
+                     None if flick.mean is None else 100.0 * flick.mean, f.confidence_mean.mean,
+                     None if novel is None else 100.0 * novel))
     return "<h2>Figures</h2>" + _table(rows, ("model", "latency p50 (ms)", "p95", "p99", "max",
-                                               "flicker mean (%)", "confidence mean"))
+                                               "flicker mean (%)", "confidence mean",
+                                               "novel pixels mean (%)")) + _novel_frames(summary)
+
+
+def _novel_frames(summary: ReplaySummary) -> str:
+    frames = most_novel_frames(summary)
+    if not frames:
+        return ""
+    rows = [(f.frame_index, f.position, 100.0 * f.fraction) for f in frames]
+    return ("<h3>Most novel frames</h3>"
+            + _table(rows, ("frame on the topic", "processed frame", "novel pixels (%)")))
 
 
 def _scores_section(summary: ReplaySummary) -> str:

@@ -120,13 +120,13 @@ class InferenceWorker:
             if self._reduced_decode() and hasattr(letter.msg, "format"):
                 # JPEGs at least twice the camera size decode straight to nearer that size.
                 reduction = reduction_for(compressed_header(letter.msg),
-                                          self.segmenter.camera_size)
+                                          self.segmenter.camera_size.dsize)
             rgb = decode_image(letter.msg, self._max_pixels(), reduction)
         except ImageDecodeError as exc:
             self._bad(exc.kind, str(exc))
             return
         h, w = rgb.shape[:2]
-        cw, ch = self.segmenter.camera_size.width, self.segmenter.camera_size.height
+        cw, ch = self.segmenter.camera_size.dsize
         if (w, h) != (cw, ch) and (w, h) not in self._resize_logged:
             # Once per size in the log; diagnostics keep saying it for as long as it lasts.
             self._resize_logged.add((w, h))
