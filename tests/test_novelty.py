@@ -136,3 +136,18 @@ def test_unknown_label_needs_a_calibrated_model(tmp_path):
     with pytest.raises(ExportError, match="no novelty calibration"):
         export_bundle(checkpoint, "64x48", None, tmp_path / "b", engine="skip",
                       unknown_label=True)
+
+
+def test_novelty_graphs_pass_the_tensorrt_op_check(bundles):
+    import onnx
+
+    from export.opcheck import io_problems, trt_problems
+
+    for name in ("novelty", "unknown"):
+        bundle = load_bundle(bundles[name])
+        graph = onnx.load(str(bundle.model_path))
+        ops = {n.op_type for n in graph.graph.node}
+        assert {"Gather", "Clip", "ReduceSum"} <= ops
+        assert ("Where" in ops) == (name == "unknown")
+        assert [o.name for o in graph.graph.output][-1] == GRAPH_NOVELTY
+        assert trt_problems(graph) == [] and io_problems(graph, bundle.meta.camera) == []
