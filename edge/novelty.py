@@ -111,8 +111,8 @@ def unknown_mask(confidence: np.ndarray, labels: np.ndarray,
 
 def describe(calibration: NoveltyCalibration, names: Sequence[str]) -> list[str]:
     """One line per cluster: training codes, threshold, the cosines at tail 0, 1/32 and 1/2."""
-    lines = [f"novelty calibration: unknown below the {100 * calibration.quantile:g}th "
-             "percentile of each cluster's cosine to its centroid"]
+    lines = [f"novelty calibration: unknown below the {calibration.quantile:g} quantile of each "
+             "cluster's cosine to its centroid over the training pixels"]
     for name, count, thr, row in zip(names, calibration.counts, calibration.thresholds,
                                      calibration.knots, strict=True):
         lines.append(f"  {name:<16} {count:>8} codes  threshold {thr:.4f}  "

@@ -9,7 +9,13 @@ pytest.importorskip("torch")
 
 from edge.bundle import load_bundle
 from edge.contract import GRAPH_NOVELTY, UNKNOWN_LABEL
-from edge.novelty import KNOT_COUNT, NoveltyCalibration, novelty_map, unknown_mask
+from edge.novelty import (
+    KNOT_COUNT,
+    NoveltyCalibration,
+    describe,
+    novelty_map,
+    unknown_mask,
+)
 from edge.sample_frames import synthetic_frames
 from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
@@ -37,6 +43,8 @@ def test_thresholds_monotone_in_the_quantile():
     rows = [calibrate(codes, centroids, q).thresholds for q in (0.001, 0.01, 0.05, 0.2, 0.4)]
     assert (np.diff(np.asarray(rows), axis=0) > 0).all()
     cal = calibrate(codes, centroids, 0.01)
+    lines = describe(cal, ["a", "b", "c"])  # what `uwstego clusters` prints
+    assert len(lines) == 4 and "0.01 quantile" in lines[0] and lines[1].split()[0] == "a"
     conf, lab = _best(codes, centroids)
     # About the quantile's share of the training codes is unknown, per cluster.
     for k in range(3):
