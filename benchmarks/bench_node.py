@@ -59,6 +59,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from edge.bundle import Bundle, load_bundle  # noqa: E402
+from edge.image_size import Size  # noqa: E402
 from edge.rosimage import (  # noqa: E402
     ImageDecodeError,
     compressed_header,
@@ -265,7 +266,7 @@ def measure_decoding(repeats: int) -> dict:
                          ((1280, 720), (320, 180)), ((1920, 1080), (480, 270))):
         msg = to_msg(frames(1, size)[0], "compressed")
         header = compressed_header(msg)
-        reduction = reduction_for(header, camera)
+        reduction = reduction_for(header, Size(*camera))
         entry = {"jpeg_kb": len(msg.data) / 1024, "reduction": reduction,
                  "header_check": time_ms(lambda m=msg: compressed_header(m), repeats * 10),
                  "full_decode": time_ms(lambda m=msg: decode_compressed(m), repeats)}

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
+import logging
 import os
+import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -33,13 +40,44 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+# Less free space than this after a failed write means the disk is what failed it.
+_FULL_BELOW_BYTES = 1 << 20
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+    return stat.f_bavail * stat.f_frsize < _FULL_BELOW_BYTES
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Give an OSError raised without a file name (a write() that hit a full disk) ``path``.
+
+    Writers that wrap the OSError in their own exception (torch.save raises RuntimeError
+    "file write failed") get it back as ENOSPC on ``path`` when the disk is indeed full.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+    except RuntimeError as exc:
+        if _disk_full(path.parent if path.parent.exists() else Path.cwd()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with _naming(path), os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -74,7 +112,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with _naming(path):
+            yield tmp_path
         os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
     finally:
@@ -83,27 +122,104 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+# renameat2 by syscall number where the C library has no wrapper (glibc < 2.28).
+_RENAMEAT2_SYSCALL = {"x86_64": 316, "aarch64": 276}
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    False where the kernel, the C library or the file system cannot (the caller falls back).
+    """
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return False
+    args = (_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if hasattr(libc, "renameat2"):
+        result = libc.renameat2(*[ctypes.c_int(x) if isinstance(x, int) else x for x in args])
+    elif platform.machine() in _RENAMEAT2_SYSCALL:
+        result = libc.syscall(ctypes.c_long(_RENAMEAT2_SYSCALL[platform.machine()]),
+                              *[ctypes.c_int(x) if isinstance(x, int) else x for x in args])
+    else:
+        return False
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _old_copies(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.*.old"), key=lambda p: p.stat().st_mtime)
+
+
+def recover_dir(path: str | Path, remove_stale: bool = True) -> bool:
+    """Finish a swap of :func:`atomic_dir`'s two-rename fallback that a kill interrupted; True
+    if ``path`` was put back.
+
+    A swap keeps everything in flight in one hidden ``.NAME.*.old`` sibling: the finished new
+    folder as ``new`` and, once moved aside by the fallback, the previous one as ``content``.
+    With ``path`` missing, ``new`` is moved into place (the write had finished), else
+    ``content`` is put back; once ``path`` exists, the sibling is stale and removed, unless
+    ``remove_stale`` is false (a reader: the sibling may belong to a write in progress).
+    """
+    path = Path(path)
+    put_back = False
+    for old in reversed(_old_copies(path)):
+        if not path.exists():
+            for name in ("new", "content"):
+                if (old / name).is_dir():
+                    os.replace(old / name, path)
+                    _fsync_dir(path.parent)
+                    log.warning("%s: an interrupted write was completed from %s/%s", path, old,
+                                name)
+                    put_back = True
+                    break
+        if path.exists() and remove_stale:
+            shutil.rmtree(old, ignore_errors=True)
+    return put_back
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty staging folder that replaces ``path`` as a whole when the block succeeds.
 
-    An existing folder at ``path`` is moved aside first and deleted only after the new one is in
-    place, so a crash leaves either the old or the new folder, never a mixture.
+    ``path`` is never mixed, whenever a kill comes. The finished folder is first moved into a
+    hidden sibling ``.NAME.*.old`` as ``new``, then swapped with ``path`` by one
+    ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+; ext4, xfs, btrfs, tmpfs, ...), so ``path`` is
+    never missing; the sibling, now holding the old folder, is deleted. Where that call is
+    missing, two renames are used (the old folder into the sibling as ``content``, ``new`` into
+    place); a kill between them, where ``path`` is missing, is completed by :func:`recover_dir`,
+    which this function and ``edge.bundle.load_bundle`` run first, and which also removes a
+    sibling left by a kill during the final delete. Only a kill while the block is still writing
+    leaves its ``.NAME.*.staging`` folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
     try:
-        yield staging
+        with _naming(path):
+            yield staging
         os.chmod(staging, _DIR_MODE)
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "content")
-        os.replace(staging, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if not path.exists():
+            os.replace(staging, path)
+            _fsync_dir(path.parent)
+            return
+        # Everything in flight lives in one hidden sibling that recover_dir knows how to finish.
+        held = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(staging, held / "new")
+        if not _exchange(held / "new", path):
+            os.replace(path, held / "content")
+            os.replace(held / "new", path)
         _fsync_dir(path.parent)
+        shutil.rmtree(held, ignore_errors=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

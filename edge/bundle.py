@@ -5,6 +5,8 @@ Layout::
     BUNDLE/
       bundle.json     schema version, sizes, classes, enhancement, provenance, sha256 of files
       model.onnx      the fused graph (see docs/ARCHITECTURE.md for its inputs and outputs)
+      model_int8.onnx optional: the same graph with INT8 QDQ nodes (``export-trt --int8``),
+                      listed in bundle.json's files like every other file
       engines/        TensorRT plans built on the target (a cache: not checksummed)
 """
 
@@ -12,19 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import atomic_dir, write_json_atomic
+from edge.atomic import atomic_dir, recover_dir, write_json_atomic
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
 from edge.contract import (
     ENHANCE_SHAPE,
+    GRAPH_CLASSES_KEY,
     GRAPH_CONFIDENCE,
     GRAPH_ENHANCE,
     GRAPH_IMAGE,
+    GRAPH_INPUTS,
     GRAPH_LABELS,
     GRAPH_NOVELTY,
     GRAPH_OUTPUTS,
@@ -39,7 +44,10 @@ from edge.novelty import NoveltyCalibration
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
+INT8_MODEL_FILE = "model_int8.onnx"
 ENGINE_DIR = "engines"
+
+log = logging.getLogger(__name__)
 
 
 class BundleError(ValueError):
@@ -83,6 +91,7 @@ class BundleMeta:
         return GRAPH_OUTPUTS if self.novelty is None else GRAPH_OUTPUTS_WITH_NOVELTY
 
     def to_dict(self) -> dict[str, Any]:
+        io = {name: list(spec) for name, spec in _graph_io(self.camera).items()}
         return {
             "schema_version": SCHEMA_VERSION,
             "camera": self.camera.to_dict(),
@@ -97,12 +106,8 @@ class BundleMeta:
             "model": {
                 "file": MODEL_FILE,
                 "opset": self.opset,
-                "inputs": {GRAPH_IMAGE: ["uint8", list(image_shape(self.camera))],
-                           GRAPH_ENHANCE: ["float32", list(ENHANCE_SHAPE)]},
-                "outputs": {GRAPH_LABELS: ["uint8", list(map_shape(self.camera))],
-                            GRAPH_CONFIDENCE: ["float32", list(map_shape(self.camera))],
-                            **({} if self.novelty is None else
-                               {GRAPH_NOVELTY: ["float32", list(map_shape(self.camera))]})},
+                "inputs": {name: io[name] for name in GRAPH_INPUTS},
+                "outputs": {name: io[name] for name in self.graph_outputs},
             },
             "novelty": None if self.novelty is None else {
                 "calibration": self.novelty.to_dict(), "unknown_label": self.unknown_label},
@@ -112,26 +117,120 @@ class BundleMeta:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BundleMeta:
-        return cls(
-            camera=Size.from_dict(data["camera"]),
-            network=Size.from_dict(data["network"]),
-            patch_size=int(data["patch_size"]),
-            classes=classes_from_list(data["classes"]),
-            enhancement=EnhanceSettings.from_dict(data["enhancement"]),
-            backbone=str(data["backbone"]),
-            provenance=dict(data.get("provenance", {})),
-            validation=dict(data.get("validation", {})),
-            opset=int(data["model"]["opset"]),
-            **_novelty_fields(data.get("novelty")),
+        """Read ``bundle.json``; a bad value raises ValueError naming its field."""
+        camera = _field(data, "camera", _size)
+        patch = _field(data, "patch_size", _positive_int)
+        classes = _field(data, "classes", classes_from_list)
+        declared = _field(data, "num_classes", _positive_int)
+        if declared != len(classes):
+            raise ValueError(f"field 'num_classes': {declared}, but 'classes' lists "
+                             f"{len(classes)}")
+        model = _field(data, "model", _mapping)
+        if model.get("file", MODEL_FILE) != MODEL_FILE:
+            raise ValueError(f"field 'model.file': {model['file']!r}, expected {MODEL_FILE!r}")
+        novelty = _field({"novelty": None, **data}, "novelty", _novelty_fields)
+        if novelty and novelty["novelty"].num_clusters != len(classes):
+            raise ValueError(f"field 'novelty': calibration of {novelty['novelty'].num_clusters} "
+                             f"clusters, but 'classes' lists {len(classes)}")
+        _check_declared_io(model, camera, GRAPH_OUTPUTS_WITH_NOVELTY if novelty
+                           else GRAPH_OUTPUTS)
+        fields = dict(
+            camera=camera,
+            network=_field(data, "network", _size),
+            patch_size=patch,
+            classes=classes,
+            enhancement=_field(data, "enhancement", EnhanceSettings.from_dict),
+            backbone=_field(data, "backbone", _text),
+            provenance=dict(_field({"provenance": {}, **data}, "provenance", _mapping)),
+            validation=dict(_field({"validation": {}, **data}, "validation", _mapping)),
+            opset=_field(model, "opset", _positive_int, "model.opset"),
+            **novelty,
         )
+        try:
+            return cls(**fields)
+        except ValueError as exc:  # the one rule across fields: network size vs patch size
+            raise ValueError(f"field 'network': {exc}") from exc
 
 
-def _novelty_fields(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+def _field(data: Mapping[str, Any], key: str, parse: Any, name: str | None = None) -> Any:
+    """``parse(data[key])`` with any failure reported as one line naming the field."""
+    name = name or key
+    if key not in data:
+        raise ValueError(f"field {name!r} is missing")
+    try:
+        return parse(data[key])
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, KeyError):
+            detail = f"missing key {detail!r}"
+        raise ValueError(f"field {name!r}: {detail}") from exc
+
+
+def _positive_int(value: Any) -> int:
+    # bool is an int in Python and 1.5 would silently become 1: both are typos, not sizes.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def _size(value: Any) -> Size:
+    value = _mapping(value)
+    unknown = sorted(set(value) - {"width", "height"})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}; expected width and height")
+    return Size(_positive_int(value["width"]), _positive_int(value["height"]))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected an object, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _graph_io(camera: Size) -> dict[str, tuple[str, list[int]]]:
+    """dtype and shape of every graph input and output at this camera size."""
+    return {GRAPH_IMAGE: ("uint8", list(image_shape(camera))),
+            GRAPH_ENHANCE: ("float32", list(ENHANCE_SHAPE)),
+            GRAPH_LABELS: ("uint8", list(map_shape(camera))),
+            GRAPH_CONFIDENCE: ("float32", list(map_shape(camera))),
+            GRAPH_NOVELTY: ("float32", list(map_shape(camera)))}
+
+
+def _check_declared_io(model: Mapping[str, Any], camera: Size,
+                       outputs: tuple[str, ...] = GRAPH_OUTPUTS) -> None:
+    """The shapes ``bundle.json`` lists for the graph must be the ones its camera size implies."""
+    expected = _graph_io(camera)
+    for group, names in (("inputs", GRAPH_INPUTS), ("outputs", outputs)):
+        listed = _field(model, group, _mapping, f"model.{group}")
+        if sorted(listed) != sorted(names):
+            raise ValueError(f"field 'model.{group}': lists {sorted(listed)}, the graph "
+                             f"contract is {sorted(names)}")
+        for name in names:
+            shape = listed[name][1] if isinstance(listed[name], Sequence) \
+                and len(listed[name]) == 2 else None
+            if shape != expected[name][1]:
+                raise ValueError(f"field 'model.{group}.{name}': shape {shape}, but camera "
+                                 f"{camera} means {expected[name][1]}")
+
+
+def _novelty_fields(doc: Any) -> dict[str, Any]:
     """Bundles written before novelty existed have no ``novelty`` entry: novelty unavailable."""
     if doc is None:
         return {}
-    return {"novelty": NoveltyCalibration.from_dict(doc["calibration"]),
-            "unknown_label": bool(doc.get("unknown_label", False))}
+    doc = _mapping(doc)
+    unknown = doc.get("unknown_label", False)
+    if not isinstance(unknown, bool):
+        raise ValueError(f"unknown_label must be true or false, got {unknown!r}")
+    return {"novelty": NoveltyCalibration.from_dict(_mapping(doc["calibration"])),
+            "unknown_label": unknown}
 
 
 @dataclass(frozen=True)
@@ -151,6 +250,22 @@ class Bundle:
     @property
     def model_sha256(self) -> str:
         return self.checksums[MODEL_FILE]
+
+    def graph_file(self, precision: str) -> str:
+        """The bundle file a runtime at ``precision`` loads: the INT8 QDQ graph for ``int8``,
+        the FP32 graph otherwise (FP16 engines are built from it)."""
+        if precision != "int8":
+            return MODEL_FILE
+        if INT8_MODEL_FILE not in self.checksums:
+            raise BundleError(f"bundle {self.path} has no INT8 graph ({INT8_MODEL_FILE}): "
+                              "re-export it with export-trt --int8")
+        return INT8_MODEL_FILE
+
+    def graph_path(self, precision: str) -> Path:
+        return self.path / self.graph_file(precision)
+
+    def graph_sha256(self, precision: str) -> str:
+        return self.checksums[self.graph_file(precision)]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -192,8 +307,19 @@ def write_bundle(out_dir: str | Path, meta: BundleMeta,
 
 
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Load and validate a bundle; every refusal names the file and the problem."""
+    """Load and validate a bundle; every refusal names the file and the problem.
+
+    Every name in ``files`` must lie inside the bundle folder (no absolute paths, no ``..``, no
+    symlink out): all of them are checked before any file is opened or hashed.
+    """
     path = Path(path)
+    try:
+        # A write killed between the two renames of atomic_dir's fallback; stale copies are
+        # left to the next write, as they may belong to one in progress.
+        recover_dir(path, remove_stale=False)
+    except OSError as exc:
+        log.warning("%s: could not put back an interrupted write's previous bundle (%s)", path,
+                    exc)
     if not path.is_dir():
         raise BundleError(f"bundle {path} does not exist or is not a folder")
     doc_path = path / BUNDLE_FILE
@@ -211,11 +337,14 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
                           f"version {SCHEMA_VERSION}; re-export the bundle")
     try:
         meta = BundleMeta.from_dict(doc)
-        checksums = {str(k): str(v) for k, v in doc["files"].items()}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{doc_path}: invalid or missing field ({exc!r})") from exc
+        files = _field(doc, "files", _mapping)
+        checksums = {str(k): str(v) for k, v in files.items()}
+    except ValueError as exc:
+        raise BundleError(f"{doc_path}: {exc}") from exc
     if MODEL_FILE not in checksums:
         raise BundleError(f"{doc_path}: lists no {MODEL_FILE}")
+    for name in checksums:
+        _check_inside(path, name, doc_path)
     for name, expected in checksums.items():
         file = path / name
         if not file.is_file():
@@ -227,3 +356,49 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
                                   f"{expected[:12]}..., file is {actual[:12]}...): "
                                   "the file is damaged or was replaced")
     return Bundle(path, meta, checksums)
+
+
+def _check_inside(root: Path, name: str, doc_path: Path) -> None:
+    """Refuse a ``files`` entry that names anything outside the bundle folder."""
+    rel = Path(name)
+    if not name or rel.is_absolute() or ".." in rel.parts:
+        raise BundleError(f"{doc_path}: field 'files' names {name!r}, which is not a path "
+                          "inside the bundle folder: refused")
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise BundleError(f"{doc_path}: field 'files' entry {name!r} is a link to {target}, "
+                          "outside the bundle folder: refused")
+
+
+def check_graph(bundle: Bundle, model: Path, inputs: Mapping[str, Sequence[Any]],
+                outputs: Mapping[str, Sequence[Any]], metadata: Mapping[str, str]) -> None:
+    """Check ``bundle.json`` against the graph a runtime loaded from ``model`` (the bundle's
+    ``model.onnx`` or its INT8 graph).
+
+    ``inputs``/``outputs`` map the graph's tensor names to their shapes and ``metadata`` is the
+    model's metadata (ONNX ``metadata_props``). The number of classes is checked against
+    :data:`~edge.contract.GRAPH_CLASSES_KEY`, which export writes into the graph file from the
+    centroid tensor it bakes in, so it is covered by the graph's checksum and cannot drift from
+    the graph; graphs exported before it existed are loaded with a warning.
+    """
+    missing = ([n for n in GRAPH_INPUTS if n not in inputs]
+               + [n for n in bundle.meta.graph_outputs if n not in outputs])
+    if missing:
+        raise BundleError(f"{model}: graph lacks {missing}; it has inputs {sorted(inputs)} and "
+                          f"outputs {sorted(outputs)}")
+    expected = _graph_io(bundle.meta.camera)
+    for kind, tensors in (("input", inputs), ("output", outputs)):
+        for name, shape in tensors.items():
+            if name in expected and list(shape) != expected[name][1]:
+                raise BundleError(f"{model}: {kind} {name!r} has shape {list(shape)}, but "
+                                  f"bundle.json field 'camera' {bundle.meta.camera} means "
+                                  f"{expected[name][1]}")
+    recorded = metadata.get(GRAPH_CLASSES_KEY)
+    if recorded is None:
+        log.warning("%s records no class count (%s; exported by an older uwstego): the %d "
+                    "classes of bundle.json are not checked against it", model,
+                    GRAPH_CLASSES_KEY, bundle.meta.num_classes)
+        return
+    if not recorded.isdigit() or int(recorded) != bundle.meta.num_classes:
+        raise BundleError(f"{model}: the graph has {recorded} centroids, but bundle.json field "
+                          f"'classes' lists {bundle.meta.num_classes}: re-export the bundle")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from edge import __version__
@@ -19,9 +20,22 @@ COMMAND_GROUP = "uwstego.commands"
 log = logging.getLogger(__name__)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help unless the help already says its default, or
+    there is nothing to say (flags, and None, whose meaning the help text must spell out)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        # Identity checks: a default of 0 is worth printing, None and False are not.
+        if ("default" in text or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="uwstego",
+        prog="uwstego", formatter_class=HelpFormatter,
         description="Unsupervised underwater segmentation: synth, train, export, replay.",
     )
     parser.add_argument("--version", action="version", version=f"uwstego {__version__}")
@@ -51,12 +65,45 @@ def _register_unavailable(subparsers: argparse._SubParsersAction, name: str,
     sub.set_defaults(func=fail)
 
 
+# Libraries whose debug output (font searches, PNG chunks, HTTP) would bury ours under -v.
+QUIET_LIBRARIES = ("matplotlib", "PIL", "urllib3", "fsspec", "h5py", "asyncio", "tensorboard",
+                   "numba", "filelock")
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user: an OSError as ``PATH: cause``, anything else as its message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+        text = f"{' -> '.join(paths) or 'a file'}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    # Some libraries put newlines in their messages; the log line stays one line.
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
+                ) -> int:
+    """Run a sub-command; bad input, failed checks and file-system errors (a full disk) end in
+    one line naming the problem (with the traceback too under ``-v``), not a traceback."""
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return 130
+    except (ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
+        # sqlite3.Error: a sqlite3 bag on a full disk ("database or disk is full").
+        log.error("%s", describe_error(exc), exc_info=getattr(args, "verbose", False))
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,15 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        log.warning("interrupted")
-        return 130
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        # Bad input is reported in one line naming the problem, not as a traceback.
-        log.error("%s", exc)
-        return 1
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ GRAPH_OUTPUTS_WITH_NOVELTY = (*GRAPH_OUTPUTS, GRAPH_NOVELTY)
 # The graph-stage enhancement parameters [c_r, c_b, g_r, g_g, g_b] (edge/enhance.py).
 ENHANCE_PARAMS = 5
 ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
+# ONNX metadata_props key under which export records the number of centroids baked into the graph
+# (the loader checks bundle.json's classes against it).
+GRAPH_CLASSES_KEY = "uwstego.num_classes"
 
 
 def image_shape(camera: Size) -> tuple[int, int, int, int]:
@@ -51,6 +54,11 @@ COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 LABELS_GT_TOPIC = "/camera/labels_gt"
 PREFERRED_CAMERA_TOPICS = (IMAGE_TOPIC, COMPRESSED_TOPIC)
+# The layout `uwstego synth` writes: dive.json marks the folder; camera frames are in images/
+# (labels/ and range/ beside them are ground truth) and/or a rosbag2 in bag/.
+SYNTH_DIVE_FILE = "dive.json"
+SYNTH_IMAGES_DIR = "images"
+SYNTH_BAG_DIR = "bag"
 
 # --- The vehicle node -------------------------------------------------------------------------
 NODE_NAME = "uwstego_segmentation"

@@ -14,6 +14,8 @@ when it is on the whole chain runs on the host and the graph stage gets the iden
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,15 @@ class EnhanceSettings:
     clahe_tiles: int = 8
 
     def __post_init__(self) -> None:
+        self._check_types()
+        for name in ("red_alpha", "blue_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, low_open in (("min_red_mean", False), ("saturation", True)):
+            value = getattr(self, name)
+            if not (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
+                raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], "
+                                 f"got {value}")
         if not 0.0 < self.temporal_alpha <= 1.0:
             raise ValueError(f"temporal_alpha must be in (0, 1], got {self.temporal_alpha}")
         if not 0.0 < self.gain_min <= 1.0 <= self.gain_max:
@@ -60,6 +71,20 @@ class EnhanceSettings:
             raise ValueError(f"stats_size must be >= 8 pixels, got {self.stats_size}")
         if self.clahe_clip <= 0 or self.clahe_tiles < 1:
             raise ValueError("clahe_clip must be > 0 and clahe_tiles >= 1")
+
+    def _check_types(self) -> None:
+        # Settings come back from JSON, which also spells Infinity, NaN, "1.0" and true.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, got {value!r}")
+            if f.type == "int" and (isinstance(value, bool)
+                                    or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"{f.name} must be an integer, got {value!r}")
+            if f.type == "float" and (isinstance(value, bool)
+                                      or not isinstance(value, numbers.Real)
+                                      or not math.isfinite(value)):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
 
     @classmethod
     def raw(cls) -> EnhanceSettings:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from edge.image_header import HeaderError, ImageHeader, read_header
+from edge.image_size import Size
 
 # encoding -> (bytes per pixel, channels, dtype, cv2 conversion to RGB or None)
 _RAW: dict[str, tuple[int, int, type, int | None]] = {
@@ -194,12 +195,12 @@ def _header(buf: np.ndarray) -> ImageHeader:
     return header
 
 
-def reduction_for(header: ImageHeader, size: tuple[int, int]) -> int:
-    """The largest JPEG decode reduction that still gives at least ``size`` (width, height)."""
+def reduction_for(header: ImageHeader, size: Size) -> int:
+    """The largest JPEG decode reduction that still gives at least ``size``."""
     if header.format != "jpeg":
         return 1
     fits = [r for r in REDUCTIONS
-            if -(-header.width // r) >= size[0] and -(-header.height // r) >= size[1]]
+            if -(-header.width // r) >= size.width and -(-header.height // r) >= size.height]
     return max(fits, default=1)
 
 

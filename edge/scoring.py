@@ -1,6 +1,6 @@
 """Unsupervised segmentation scores: whole-set confusion matrix, Hungarian matching, mIoU.
 
-Implements the STEGO evaluation protocol (docs: STEGO.md section 8) without torch, so that the
+Implements the STEGO evaluation protocol (docs/stego.md §8) without torch, so that the
 vehicle-side replay and the training code share one scorer:
 
 - ``conf[cluster, class]`` is accumulated over the whole evaluation set, not per image;

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.cli import configure_logging
+from edge.cli import HelpFormatter, configure_logging, run_command
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: short side at the training resolution)")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                   help="TensorRT engine precision (the ONNX graph is always fp32)")
+                   help="TensorRT engine precision (model.onnx is always fp32; with --int8 the "
+                        "int8 engine is built too)")
     p.add_argument("--samples", type=Path,
-                   help="folder of images for the parity check (default: synthetic frames)")
+                   help="folder of images for the parity and precision checks (default: the "
+                        "model's training frames, else synthetic frames)")
     p.add_argument("--frames", type=int, default=4, help="number of parity-check frames")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model_int8.onnx: INT8 QDQ graph calibrated on sample frames "
+                        "(ONNX Runtime CPU int8, TensorRT explicit INT8)")
+    p.add_argument("--calibration-frames", type=int, default=8,
+                   help="INT8 calibration frames (taken from the same source, disjoint from "
+                        "the check frames)")
+    p.add_argument("--strict-precision", action="store_true",
+                   help="fail when a check is not informative (one class on its frames) or the "
+                        "FP16/INT8 graph agrees with FP32 on under 99%% of pixels")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames")
     p.add_argument("--engine", choices=("auto", "skip", "require"), default="auto",
                    help="build the TensorRT engine: when TensorRT imports (auto), always "
@@ -44,37 +55,41 @@ def run(args: argparse.Namespace) -> int:
     bundle = export_bundle(args.checkpoint, args.camera_size, args.network_size, args.out,
                            args.precision, samples=args.samples, num_frames=args.frames,
                            seed=args.seed, engine=args.engine, cache_dir=args.cache_dir,
-                           workspace_mb=args.workspace_mb, unknown_label=args.unknown_label)
-    parity = bundle.meta.validation["onnxruntime_cpu_vs_pytorch"]
-    log.info("bundle %s ready: %d classes, camera %s, network %s, label agreement %.3f%%",
-             bundle.path, bundle.meta.num_classes, bundle.meta.camera, bundle.meta.network,
-             100 * parity["label_agreement"])
+                           workspace_mb=args.workspace_mb, int8=args.int8,
+                           unknown_label=args.unknown_label,
+                           calibration_frames=args.calibration_frames,
+                           strict_precision=args.strict_precision)
+    validation = bundle.meta.validation
+    checks = "; ".join(
+        f"{name} {doc['label_agreement_percent']} % ({doc['differing_pixels']} of "
+        f"{doc['pixels']} pixels differ, {doc['classes_present']} classes present, "
+        f"{doc['status']})"
+        for name, doc in (("parity vs PyTorch", validation["onnxruntime_cpu_vs_pytorch"]),
+                          ("FP16 vs FP32", validation.get("fp16_vs_fp32")),
+                          ("INT8 vs FP32", validation.get("int8_vs_fp32"))) if doc)
+    log.info("bundle %s ready: %d classes, camera %s, network %s; %s%s", bundle.path,
+             bundle.meta.num_classes, bundle.meta.camera, bundle.meta.network, checks,
+             f"; {len(validation['warnings'])} PRECISION WARNING(S) above"
+             if validation["warnings"] else "")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """``uwstego export``: the same command under the ``uwstego`` dispatcher."""
     p = subparsers.add_parser("export", help="export a trained model to a deploy bundle",
-                              description=__doc__)
+                              description=__doc__, formatter_class=HelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="export-trt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="export-trt", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        log.warning("interrupted")
-        return 130
-    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as exc:
-        # Bad input and failed checks are one line naming the problem, not a traceback.
-        log.error("%s", exc, exc_info=args.verbose)
-        return 1
+    return run_command(run, args)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ Everything has the static shapes of one camera size and one network size, in thi
 3. bilinear resize to the network size (``align_corners=False``, no antialiasing);
 4. ImageNet normalisation as one per-channel affine ``x * (1/std) + (-mean/std)``;
 5. the ViT with its positional embedding interpolated once for this grid and stored as a buffer
-   (STEGO.md 9.3: no bicubic Resize reaches the graph);
+   (docs/stego.md §9.3: no bicubic Resize reaches the graph);
 6. the head in eval mode (dropout is the identity);
-7. nearest centroid as a bias-free 1x1 convolution with the unit centroids (STEGO.md 9.1), and
+7. nearest centroid as a bias-free 1x1 convolution with unit centroids (docs/stego.md §9.1), and
    the code norm ``|z|`` per patch;
 8. one bilinear upsampling of the K score maps and the norm map to camera size;
 9. ``labels = argmax_k`` cast to uint8 through float32 (TensorRT 8.6 has no int32 -> uint8 cast),
@@ -27,7 +27,7 @@ What is exact and what is approximated, against the official path (upsample the 
 
 - **labels are exact.** Bilinear upsampling is a per-pixel convex combination ``z_up = sum w_i
   z_i`` and commutes with the 1x1 convolution, so the upsampled scores are ``<z_up, c_k>`` and
-  dividing by ``|z_up| > 0`` does not change the argmax (STEGO.md 9.2). Only float rounding can
+  dividing by ``|z_up| > 0`` keeps the argmax (docs/stego.md §9.2). Only float rounding can
   flip a pixel where two classes tie.
 - **confidence is the official cosine shrunk toward 0.** The graph divides the same upsampled
   scores by the upsampled norm ``sum w_i |z_i|`` instead of ``|z_up| = |sum w_i z_i|``, which

@@ -1,6 +1,6 @@
 """Torch -> ONNX for the fused graph: legacy exporter, opset 17, static shapes, folded constants.
 
-``torch.onnx.export(dynamo=False)`` (DEPLOY.md 8: the TorchScript exporter is the one whose
+``torch.onnx.export(dynamo=False)`` (docs/deploy.md §8: the TorchScript exporter is the one whose
 output TensorRT 8.6 and 10.3 are known to parse) keeps some shape arithmetic that is constant
 for a static graph (``Shape -> Slice -> Concat`` feeding a Resize, ``ConstantOfShape -> Where ->
 Expand`` for the CLS token). :func:`fold_constants` evaluates it with ONNX's reference runtime,
@@ -20,7 +20,13 @@ import torch
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edge.contract import GRAPH_INPUTS, GRAPH_OUTPUTS, GRAPH_OUTPUTS_WITH_NOVELTY, image_shape
+from edge.contract import (
+    GRAPH_CLASSES_KEY,
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    GRAPH_OUTPUTS_WITH_NOVELTY,
+    image_shape,
+)
 from edge.enhance import IDENTITY_PARAMS
 from export.fused import FusedSegmenter
 
@@ -52,6 +58,8 @@ def export_onnx(fused: FusedSegmenter) -> onnx.ModelProto:
                                             else GRAPH_OUTPUTS),
                           do_constant_folding=True)
     model = fold_constants(onnx.load_from_string(buffer.getvalue()))
+    # The argmax runs over exactly these centroids; the loader checks bundle.json against it.
+    helper.set_model_props(model, {GRAPH_CLASSES_KEY: str(fused.centroid_weight.shape[0])})
     onnx.checker.check_model(model, full_check=True)
     return model
 

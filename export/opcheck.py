@@ -3,13 +3,18 @@
 The allowlist is the "Supported: Y" column of onnx-tensorrt ``docs/operators.md`` at its
 TensorRT 8.5 GA revision (commit 6d0ab7be, "TensorRT 8.5 supports operators up to Opset 17") plus
 the operators the TensorRT 8.6 EA changelog (``docs/Changelog.md``) adds: ``GroupNormalization``,
-``LayerNormalization``, ``IsInf``. TensorRT 10.x parses a superset (opsets 9-20, DEPLOY.md 8).
+``LayerNormalization``, ``IsInf``. TensorRT 10.x parses a superset (opsets 9-20, docs/deploy.md §8).
 
-On top of the allowlist, the project's rules for this graph (DEPLOY.md 8, ARCHITECTURE.md):
+On top of the allowlist, the project's rules for this graph (docs/deploy.md §8, ARCHITECTURE.md):
 opset 17, no custom domains, no Einsum or control flow, static shapes with every shape-like input
 an initializer, Resize only linear/nearest without antialiasing and linear only on the three
 innermost axes, every ArgMax followed by a Cast, uint8 converted only to and from float (the
 TensorRT 8.6 ``DataType.UINT8`` rule), and the graph I/O of ARCHITECTURE.md.
+
+QuantizeLinear/DequantizeLinear (the INT8 QDQ graph, export/int8.py) follow TensorRT 8.6's
+explicit-quantisation rules: scales and zero points are initializers, scales positive, zero
+points signed INT8 and all zero (symmetric: TensorRT has no asymmetric or UINT8 quantisation),
+and per-channel scales (an ``axis``) only on the DequantizeLinear of a weight initializer.
 """
 
 from __future__ import annotations
@@ -166,6 +171,8 @@ def _node_problems(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProt
         if bad or not consumers[node.output[0]]:
             problems.append(f"{what}: must be followed by an explicit Cast only (TensorRT gives "
                             "int32 indices on 8.6 and int64 on 10.x)")
+    elif node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        problems += _qdq_problems(node, attrs, initializers)
     elif node.op_type == "Cast":
         source, target = types.get(node.input[0]), attrs.get("to")
         other = (source if target == TensorProto.UINT8
@@ -174,6 +181,38 @@ def _node_problems(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProt
             problems.append(f"{what}: casts between uint8 and "
                             f"{TensorProto.DataType.Name(other)}; TensorRT 8.6 converts uint8 "
                             "only to and from float32/float16")
+    return problems
+
+
+def _qdq_problems(node: onnx.NodeProto, attrs: dict[str, object],
+                  initializers: dict[str, onnx.TensorProto]) -> list[str]:
+    what = _describe(node)
+    scale_name = node.input[1]
+    zero_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    problems = [f"{what}: input {name!r} must be an initializer (TensorRT needs constant "
+                "quantisation parameters)"
+                for name in (scale_name, zero_name) if name and name not in initializers]
+    if scale_name in initializers:
+        scale = onnx.numpy_helper.to_array(initializers[scale_name])
+        if scale.size == 0 or not (scale > 0).all():
+            problems.append(f"{what}: scales must be positive")
+        per_channel = scale.size > 1
+        if per_channel and not (node.op_type == "DequantizeLinear"
+                                and node.input[0] in initializers):
+            problems.append(f"{what}: per-channel scales only on the DequantizeLinear of a "
+                            "weight initializer (TensorRT quantises activations per tensor)")
+    if zero_name is None:
+        if node.op_type == "QuantizeLinear":
+            problems.append(f"{what}: no zero point, so the output is UINT8; TensorRT needs a "
+                            "zero INT8 zero point")
+    elif zero_name in initializers:
+        zero = initializers[zero_name]
+        if zero.data_type != TensorProto.INT8:
+            problems.append(f"{what}: zero point is {TensorProto.DataType.Name(zero.data_type)}"
+                            "; TensorRT supports INT8 quantisation only")
+        elif onnx.numpy_helper.to_array(zero).any():
+            problems.append(f"{what}: non-zero zero point; TensorRT supports symmetric "
+                            "quantisation only")
     return problems
 
 

@@ -1,10 +1,21 @@
 """``export-trt`` as a library call: trained model -> checked fused ONNX -> bundle -> engine.
 
 Everything that can fail is checked before the bundle is written: the output folder, the model
-file, the sizes, the ONNX checker, the TensorRT 8.6 op rules, and ONNX Runtime against PyTorch.
-The bundle is then written atomically (:func:`edge.bundle.write_bundle`). Where TensorRT is
-importable the engine is built into the bundle's cache and checked against ONNX Runtime;
-elsewhere the log says that the target builds it.
+file, the sizes, the ONNX checker, the TensorRT 8.6 op rules, and ONNX Runtime against PyTorch
+on frames where the model's classes split (its training frames by default, export/frames.py).
+With an FP16 engine the graph is also run at FP16 on the CPU (export/fp16.py), and ``int8``
+adds a calibrated INT8 QDQ graph (export/int8.py); both are compared with the FP32 graph.
+
+Every agreement is stored with the classes present on its frames (edge/agreement.py). A check
+that is not informative (one class) or a reduced-precision graph below its threshold does not
+stop the export by default: the FP32 graph's numerics are still proven by its continuous
+confidence check against the eager module, the vehicle may still run FP32, and the demo's
+random-weight models must export. The export then warns loudly and the bundle's validation says
+so; ``strict_precision`` (``--strict-precision``) turns every such warning into a refusal
+before anything is written. The bundle is then written atomically
+(:func:`edge.bundle.write_bundle`). Where TensorRT is importable the engine is built into the
+bundle's cache and checked against ONNX Runtime; elsewhere the log says that the target builds
+it.
 """
 
 from __future__ import annotations
@@ -24,22 +35,50 @@ import onnxruntime
 import torch
 
 from edge import __version__
-from edge.bundle import BUNDLE_FILE, MODEL_FILE, Bundle, BundleMeta, sha256_file, write_bundle
+from edge.agreement import PASSED
+from edge.bundle import (
+    BUNDLE_FILE,
+    INT8_MODEL_FILE,
+    MODEL_FILE,
+    Bundle,
+    BundleMeta,
+    sha256_file,
+    write_bundle,
+)
 from edge.classes import MAX_CLASSES
 from edge.image_size import Size
-from edge.sample_frames import folder_frames
+from edge.sample_frames import host_stage
 from edge.trt import missing_packages
+from export.fp16 import FP32_OPS, to_fp16
+from export.frames import validation_frames
 from export.fused import FusedSegmenter, check_network_size
+from export.int8 import METHOD as INT8_METHOD
+from export.int8 import quantize_int8
 from export.onnx_export import OPSET, export_onnx
 from export.opcheck import check_graph
 from export.reference import ReferenceSegmenter
-from export.validate import MIN_AGREEMENT, ParityReport, check_parity, sample_frames
+from export.validate import (
+    MIN_AGREEMENT,
+    ParityReport,
+    PrecisionReport,
+    check_parity,
+    compare_graphs,
+)
 from training.artifact import ModelFileError, TrainedModel, load_trained_model
 from training.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
 ENGINE_MODES = ("auto", "skip", "require")
+# Labels of a reduced-precision graph that agree with the FP32 graph on fewer pixels than this
+# are reported loudly. FP16 (11-bit mantissa) and INT8 only flip pixels where the two best
+# centroid scores nearly tie, i.e. along class boundaries; a one-pixel band along every
+# boundary of a 640x480 frame with a few dozen regions is well under 1 % of its pixels, so 99 %
+# passes honest rounding and still catches a layer that overflows or saturates (a decomposed
+# FP16 LayerNorm drops a ViT to a fraction of its accuracy).
+MIN_REDUCED_AGREEMENT = 0.99
+FP16_METHOD = ("onnxruntime CPU on an FP16 copy of the graph (onnxruntime.transformers.float16,"
+               f" graph I/O kept); kept in FP32: {', '.join(FP32_OPS)}")
 
 
 class ExportError(ValueError):
@@ -130,16 +169,36 @@ def _provenance(checkpoint: Path, model: TrainedModel) -> dict[str, Any]:
     }
 
 
+def split_frames(frames: Sequence[np.ndarray], validate: int, calibrate: int
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(validation, calibration)``: disjoint and both spread over ``frames`` (calibrating on
+    the frames that judge the result would flatter it); with a single frame, both are it."""
+    if not calibrate:
+        return list(frames[:validate]), []
+    if len(frames) < 2:
+        log.warning("only %d sample frame: INT8 is calibrated on the frame it is validated on",
+                    len(frames))
+        return list(frames), list(frames)
+    n, c = len(frames), min(calibrate, len(frames) - 1)
+    is_calibration = [(i + 1) * c // n > i * c // n for i in range(n)]
+    return ([f for f, cal in zip(frames, is_calibration, strict=True) if not cal][:validate],
+            [f for f, cal in zip(frames, is_calibration, strict=True) if cal])
+
+
 def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | str | None,
                   out: str | Path, precision: str = "fp16", *,
                   samples: str | Path | None = None, num_frames: int = 4, seed: int = 0,
                   min_agreement: float = MIN_AGREEMENT, engine: str = "auto",
                   cache_dir: str | Path | None = None, workspace_mb: int = 1024,
-                  unknown_label: bool = False) -> Bundle:
+                  int8: bool = False, calibration_frames: int = 8,
+                  strict_precision: bool = False, unknown_label: bool = False) -> Bundle:
     """Write a validated deploy bundle for one camera size; build the engine where possible.
 
     ``network=None`` keeps the camera aspect with the short side at the training resolution.
-    ``samples`` is a folder of images for the parity check (default: seeded synthetic frames).
+    ``samples`` is a folder of images for the checks (default: the model's training frames,
+    else seeded synthetic frames). ``int8`` adds ``model_int8.onnx``, calibrated on
+    ``calibration_frames`` other frames of the same source. ``strict_precision`` refuses a
+    check that is not informative or a reduced-precision graph below 99 % agreement.
     ``engine``: ``auto`` builds when TensorRT imports, ``require`` fails when it does not,
     ``skip`` never builds. Calibrated models get the ``novelty`` output; ``unknown_label`` also
     marks pixels beyond their cluster's threshold with 255 in ``labels`` (edge/novelty.py).
@@ -150,6 +209,8 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
         raise ExportError(f"precision {precision!r}: expected fp16 or fp32")
     if num_frames < 1:
         raise ExportError(f"need at least one sample frame, got {num_frames}")
+    if int8 and calibration_frames < 1:
+        raise ExportError(f"INT8 needs at least one calibration frame, got {calibration_frames}")
     checkpoint, out = Path(checkpoint), Path(out)
     camera = Size.parse(camera) if isinstance(camera, str) else camera
     check_output_dir(out)
@@ -179,21 +240,44 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
                            calibration=model.calibration, mark_unknown=unknown_label)
     graph = export_onnx(fused)
     check_graph(graph, camera)
-    if samples is not None:
-        frames, source = folder_frames(Path(samples), camera, num_frames), str(samples)
-    else:
-        frames, source = sample_frames(camera, num_frames, seed)
+    wanted = num_frames + (calibration_frames if int8 else 0)
+    frames, source = validation_frames(model, camera, wanted, samples, seed)
+    frames, calibration = split_frames(frames, num_frames, calibration_frames if int8 else 0)
     parity = check_parity(graph, fused, ReferenceSegmenter(backbone, head, model.centroids,
                                                            network),
                           frames, model.enhancement, frame_source=source,
                           min_agreement=min_agreement)
+    validation: dict[str, Any] = {"onnxruntime_cpu_vs_pytorch": parity.to_dict()}
+    warnings = [] if parity.status == PASSED else [
+        f"FP32 parity is {parity.status}: {parity.labels.describe()}; pass --samples with "
+        "frames where the model's classes split"]
+    files = {MODEL_FILE: graph.SerializeToString()}
+    if precision == "fp16":
+        fp16 = compare_graphs(graph, to_fp16(graph), frames, model.enhancement, "fp16",
+                              FP16_METHOD, source, MIN_REDUCED_AGREEMENT)
+        validation["fp16_vs_fp32"] = fp16.to_dict()
+        warnings += _precision_warning(fp16)
+    if int8:
+        quantised = quantize_int8(graph, host_stage(calibration, model.enhancement))
+        check_graph(quantised, camera)
+        report = compare_graphs(graph, quantised, frames, model.enhancement, "int8",
+                                INT8_METHOD, source, MIN_REDUCED_AGREEMENT)
+        validation["int8_vs_fp32"] = {**report.to_dict(),
+                                      "calibration_frames": len(calibration)}
+        warnings += _precision_warning(report)
+        files[INT8_MODEL_FILE] = quantised.SerializeToString()
+    for warning in warnings:
+        log.warning("PRECISION WARNING: %s", warning)
+    if warnings and strict_precision:
+        raise ExportError("--strict-precision: " + "; ".join(warnings) + "; nothing written")
+    validation["warnings"] = warnings
 
     meta = BundleMeta(camera=camera, network=network, patch_size=patch, classes=model.classes,
                       enhancement=model.enhancement, backbone=model.backbone,
                       provenance=_provenance(checkpoint, model),
-                      validation={"onnxruntime_cpu_vs_pytorch": parity.to_dict()}, opset=OPSET,
-                      novelty=model.calibration, unknown_label=unknown_label)
-    bundle = write_bundle(out, meta, {MODEL_FILE: graph.SerializeToString()})
+                      validation=validation, opset=OPSET, novelty=model.calibration,
+                      unknown_label=unknown_label)
+    bundle = write_bundle(out, meta, files)
     log.info("wrote bundle %s (model.onnx sha256 %s...)", out, bundle.model_sha256[:12])
     if engine == "skip":
         log.info("engine build skipped (--engine skip): the target builds it on first use")
@@ -202,8 +286,17 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
                  "validated; the engine will be built on the target (`uwstego build-engine %s` "
                  "or the node's first start)", ", ".join(missing), bundle.path)
     else:
-        _build_and_check_engine(bundle, precision, cache_dir, workspace_mb, frames, parity)
+        for engine_precision in (precision, "int8") if int8 else (precision,):
+            _build_and_check_engine(bundle, engine_precision, cache_dir, workspace_mb, frames,
+                                    parity)
     return bundle
+
+
+def _precision_warning(report: PrecisionReport) -> list[str]:
+    if report.status == PASSED:
+        return []
+    return [f"the {report.precision.upper()} graph is {report.status} against FP32: "
+            f"{report.labels.describe()}"]
 
 
 def _build_and_check_engine(bundle: Bundle, precision: str, cache_dir: str | Path | None,
@@ -215,8 +308,8 @@ def _build_and_check_engine(bundle: Bundle, precision: str, cache_dir: str | Pat
     plan = ensure_engine(bundle, precision=precision, cache_dir=cache_dir,
                          workspace_bytes=workspace_mb << 20)
     report = check_engine(bundle, frames, precision=precision, cache_dir=cache_dir)
-    log.info("engine %s: %.3f%% label agreement with ONNX Runtime (export parity %.3f%%), "
-             "latency p50 %.2f ms p90 %.2f ms p99 %.2f ms", plan.name,
-             100 * report["label_agreement"], 100 * parity.label_agreement,
+    log.info("engine %s vs ONNX Runtime: %s (export parity: %s), latency p50 %.2f ms p90 "
+             "%.2f ms p99 %.2f ms", plan.name, report["labels"]["description"],
+             parity.labels.describe(),
              report["latency_ms"]["p50"], report["latency_ms"]["p90"],
              report["latency_ms"]["p99"])

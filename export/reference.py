@@ -1,4 +1,4 @@
-"""The unfused eager PyTorch path the fused graph is checked against (STEGO.md 8, without CRF).
+"""The unfused eager PyTorch path the fused graph is checked against (docs/stego.md §8, no CRF).
 
 Per frame: the numpy graph-stage enhancement of :mod:`edge.enhance` (what training applies), the
 resize to the network size, ImageNet normalisation, the backbone with its positional embedding

@@ -3,10 +3,13 @@
 Two comparisons on the same frames and enhancement parameters:
 
 - **ONNX Runtime vs the reference** (:mod:`export.reference`, the official unfused path): label
-  agreement, which must reach ``min_agreement`` (99.5 % in fp32), and the confidence difference,
-  which includes the documented approximation of the fused confidence (:mod:`export.fused`);
+  agreement, which must reach ``min_agreement`` (99.5 % in fp32) and comes with the classes the
+  reference predicts on those frames (:mod:`edge.agreement`: on single-class frames the check is
+  "not informative", never passed), and the confidence difference, which includes the
+  documented approximation of the fused confidence (:mod:`export.fused`);
 - **ONNX Runtime vs the eager fused module**: the export's own numerical error, which must stay
-  within float32 rounding (``max_graph_error``); anything larger is an exporter bug.
+  within float32 rounding (``max_graph_error``); anything larger is an exporter bug. Being a
+  continuous figure, it checks the graph even where the labels are not informative.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 import onnx
 import torch
 
-from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, UNKNOWN_LABEL
+from edge.agreement import FAILED, AgreementCounter, LabelAgreement, format_percent
+from edge.contract import GRAPH_CONFIDENCE, GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_LABELS, UNKNOWN_LABEL
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
 from edge.sample_frames import host_stage, synthetic_frames
@@ -41,19 +45,32 @@ class ParityError(ValueError):
 @dataclass(frozen=True)
 class ParityReport:
     frames: int
-    pixels: int
     frame_source: str
-    label_agreement: float  # ORT vs reference, fraction of pixels
+    labels: LabelAgreement  # ORT vs reference
     worst_frame_agreement: float
     confidence_max_abs: float  # ORT vs reference (includes the fused-confidence approximation)
     confidence_mean_abs: float
     graph_label_agreement: float  # ORT vs eager fused module: export error only
     graph_confidence_max_abs: float
-    min_agreement: float
     graph_novelty_max_abs: float | None = None  # ORT vs eager fused module; None: no novelty
 
+    @property
+    def label_agreement(self) -> float:
+        return self.labels.fraction
+
+    @property
+    def status(self) -> str:
+        return self.labels.status
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**_flat(self), "min_agreement": self.labels.threshold}
+
+
+def _flat(report: ParityReport | PrecisionReport) -> dict[str, Any]:
+    """The report's fields with its :class:`LabelAgreement` spread in (JSON for bundle.json)."""
+    doc = {k: v for k, v in asdict(report).items() if k != "labels"}
+    doc.update(report.labels.to_dict())
+    return doc
 
 
 def sample_frames(camera: Size, count: int, seed: int = 0) -> tuple[list[np.ndarray], str]:
@@ -93,8 +110,8 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
                  max_graph_error: float = MAX_GRAPH_ERROR) -> ParityReport:
     """Compare ORT with the reference and the eager fused module; raise :class:`ParityError`."""
     session = ort_session(model)
-    agree = graph_agree = pixels = 0
-    worst = 1.0
+    counter = AgreementCounter()
+    graph_agree = 0
     conf_max = conf_sum = graph_max = 0.0
     novelty_max = 0.0 if fused.calibrated else None
     for image, params in host_stage(frames, settings):
@@ -110,30 +127,28 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
                                                         - eager[2][0].numpy()).max()))
         if fused.mark_unknown:  # unknown pixels are checked against the eager module only
             ref_labels = np.where(labels == UNKNOWN_LABEL, labels, ref_labels)
-        same = int((labels == ref_labels).sum())
-        agree += same
+        counter.add(labels, ref_labels)
         graph_agree += int((labels == eager_labels[0].numpy()).sum())
-        pixels += labels.size
-        worst = min(worst, same / labels.size)
         diff = np.abs(confidence - ref_conf)
         conf_max = max(conf_max, float(diff.max()))
         conf_sum += float(diff.sum())
         graph_max = max(graph_max, float(np.abs(confidence - eager_conf[0].numpy()).max()))
+    agreement = counter.result(min_agreement)
     report = ParityReport(
-        frames=len(frames), pixels=pixels, frame_source=frame_source,
-        label_agreement=agree / pixels, worst_frame_agreement=worst,
-        confidence_max_abs=conf_max, confidence_mean_abs=conf_sum / pixels,
-        graph_label_agreement=graph_agree / pixels, graph_confidence_max_abs=graph_max,
-        min_agreement=min_agreement, graph_novelty_max_abs=novelty_max)
-    log.info("parity on %d %s frames: labels %.4f%% (worst frame %.4f%%) vs PyTorch reference, "
-             "confidence error max %.3g mean %.3g; graph vs eager: labels %.4f%%, "
-             "confidence max %.3g", report.frames, frame_source,
-             100 * report.label_agreement, 100 * worst, conf_max, report.confidence_mean_abs,
-             100 * report.graph_label_agreement, graph_max)
-    if report.label_agreement < min_agreement:
+        frames=len(frames), frame_source=frame_source, labels=agreement,
+        worst_frame_agreement=counter.worst_frame[0] / counter.worst_frame[1],
+        confidence_max_abs=conf_max, confidence_mean_abs=conf_sum / counter.pixels,
+        graph_label_agreement=graph_agree / counter.pixels, graph_confidence_max_abs=graph_max,
+        graph_novelty_max_abs=novelty_max)
+    log.info("parity on %d frames (%s), ONNX Runtime vs PyTorch reference: %s; worst frame "
+             "%s %%; confidence error max %.3g mean %.3g; graph vs eager: labels %s %%, "
+             "confidence max %.3g", report.frames, frame_source, agreement.describe(),
+             format_percent(*counter.worst_frame), conf_max,
+             report.confidence_mean_abs, format_percent(graph_agree, counter.pixels), graph_max)
+    if agreement.status == FAILED:
         raise ParityError(f"ONNX Runtime agrees with the PyTorch reference on only "
-                          f"{100 * report.label_agreement:.3f}% of pixels (need "
-                          f"{100 * min_agreement:.1f}%): the export is wrong; nothing written")
+                          f"{agreement.percent()}% of pixels (need "
+                          f"{100 * min_agreement:g}%): the export is wrong; nothing written")
     if novelty_max is not None and novelty_max > max_graph_error:
         raise ParityError(f"ONNX Runtime novelty differs from the eager fused module by "
                           f"{novelty_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "
@@ -142,4 +157,49 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
         raise ParityError(f"ONNX Runtime confidence differs from the eager fused module by "
                           f"{graph_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "
                           "written")
+    return report
+
+
+@dataclass(frozen=True)
+class PrecisionReport:
+    """A reduced-precision graph against the FP32 graph on ONNX Runtime CPU, same frames."""
+
+    precision: str
+    frames: int
+    frame_source: str
+    labels: LabelAgreement  # candidate vs FP32 graph
+    confidence_max_abs: float
+    confidence_mean_abs: float
+    method: str
+
+    @property
+    def status(self) -> str:
+        return self.labels.status
+
+    def to_dict(self) -> dict[str, Any]:
+        return _flat(self)
+
+
+def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
+                   frames: Sequence[np.ndarray], settings: EnhanceSettings, precision: str,
+                   method: str, frame_source: str, threshold: float) -> PrecisionReport:
+    """Labels and confidence of ``candidate`` vs the FP32 ``reference`` graph; never raises on
+    disagreement (the caller decides: warn or, with ``--strict-precision``, fail)."""
+    sessions = ort_session(reference), ort_session(candidate)
+    counter = AgreementCounter()
+    conf_max = conf_sum = 0.0
+    for image, params in host_stage(frames, settings):
+        feeds = {GRAPH_IMAGE: image[None], GRAPH_ENHANCE: params[None].astype(np.float32)}
+        (ref_labels, ref_conf), (labels, conf) = (s.run([GRAPH_LABELS, GRAPH_CONFIDENCE], feeds)
+                                                  for s in sessions)
+        counter.add(labels[0], ref_labels[0])
+        diff = np.abs(conf[0].astype(np.float32) - ref_conf[0].astype(np.float32))
+        conf_max = max(conf_max, float(diff.max()))
+        conf_sum += float(diff.sum())
+    report = PrecisionReport(precision=precision, frames=len(frames), frame_source=frame_source,
+                             labels=counter.result(threshold), confidence_max_abs=conf_max,
+                             confidence_mean_abs=conf_sum / counter.pixels, method=method)
+    log.info("%s vs FP32 graph on %d frames (%s): %s; confidence error max %.3g mean %.3g",
+             precision, report.frames, frame_source, report.labels.describe(), conf_max,
+             report.confidence_mean_abs)
     return report

@@ -52,7 +52,7 @@ def test_input_not_multiple_of_patch_is_rejected() -> None:
 
 
 def test_official_configs_have_the_documented_token_grids() -> None:
-    # STEGO.md: 785 tokens (CLS included) for ViT/8 at 224; DINOv2 checkpoints hold 37x37 (518).
+    # docs/stego.md §2: 785 tokens (with CLS) for ViT/8 at 224; DINOv2 checkpoints hold 37x37 (518).
     with torch.device("meta"):
         vits8 = DinoViT(BACKBONES["dino_vits8"])
         v2reg = DinoViT(BACKBONES["dinov2_vits14_reg"])

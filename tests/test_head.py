@@ -1,4 +1,4 @@
-"""The STEGO head: sizes, parameter count, and the dropout behaviour of STEGO.md section 3."""
+"""The STEGO head: sizes, parameter count, and the dropout behaviour of docs/stego.md §3."""
 
 from __future__ import annotations
 

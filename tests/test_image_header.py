@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.image_header import HeaderError, ImageHeader, read_header
+from edge.image_size import Size
 from edge.rosimage import (
     DECODE_ERROR_KINDS,
     ImageDecodeError,
@@ -131,9 +132,9 @@ def test_reduced_scale_jpeg_decode_matches_a_resize(bgr):
     msg = SimpleNamespace(format="jpeg", data=encode_jpeg(big[..., ::-1], quality=95))
     header = compressed_header(msg)
     assert header == ImageHeader("jpeg", 4 * W, 4 * H)
-    assert reduction_for(header, (W, H)) == 4
-    assert reduction_for(header, (W + 1, H)) == 2
-    assert reduction_for(ImageHeader("png", 4 * W, 4 * H), (W, H)) == 1
+    assert reduction_for(header, Size(W, H)) == 4
+    assert reduction_for(header, Size(W + 1, H)) == 2
+    assert reduction_for(ImageHeader("png", 4 * W, 4 * H), Size(W, H)) == 1
     small = decode_compressed(msg, reduction=4)
     full = cv2.resize(decode_compressed(msg), (W, H), interpolation=cv2.INTER_AREA)
     assert small.shape == (H, W, 3)

@@ -190,7 +190,7 @@ def test_bag_with_damaged_metadata_is_replayed_record_by_record(tmp_path, bundle
     (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: [\n  broken")
     result = replay(bag, bundle, settings(), out_bag=tmp_path / "out")
     assert result.summary.frames.processed == 3
-    assert any("Could not load YAML" in d for d in result.summary.frames.damage)
+    assert any("metadata.yaml cannot be read" in d for d in result.summary.frames.damage)
     labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
     for msg, ref in zip(labels, direct_labels(bundle, images), strict=True):
         np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
@@ -265,7 +265,7 @@ def test_truncated_bag_is_replayed_up_to_the_damage(tmp_path, bundle, storage):
         np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
 
 
-def test_corrupt_record_ends_the_replay_there(tmp_path, bundle):
+def test_corrupt_record_costs_only_its_frame(tmp_path, bundle):
     images = frames(12)
     bag = write_bag(tmp_path / "dive", images)
     store = next(bag.glob("*.mcap"))
@@ -279,10 +279,14 @@ def test_corrupt_record_ends_the_replay_there(tmp_path, bundle):
 
     result = replay(bag, bundle, settings(), out_bag=tmp_path / "out")
     doc = result.summary.frames
-    assert result.summary.frames_index == tuple(range(7))
-    assert any("nothing after it is read" in d for d in doc.damage)
+    # The reader steps over the broken record to the next valid one: only frame 7 is lost,
+    # and the loss is reported against the index's count.
+    kept = [i for i in range(12) if i != 7]
+    assert result.summary.frames_t_ns == tuple(T0 + i * DT for i in kept)
+    assert any("reading on after them" in d for d in doc.damage)
+    assert any(f"{RAW}: the index lists 12 messages, 11 were read" in d for d in doc.damage)
     labels = [m for _, m in read_topic(tmp_path / "out", f"{NODE_NAMESPACE}/labels")]
-    for msg, ref in zip(labels, direct_labels(bundle, images[:7]), strict=True):
+    for msg, ref in zip(labels, direct_labels(bundle, [images[i] for i in kept]), strict=True):
         np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), ref)
 
 
@@ -314,8 +318,8 @@ def test_wrong_or_missing_topic_lists_the_image_topics(tmp_path, bundle):
     with BagWriter(tmp_path / "two") as w:  # no preferred name, two candidates
         for topic in ("/left/image", "/right/image"):
             w.write_image(topic, T0, frames(1)[0], "rgb8")
-    with pytest.raises(ValueError, match=r"--topic; image topics: /left/image \(Image\), "
-                                         r"/right/image \(Image\)"):
+    with pytest.raises(ValueError, match=r"2 camera topics; choose one with --topic: "
+                                         r"/left/image \(Image\), /right/image \(Image\)"):
         replay(tmp_path / "two", bundle, settings())
     with pytest.raises(FileNotFoundError, match="bag not found"):
         replay(tmp_path / "nope", bundle, settings())
@@ -462,13 +466,13 @@ def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
 
 
 def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
+    from edge.bags import open_bag
     from edge.replay.play import parse_remap, restamped
-    from edge.replay.salvage import read_messages
 
     bag = write_bag(tmp_path / "dive", frames(3))
-    damage: list[str] = []
-    msgs = list(read_messages(bag, {RAW}, damage, T0 + DT, None))
-    assert [m.t_ns for m in msgs] == [T0 + DT, T0 + 2 * DT] and not damage
+    opened = open_bag(bag)
+    msgs = list(opened.messages({RAW}, T0 + DT, None))
+    assert [m.t_ns for m in msgs] == [T0 + DT, T0 + 2 * DT] and not opened.damage
     store = typestore()
     shifted = store.deserialize_cdr(restamped(msgs[0].data, 1_500_000_000), msgs[0].msgtype)
     original = store.deserialize_cdr(msgs[0].data, msgs[0].msgtype)
@@ -479,8 +483,9 @@ def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
 
     storage = next(bag.glob("*.mcap"))
     storage.write_bytes(storage.read_bytes()[:-100])  # footer and index gone
-    assert len(list(read_messages(bag, {RAW}, damage, T0 + DT, None))) == 2
-    assert any("cannot be read from its index" in d for d in damage)
+    opened = open_bag(bag)
+    assert len(list(opened.messages({RAW}, T0 + DT, None))) == 2
+    assert any("no MCAP footer" in d for d in opened.damage)
     assert parse_remap(["/a:=/b"]) == {"/a": "/b"}
     with pytest.raises(ValueError, match="FROM:=TO"):
         parse_remap(["/a=/b"])

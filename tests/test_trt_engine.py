@@ -88,3 +88,20 @@ def test_check_engine_records_agreement_and_latency(bundle):
     assert report["latency_ms"]["runs"] == 5 and report["label_agreement"] > 0.9
     plan = ensure_engine(bundle, precision="fp16")
     assert read_sidecar(plan)["check"]["frames"] == 2
+
+
+def test_int8_engine_from_the_qdq_graph(tmp_path):
+    """The bundle's INT8 QDQ graph built with explicit quantisation, checked against ORT."""
+    pytest.importorskip("torch", reason="the INT8 graph is exported here (workstation)")
+    from edge.agreement import PASSED
+    from export.pipeline import export_bundle
+    from tests.support.tiny_export import make_tiny_model
+    from training.artifact import save_trained_model
+
+    checkpoint = save_trained_model(tmp_path / "model.pt", make_tiny_model(seed=3, k=5))
+    bundle = export_bundle(checkpoint, "96x64", None, tmp_path / "b", num_frames=2, int8=True,
+                           calibration_frames=3, engine="skip")
+    report = check_engine(bundle, synthetic_frames(bundle.meta.camera, 2, seed=9),
+                          precision="int8", repeats=3, warmup=1)
+    assert report["labels"]["classes_present"] >= 2
+    assert report["labels"]["status"] == PASSED, report["labels"]["description"]

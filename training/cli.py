@@ -13,11 +13,12 @@ import logging
 import os
 from pathlib import Path
 
+from edge.cli import HelpFormatter
 from edge.enhance import EnhanceSettings
 
 log = logging.getLogger(__name__)
 
-_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+_FORMATTER = HelpFormatter
 ENHANCEMENTS = {"default": EnhanceSettings, "raw": EnhanceSettings.raw,
                 "clahe": lambda: EnhanceSettings(clahe=True)}
 
@@ -36,30 +37,41 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sources", nargs="+", type=Path,
                    help="image folders, video files or rosbag2 folders")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--backbone", default="dino_vits8", help="backbone id (default dino_vits8)")
+    p.add_argument("--backbone", default="dino_vits8", help="backbone id")
     p.add_argument("--weights", type=Path, help="official DINO weights file for the backbone")
     p.add_argument("--clusters", type=int, default=d.clusters, help="number of clusters K")
-    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--steps", type=int, default=d.steps, help="head training steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     p.add_argument("--resolution", type=int, default=224, help="training crop size (px)")
     p.add_argument("--crop-type", help="crops per frame: five, full, or five+full (STEGO's "
-                   "five-crop plus the whole frame; the default)")
+                   "five-crop plus the whole frame; the default when not given)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                   help="loss weights and shifts (STEGO.md 4.5)")
-    p.add_argument("--code-dim", type=int, default=d.code_dim)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
+                   help="published STEGO loss weights and shifts to train with")
+    p.add_argument("--code-dim", type=int, default=d.code_dim,
+                   help="channels of the head's output code (what is clustered)")
+    p.add_argument("--lr", type=float, default=d.lr, help="head learning rate (Adam)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the head's initialisation, batches and k-means")
     p.add_argument("--enhancement", choices=sorted(ENHANCEMENTS), default="default",
                    help="enhancement chain the head is trained on (and the vehicle runs)")
     p.add_argument("--knn-exclude-window", type=int, default=None, metavar="FRAMES",
-                   help="rank neighbours within this many frames of the same video last")
-    p.add_argument("--topic", help="image topic of the bags (default: all image topics)")
-    p.add_argument("--video-stride", type=int, default=1, help="keep every N-th video frame")
+                   help="rank neighbours within this many frames of the same video last "
+                        "(not given: no such rule)")
+    p.add_argument("--topic", help="image topic of the bags (not given: every image topic)")
+    p.add_argument("--video-stride", type=int, default=1,
+                   help="keep every N-th frame of each video file and of each bag topic "
+                        "(image folders are never thinned)")
     p.add_argument("--novelty-quantile", type=float, default=d.novelty_quantile,
-                   help="per-cluster cosine quantile below which a pixel is unknown")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--log-every", type=int, default=d.log_every)
+                   help="per-cluster quantile of the training pixels' cosine to their "
+                        "centroid below which a pixel is unknown (novel)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="save the resumable training state every N steps")
+    p.add_argument("--log-every", type=int, default=d.log_every,
+                   help="write train_log.csv and TensorBoard every N steps")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--random-weights", action="store_true",
+                   help="smoke run only: train on a RANDOMLY initialised backbone when no "
+                        "--weights are given (the clusters then mean nothing; warned loudly)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_train)
 
@@ -69,6 +81,12 @@ def _train(args: argparse.Namespace) -> int:
     from training.pipeline import PipelineSettings, run_training
     from training.settings import TrainSettings
 
+    if args.random_weights and args.weights is None:
+        log.warning("%s\n--random-weights: training on a RANDOMLY INITIALISED %s. Its features "
+                    "mean nothing: use the result for smoke runs only, never on a vehicle.\n%s",
+                    "!" * 78, args.backbone, "!" * 78)
+    elif args.random_weights:
+        log.warning("--random-weights is ignored: the weights file %s is used", args.weights)
     info = ddp.init_from_env(args.device)
     device = str(ddp.process_device(args.device, info))
     try:
@@ -77,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
             backbone=args.backbone, weights=args.weights, resolution=args.resolution,
             enhancement=ENHANCEMENTS[args.enhancement](),
             knn_exclude_window=args.knn_exclude_window, topic=args.topic,
-            video_stride=args.video_stride, **crop)
+            video_stride=args.video_stride, allow_random_weights=args.random_weights, **crop)
         train = TrainSettings(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                               lr=args.lr, clusters=args.clusters, code_dim=args.code_dim,
                               seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -108,14 +126,17 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", type=Path, required=True,
                    help="folder of masks with the images' file names (SUIM colour or index)")
     p.add_argument("--out", type=Path, help="folder for scores.json, the table and the PNG")
-    p.add_argument("--mask-kind", choices=MASK_KINDS, default=d.mask_kind)
+    p.add_argument("--mask-kind", choices=MASK_KINDS, default=d.mask_kind,
+                   help="suim: colour masks; index: pixel values are class ids; auto: suim for "
+                        "colour files, index for single-channel ones")
     p.add_argument("--num-classes", type=int, help="ground-truth classes (default: SUIM's 8 "
                    "for colour masks, else the largest label + 1)")
-    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--resolution", type=int, default=d.resolution,
+                   help="short side the images are resized to, then centre-cropped (px)")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
                    help="image resize (labels always nearest)")
     p.add_argument("--flip", action="store_true", help="average with the mirrored image")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_evaluate)
 
 
@@ -147,10 +168,12 @@ def register_clusters(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--apply", type=Path, metavar="NAMES_YAML",
                    help="write these names and colours into the model file and exit")
     p.add_argument("--per-cluster", type=int, default=8, help="examples per cluster")
-    p.add_argument("--max-images", type=int, default=200)
-    p.add_argument("--topic", help="image topic of the bags")
-    p.add_argument("--video-stride", type=int, default=1)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-images", type=int, default=200,
+                   help="images (or cached crops) to look through for examples")
+    p.add_argument("--topic", help="image topic of the bags (not given: every image topic)")
+    p.add_argument("--video-stride", type=int, default=1,
+                   help="keep every N-th frame of each video file and of each bag topic")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_clusters)
 
 

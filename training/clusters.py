@@ -1,6 +1,6 @@
 """Clustering the code: STEGO's online cluster probe and the offline spherical k-means we ship.
 
-Both assign a pixel to the centroid of highest cosine similarity (STEGO.md 7 and 9).
+Both assign a pixel to the centroid of highest cosine similarity (docs/stego.md §7, §9).
 """
 
 from __future__ import annotations

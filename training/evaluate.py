@@ -1,4 +1,4 @@
-"""``uwstego evaluate``: a trained model against labelled image/mask folders (STEGO.md 8).
+"""``uwstego evaluate``: a trained model against labelled image/mask folders (docs/stego.md §8).
 
 Protocol: each image is enhanced as in training (a fresh enhancer per still image), its short
 side resized to ``resolution`` and centre-cropped square (nearest neighbour for the labels and,

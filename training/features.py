@@ -9,7 +9,7 @@ Layout of a cache folder::
     shard_00000.desc.npy   float32 [n, C] descriptors of the shard's items
     shard_00000.json       provenance of the shard's frames (source, path, frame, host params)
                            and the shard's record; written last, so it marks the shard complete
-    descriptors.npy        float32 [N, C]: L2-normalised spatial means (KNN, STEGO.md section 5)
+    descriptors.npy        float32 [N, C]: L2-normalised spatial means (KNN, docs/stego.md §5)
 
 Items are frames x crops in order: item ``i`` of a shard is crop ``i % n_crops`` of frame
 ``i // n_crops``. Every file is written atomically and a shard counts as done only once its JSON

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import html
 import logging
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,10 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
         tmp.write_bytes(data.tobytes())
 
 
-def _html(model: TrainedModel, coverage: np.ndarray, model_path: str) -> str:
+def _html(model: TrainedModel, coverage: np.ndarray, model_path: str, names_path: Path) -> str:
+    # Full paths: the command must work from whatever folder the page is read in.
+    apply = shlex.join(["uwstego", "clusters", str(Path(model_path).resolve()), "--apply",
+                        str(names_path.resolve())])
     rows = []
     for c, cls in enumerate(model.classes):
         r, g, b = cls.color
@@ -170,7 +174,7 @@ def _html(model: TrainedModel, coverage: np.ndarray, model_path: str) -> str:
 <p>{model.num_clusters} clusters, backbone {html.escape(model.backbone)}. Each row shows the
 most confident examples of one cluster, outlined in its colour. Name them in
 <code>{CLASSES_FILE}</code> (same order, one entry per cluster), then run
-<code>uwstego clusters {html.escape(model_path)} --apply {CLASSES_FILE}</code>.</p>
+<code>{html.escape(apply)}</code>.</p>
 <table><tr><th>#</th><th>colour</th><th>name</th><th>pixels</th><th>examples</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
@@ -192,8 +196,9 @@ def write_gallery(model: TrainedModel, views: Iterator[tuple[np.ndarray, torch.T
                            for c, cls in enumerate(model.classes)])
     png = out_dir / "gallery.png"
     _write_png(png, grid)
-    page = write_text_atomic(out_dir / "index.html", _html(model, coverage, model_path))
     yaml_path = out_dir / CLASSES_FILE
+    page = write_text_atomic(out_dir / "index.html",
+                             _html(model, coverage, model_path, yaml_path))
     try:
         load_classes_yaml(yaml_path, expected=model.num_clusters)
         log.info("kept the existing %s", yaml_path)
@@ -204,9 +209,13 @@ def write_gallery(model: TrainedModel, views: Iterator[tuple[np.ndarray, torch.T
 
 def apply_names(model_path: str | Path, names_yaml: str | Path) -> TrainedModel:
     """Put the names and colours of ``names_yaml`` into the model file (atomically)."""
-    model_path = Path(model_path)
+    model_path, names_yaml = Path(model_path), Path(names_yaml)
     if model_path.is_dir():
         model_path = model_path / "model.pt"
+    if not names_yaml.is_file():
+        raise FileNotFoundError(f"names file {names_yaml} not found (relative paths are read from "
+                                f"the current folder, {Path.cwd()}); the gallery's index.html "
+                                "gives the --apply command with full paths")
     model = load_trained_model(model_path)
     classes = load_classes_yaml(names_yaml, expected=model.num_clusters)
     named = model.with_classes(classes)

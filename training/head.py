@@ -1,4 +1,4 @@
-"""The distilled STEGO segmentation head ("code") on frozen backbone features (STEGO.md section 3).
+"""The distilled STEGO segmentation head ("code") on frozen backbone features (docs/stego.md §3).
 
 ``code = lin(drop(f)) + nl(drop(f))`` with two independent channel-dropout masks in train mode;
 the loss correlates a third independently dropped-out copy of the feature (:meth:`signal`). The

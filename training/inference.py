@@ -1,7 +1,7 @@
 """The PyTorch reference segmentation: upsample the code, cosine to the centroids, argmax.
 
-This is the official evaluation path (STEGO.md 8, without the CRF); the exported graph must
-reproduce its labels (STEGO.md 9).
+This is the official evaluation path (docs/stego.md §8, without the CRF); the exported graph must
+reproduce its labels (docs/stego.md §9).
 """
 
 from __future__ import annotations

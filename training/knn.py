@@ -1,4 +1,4 @@
-"""KNN positives (STEGO.md section 5): cosine top-k over image descriptors, in bounded memory.
+"""KNN positives (docs/stego.md §5): cosine top-k over image descriptors, in bounded memory.
 
 The similarity matrix is never formed: the queries are taken in blocks of at most ``chunk``
 rows, the database ``chunk`` rows at a time, and a running top-k is merged, so memory is

@@ -1,4 +1,4 @@
-"""Published STEGO loss hyper-parameters (STEGO.md 4.5): weights and shifts per term.
+"""Published STEGO loss hyper-parameters (docs/stego.md §4.5): weights and shifts per term.
 
 Torch-free, so that the command line can list the presets without importing torch.
 """
@@ -39,7 +39,7 @@ def _preset(name: str, weights: tuple[float, float, float], shifts: tuple[float,
     return LossPreset(name, *weights, *shifts, description=description)
 
 
-# STEGO.md 4.5: blocks of the official src/configs/train_config.yml (and DepthG's retune).
+# docs/stego.md §4.5: blocks of the official src/configs/train_config.yml (and DepthG's retune).
 PRESETS: dict[str, LossPreset] = {p.name: p for p in (
     _preset("cocostuff27_vits", (0.67, 0.25, 0.63), (0.08, 0.02, 0.66),
             "Cocostuff27 vit small 1/31/22 (ViT-S/8); project default"),

@@ -18,7 +18,7 @@ INTERPOLATIONS = ("nearest", "area", "bilinear")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Hyper-parameters of one run; STEGO's defaults (STEGO.md sections 1 and 7)."""
+    """Hyper-parameters of one run; STEGO's defaults (docs/stego.md §1, §7)."""
 
     preset: str = DEFAULT_PRESET
     steps: int = 5000

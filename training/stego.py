@@ -1,4 +1,4 @@
-"""STEGO's contrastive correlation loss, exactly as the official code computes it (STEGO.md 4).
+"""STEGO's contrastive correlation loss, exactly as in the official code (docs/stego.md §4).
 
 Quirks kept on purpose because the published shifts were tuned with them:
 
@@ -84,7 +84,7 @@ def derange(n: int, generator: torch.Generator | None = None,
 def correlation_term(fa: torch.Tensor, fb: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
                      shift: float, pointwise: bool = True, zero_clamp: bool = True,
                      stabilize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """One term's per-entry loss ``[B,S,S,S,S]`` and code correlation (STEGO.md 4.3)."""
+    """One term's per-entry loss ``[B,S,S,S,S]`` and code correlation (docs/stego.md §4.3)."""
     with torch.no_grad():
         fd = pair_corr(unit(fa), unit(fb))
         if pointwise:

@@ -1,4 +1,4 @@
-"""Training the STEGO head from cached backbone features (STEGO.md section 7).
+"""Training the STEGO head from cached backbone features (docs/stego.md §7).
 
 One step: zero both optimisers; run the head in train mode on the anchor batch and its KNN-positive
 batch; correlate the dropped-out features (a third dropout mask) with the codes; train the cluster

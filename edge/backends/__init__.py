@@ -26,7 +26,8 @@ from edge.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp16", "fp32")
+# int8 runs the bundle's INT8 QDQ graph (model_int8.onnx) on every backend.
+PRECISIONS = ("fp16", "fp32", "int8")
 
 
 class GraphMaps(NamedTuple):
@@ -77,7 +78,9 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Settings only some backends use (TensorRT); the others ignore them."""
+    """Backend settings: ``precision`` picks the graph (ONNX Runtime runs the FP32 graph for
+    fp16 and fp32, the INT8 graph for int8) and the engine precision (TensorRT);
+    ``cache_dir`` is TensorRT's only."""
 
     precision: str = "fp16"
     cache_dir: Path | None = None
@@ -90,13 +93,13 @@ class BackendOptions:
 def _onnxruntime_cpu(bundle: Bundle, options: BackendOptions) -> Backend:
     from edge.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(bundle, device="cpu")
+    return OnnxRuntimeBackend(bundle, device="cpu", precision=options.precision)
 
 
 def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
     from edge.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(bundle, device="cuda")
+    return OnnxRuntimeBackend(bundle, device="cuda", precision=options.precision)
 
 
 def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends import BackendUnavailable, GraphMaps, graph_maps
-from edge.bundle import Bundle, BundleError
+from edge.bundle import Bundle, BundleError, check_graph
 from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class OnnxRuntimeBackend:
     the providers granted after construction are checked and reported in :meth:`describe`.
     """
 
-    def __init__(self, bundle: Bundle, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, bundle: Bundle, device: str = "cpu", threads: int = 0,
+                 precision: str = "fp32") -> None:
         import onnxruntime as ort
 
         if device not in _PROVIDERS:
@@ -52,11 +53,21 @@ class OnnxRuntimeBackend:
         if wanted[0] not in available:
             raise BackendUnavailable(f"{wanted[0]} not in this onnxruntime build "
                                      f"(available: {', '.join(available)})")
+        # A missing INT8 graph is a BundleError, not BackendUnavailable: `auto` must not fall
+        # through to a backend that would silently run another precision.
+        self.model_path = bundle.graph_path(precision)
+        self.precision = precision
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(bundle.model_path), sess_options=opts,
-                                            providers=wanted)
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), sess_options=opts,
+                                                providers=wanted)
+        except Exception as exc:  # ORT raises its own classes (InvalidProtobuf, Fail, ...)
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(f"{self.model_path}: ONNX Runtime cannot load the graph "
+                              f"({detail}): the file is damaged or truncated; re-export the "
+                              "bundle") from exc
         self.providers = self.session.get_providers()
         if wanted[0] not in self.providers:
             raise BackendUnavailable(f"{wanted[0]} requested but the session runs on "
@@ -66,23 +77,15 @@ class OnnxRuntimeBackend:
         self._bundle = bundle
         self._check_io(bundle)
         log.info("%s: session on %s for %s", self.name, ", ".join(self.providers),
-                 bundle.model_path)
+                 self.model_path)
 
     def _check_io(self, bundle: Bundle) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
         self._outputs = bundle.meta.graph_outputs
-        missing = ([n for n in GRAPH_INPUTS if n not in inputs]
-                   + [n for n in self._outputs if n not in outputs])
-        if missing:
-            raise BundleError(f"{bundle.model_path}: graph lacks {missing}; it has inputs "
-                              f"{sorted(inputs)} and outputs {sorted(outputs)}")
-        cam = bundle.meta.camera
-        expected = [1, cam.height, cam.width, 3]
-        shape = list(inputs[GRAPH_IMAGE].shape)
-        if shape != expected:
-            raise BundleError(f"{bundle.model_path}: input 'image' has shape {shape}, "
-                              f"bundle.json says camera {cam} -> {expected}")
+        check_graph(bundle, self.model_path, {n: i.shape for n, i in inputs.items()},
+                    {n: o.shape for n, o in outputs.items()},
+                    self.session.get_modelmeta().custom_metadata_map)
         self._in_dtypes = {n: _dtype(inputs[n].type, f"input {n!r}") for n in GRAPH_INPUTS}
         self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in self._outputs}
 
@@ -104,8 +107,9 @@ class OnnxRuntimeBackend:
             "backend": self.name,
             "runtime": f"onnxruntime {self._ort_version}",
             "providers": list(self.providers),
-            "model": str(self._bundle.model_path),
-            "model_sha256": self._bundle.model_sha256,
+            "model": str(self.model_path),
+            "model_sha256": self._bundle.graph_sha256(self.precision),
+            "precision": "int8" if self.precision == "int8" else "fp32",
             "output_dtypes": {n: str(d) for n, d in self._out_dtypes.items()},
         }
 

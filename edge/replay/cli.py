@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="another bundle to run on the same frames and compare with the first; "
                         "may be given several times (output topics under <namespace>/compare, "
                         "<namespace>/compare2 ...)")
-    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto")
+    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                   help="inference backend; auto takes TensorRT, then ONNX Runtime CUDA, then CPU")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16",
                    help="TensorRT engine precision")
     p.add_argument("--every", type=int, default=1, metavar="N", help="use every N-th frame")
@@ -52,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="pace frames by their bag timestamps instead of as fast as possible")
     p.add_argument("--namespace", default=NODE_NAMESPACE,
                    help=f"namespace of the output topics (default {NODE_NAMESPACE}, the node's)")
-    p.add_argument("--overlay-alpha", type=float, default=0.5)
+    p.add_argument("--overlay-alpha", type=float, default=0.5,
+                   help="weight of the class colours over the frame in overlays, 0-1")
     p.add_argument("--json", action="store_true",
                    help="print the summary (without per-frame series) as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

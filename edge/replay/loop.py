@@ -121,7 +121,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         if staging is not None:
             staging.chmod(0o755)  # a report is for sharing; the staging folder starts private
         writer = FrameWriter(models, topic, out_bag=out_bag, storage=s.storage,
-                             namespace=s.namespace,
+                             namespace=s.namespace, offered_qos=source.output_qos(s.namespace),
                              video=staging / VIDEO_FILE if staging is not None else None,
                              fps=fps, overlay_alpha=s.overlay_alpha, with_truth=truth is not None)
         pipeline: Pipeline[Work] = Pipeline(

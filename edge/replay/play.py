@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.bags import COMPRESSED_TYPE, IMAGE_TYPE, bag_info, typestore
+from edge.bags import CAMERA_TYPES, camera_topics, open_bag, typestore
 from edge.contract import QOS_PROFILES
-from edge.replay.salvage import SalvageReader, read_messages
 
 log = logging.getLogger(__name__)
 
 CLOCK_TOPIC = "/clock"
 HEADER_TYPE = "std_msgs/msg/Header"
-_CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE, "sensor_msgs/msg/CameraInfo")
 
 
 @dataclass(frozen=True)
@@ -103,26 +101,15 @@ def restamped(raw: bytes, offset_ns: int) -> bytes:
     return bytes(out)
 
 
-def _bag_span(bag: Path) -> tuple[int, int]:
-    """(first, last + 1) message time in ns, from the index or by reading the records."""
-    try:
-        info = bag_info(bag)
-        return info.start_ns, info.start_ns + info.duration_ns
-    except ValueError:
-        times = [m.t_ns for m in SalvageReader(bag).messages()]
-        return (min(times), max(times) + 1) if times else (0, 0)
-
-
 class Player:
     """Publishes one bag on a node of its own; see :func:`play`."""
 
     def __init__(self, bag: str | Path, settings: PlaySettings, node: Any) -> None:
-        self.bag = Path(bag)
-        if not self.bag.exists():
-            raise FileNotFoundError(f"bag not found: {self.bag}")
+        self.source = open_bag(bag)
+        self.bag = self.source.path
         self.s = settings
         self.node = node
-        self.stats = PlayStats()
+        self.stats = PlayStats(damage=self.source.damage)  # the same list: grows as it reads
         self._publishers: dict[str, Any] = {}
         self._clock_pub: Any = None
         self._restamp: dict[str, bool] = {}
@@ -139,7 +126,7 @@ class Player:
     def _qos(self, msgtype: str) -> Any:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-        if msgtype in _CAMERA_TYPES and self.s.qos == "sensor_data":
+        if msgtype in CAMERA_TYPES and self.s.qos == "sensor_data":
             return QoSProfile(depth=self.s.qos_depth, history=HistoryPolicy.KEEP_LAST,
                               reliability=qos_profile_sensor_data.reliability,
                               durability=qos_profile_sensor_data.durability)
@@ -163,10 +150,7 @@ class Player:
 
     def prepare(self) -> None:
         """Create every publisher up front and wait for subscribers, as configured."""
-        try:
-            found = bag_info(self.bag).topics
-        except ValueError:
-            found = SalvageReader(self.bag).topics()
+        found = self.source.topics
         missing = [t for t in self.s.topics if t not in found]
         if missing:
             raise ValueError(f"topics {missing} are not in {self.bag}; it has "
@@ -174,13 +158,15 @@ class Player:
         for topic, msgtype in sorted(found.items()):
             if not self.s.topics or topic in self.s.topics:
                 self._publisher(topic, msgtype)
-        self._wait_for_subscribers(found)
+        self._wait_for_subscribers()
 
-    def _wait_for_subscribers(self, found: Mapping[str, str]) -> None:
+    def _wait_for_subscribers(self) -> None:
+        """Wait for the camera topics only (the rule of :mod:`edge.bags.topics`): nothing needs
+        to subscribe to ground truth or other image topics before playing starts."""
         if self.s.wait_for_subscribers_s <= 0:
             return
-        cameras = [p for t, p in self._publishers.items()
-                   if p is not None and found[t] in (IMAGE_TYPE, COMPRESSED_TYPE)]
+        wanted = camera_topics(self.source)
+        cameras = [p for t, p in self._publishers.items() if p is not None and t in wanted]
         deadline = time.monotonic() + self.s.wait_for_subscribers_s
         while any(p.get_subscription_count() == 0 for p in cameras):
             if time.monotonic() > deadline:
@@ -209,7 +195,7 @@ class Player:
             time.sleep(min(left, period))
 
     def play_once(self) -> None:
-        first, end = _bag_span(self.bag)
+        first, end = self.source.span()
         start_ns = first + int(self.s.start_s * 1e9)
         stop_ns = start_ns + int(self.s.duration_s * 1e9) if self.s.duration_s else None
         if start_ns >= end:
@@ -222,7 +208,7 @@ class Player:
             return start_ns + int((now - wall0) * self.s.rate * 1e9)
 
         topics = set(self.s.topics) if self.s.topics else None
-        for msg in read_messages(self.bag, topics, self.stats.damage, start_ns, stop_ns):
+        for msg in self.source.messages(topics, start_ns, stop_ns):
             publisher = self._publisher(msg.topic, msg.msgtype)
             if publisher is None:
                 continue

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Like `ros2 bag play`, without ros2cli: publishes the stored messages "
                     "unchanged at the recorded pace, to drive the segmentation node from a "
                     "recording.")
-    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3)")
+    p.add_argument("bag", type=Path,
+                   help="rosbag2 folder (MCAP or sqlite3), or a synth dive folder (its bag/)")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     p.add_argument("--loop", action="store_true", help="start over at the end")
     p.add_argument("--start", type=float, default=0.0, metavar="S",
@@ -33,11 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qos", choices=QOS_PROFILES, default="reliable",
                    help="QoS of camera topics: reliable (reaches every subscriber) or "
                         "sensor_data (best effort)")
-    p.add_argument("--qos-depth", type=int, default=10)
+    p.add_argument("--qos-depth", type=int, default=10,
+                   help="history depth (keep last) of every published topic")
     p.add_argument("--restamp", action="store_true",
                    help="shift header stamps to the current time, like a live camera driver")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
-                   help="wait up to S seconds for a subscriber on every camera topic")
+                   help="wait up to S seconds for a subscriber on every camera topic (not on "
+                        "ground-truth or other image topics)")
     p.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[],
                    help="arguments for rclpy (e.g. --ros-args -r __ns:=/replay)")
     p.set_defaults(func=run)

@@ -1,8 +1,7 @@
 """Frames to replay: an image topic of a bag, whole or damaged, and the matching ground truth.
 
-The bag is read through :func:`edge.replay.salvage.read_messages`: from its index where it can be
-read, record by record up to the damage where it cannot, and :attr:`FrameSource.damage` says
-what was lost.
+The bag is read through :func:`edge.bags.open_bag`, which reads past damage;
+:attr:`FrameSource.damage` says what was lost, per topic once a topic was read to its end.
 """
 
 from __future__ import annotations
@@ -10,116 +9,75 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from edge.bags import (
-    CAMERA_INFO_TYPE,
-    COMPRESSED_TYPE,
-    IMAGE_TYPES,
+    Bag,
     BagImage,
-    BagInfo,
     RawMessage,
     ReadStats,
-    bag_info,
-    decode_bag_image,
+    camera_info_topic,
+    choose_camera_topic,
     describe_topics,
+    open_bag,
+    qos_profile,
 )
-from edge.contract import PREFERRED_CAMERA_TOPICS
-from edge.replay.salvage import SalvageReader, read_messages
+from edge.contract import OUTPUT_QOS
 
 log = logging.getLogger(__name__)
 
+__all__ = ["BagGroundTruth", "DirGroundTruth", "FrameSource", "camera_info_topic", "choose_topic",
+           "fit_labels", "labels_from_image"]
 
 
-def choose_topic(topics: dict[str, str], requested: str | None, bag: Path,
+def choose_topic(topics: dict[str, str], requested: str | None, bag: Path | Bag,
                  exclude: tuple[str, ...] = ()) -> str:
-    """The image topic to replay, or a ValueError that lists the bag's image topics."""
-    if requested is not None:
-        if requested not in topics:
-            raise ValueError(f"topic {requested!r} is not an image topic of {bag}; image topics: "
-                             f"{describe_topics(topics)}")
-        return requested
-    candidates = {t: m for t, m in topics.items() if t not in exclude}
-    for topic in PREFERRED_CAMERA_TOPICS:
-        if topic in candidates:
-            return topic
-    if len(candidates) == 1:
-        return next(iter(candidates))
-    raise ValueError(f"choose the camera topic of {bag} with --topic; image topics: "
-                     f"{describe_topics(topics)}")
-
-
-def camera_info_topic(image_topic: str, image_type: str, all_topics: dict[str, str]) -> str | None:
-    """The CameraInfo topic of a camera: ``<ns>/camera_info`` next to its image topic (the
-    image_transport rule, ``/compressed`` dropped first), else the bag's only CameraInfo topic."""
-    base = image_topic.rsplit("/", 1)[0] if image_type == COMPRESSED_TYPE else image_topic
-    sibling = f"{base.rsplit('/', 1)[0]}/camera_info"
-    infos = [t for t, m in all_topics.items() if m == CAMERA_INFO_TYPE]
-    if sibling in infos:
-        return sibling
-    return infos[0] if len(infos) == 1 else None
+    """The camera topic to replay (the rule of :mod:`edge.bags.topics`), or a ValueError that
+    lists the candidates. ``exclude``: topics that are not the camera (e.g. the ground truth)."""
+    opened = bag if isinstance(bag, Bag) else open_bag(bag)
+    if requested is not None and requested not in topics:
+        raise ValueError(f"topic {requested!r} is not an image topic of {opened.path}; image "
+                         f"topics: {describe_topics(topics)}")
+    return choose_camera_topic(opened, requested, exclude)
 
 
 class FrameSource:
     """The bag's topics and an iterator over one image topic that survives damage."""
 
     def __init__(self, bag: str | Path) -> None:
-        self.bag = Path(bag)
-        if not self.bag.exists():
-            raise FileNotFoundError(f"bag not found: {self.bag}")
-        self.damage: list[str] = []
-        self.info: BagInfo | None = None  # None: the index is unreadable
-        try:
-            self.info = bag_info(self.bag)
-            self.all_topics = self.info.topics
-        except ValueError as exc:
-            try:
-                salvage = SalvageReader(self.bag)
-            except ValueError:
-                raise ValueError(f"{self.bag} is not a readable bag: {exc}") from exc
-            self.damage.append(f"the bag's index cannot be read ({exc}); reading its records "
-                               "in order up to the damage")
-            log.warning("%s: %s", self.bag, self.damage[-1])
-            self.all_topics = salvage.topics()
-        self.topics = {t: m for t, m in self.all_topics.items() if m in IMAGE_TYPES}
+        self.source = open_bag(bag)
+        self.bag = self.source.path
+        self.damage: list[str] = self.source.damage  # the same list: it grows as reading goes
+        self.all_topics = self.source.topics
+        self.topics = self.source.image_topics
 
     def topic_timing(self, topic: str) -> tuple[int | None, int | None]:
         """(messages on ``topic``, bag duration in ns) from the index; None where unknown."""
-        if self.info is None:
-            return None, None
-        return self.info.counts.get(topic, 0), self.info.duration_ns
+        counts = self.source.counts
+        return (None if counts is None else counts.get(topic, 0)), self.source.duration_ns
 
     def read(self, topic: str, every: int = 1, stats: ReadStats | None = None,
              keep_raw: bool = False, companions: Collection[str] = ()
              ) -> Iterator[BagImage | RawMessage]:
-        """Every ``every``-th frame of ``topic``, up to the first damage, which is recorded;
-        interleaved in log-time order with every stored message of the ``companions`` topics
-        (read in the same pass). ``keep_raw``: frames carry their stored message too."""
-        stats = stats if stats is not None else ReadStats()
-        if topic not in self.topics:
-            raise ValueError(f"topic {topic!r} is not an image topic of {self.bag}; image "
-                             f"topics: {describe_topics(self.topics)}")
-        index = -1
-        for msg in read_messages(self.bag, {topic, *companions}, self.damage,
-                                 indexed=self.info is not None):
-            if msg.topic != topic:
-                yield msg
-                continue
-            index += 1
-            if index % every:
-                continue
-            image = decode_bag_image(msg, index, stats, keep_raw)
-            if image is not None:
-                yield image
+        """See :meth:`edge.bags.Bag.read`."""
+        return self.source.read(topic, every, stats, keep_raw, companions)
 
     def frames(self, topic: str, every: int = 1, stats: ReadStats | None = None
                ) -> Iterator[BagImage]:
         """:meth:`read` without companions: the frames alone."""
-        for item in self.read(topic, every, stats):
-            if isinstance(item, BagImage):
-                yield item
+        return self.source.images(topic, every, stats)
+
+    def output_qos(self, namespace: str) -> dict[str, Any]:
+        """The ``offered_qos`` of a replay's output bag (:class:`edge.bags.BagWriter`): copied
+        topics offer the QoS they were recorded with, the node's topics (under ``namespace``)
+        the QoS the node publishes them with."""
+        offered: dict[str, Any] = dict(self.source.qos_profiles)
+        offered[namespace.rstrip("/") + "/"] = [qos_profile(OUTPUT_QOS.reliability,
+                                                            OUTPUT_QOS.depth)]
+        return offered
 
 
 def labels_from_image(rgb: np.ndarray) -> np.ndarray:

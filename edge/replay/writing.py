@@ -9,8 +9,9 @@ finished, before anything else (the summary, the report) is written.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from edge.bags import BagWriter
 from edge.replay.models import ReplayModel
@@ -23,12 +24,14 @@ from edge.visualize import overlay
 class FrameWriter:
     def __init__(self, models: Sequence[ReplayModel], input_topic: str, *,
                  out_bag: Path | None, storage: str, namespace: str, video: Path | None,
-                 fps: float, overlay_alpha: float, with_truth: bool) -> None:
+                 fps: float, overlay_alpha: float, with_truth: bool,
+                 offered_qos: Mapping[str, Any] | None = None) -> None:
         self.models = list(models)
         self.input_topic = input_topic
         self.out_bag, self.storage, self.namespace = out_bag, storage, namespace
         self.video_path, self.fps, self.overlay_alpha = video, fps, overlay_alpha
         self.with_truth = with_truth
+        self.offered_qos = offered_qos  # per-topic QoS profiles for the output bag
         self.frames: list[tuple[int, int, int]] = []  # per processed frame: index, log time, stamp
         self.truth_missing = 0  # processed frames without ground truth
         self.video_frames = 0
@@ -41,7 +44,8 @@ class FrameWriter:
         """The outputs, open for the block (on the thread that writes them)."""
         with contextlib.ExitStack() as stack:
             if self.out_bag is not None:
-                bag = stack.enter_context(BagWriter(self.out_bag, storage=self.storage))
+                bag = stack.enter_context(BagWriter(self.out_bag, storage=self.storage,
+                                                    offered_qos=self.offered_qos))
                 self._topics = OutputTopics(bag, self.input_topic,
                                             [(m.role, m.class_names) for m in self.models],
                                             namespace=self.namespace)

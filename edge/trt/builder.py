@@ -1,4 +1,4 @@
-"""The TensorRT build recipe of DEPLOY.md 4, valid on TensorRT 8.6 and 10.x.
+"""The TensorRT build recipe of docs/deploy.md §4, valid on TensorRT 8.6 and 10.x.
 
 - the network takes the ``EXPLICIT_BATCH`` flag below 10 and ``0`` from 10 on (deprecated there);
 - every ONNX parser error is reported;
@@ -6,10 +6,14 @@
 - FP16 is the ``BuilderFlag.FP16`` flag below 11 (TensorRT 11 takes precision from the ONNX
   only, so our FP32 graph builds an FP32 engine there, and the log says so);
 - in FP16, the LayerNorm, Softmax and Reduce layers are pinned to FP32 with
-  ``OBEY_PRECISION_CONSTRAINTS`` (DEPLOY.md 8: FP16 squares overflow past 256);
+  ``OBEY_PRECISION_CONSTRAINTS`` (docs/deploy.md §7: FP16 squares overflow past 256);
+- INT8 is explicit quantisation: the bundle's QDQ graph (``model_int8.onnx``, export/int8.py)
+  carries its scales, the parser turns its Q/DQ pairs into INT8 layers, and the build sets the
+  ``INT8`` flag (below 11; TensorRT 11 takes it from the Q/DQ nodes alone) plus ``FP16`` for the
+  layers left in float, with the same FP32 pins. No calibrator: they are deprecated in 10.1;
 - the timing cache is loaded and returned updated; ``build_serialized_network`` returns None on
   failure (``build_engine`` was removed in 10.0). The graph is static, so no optimisation
-  profile is added (DEPLOY.md 4, step 4).
+  profile is added (docs/deploy.md §4, step 4).
 
 Runs only where ``tensorrt`` is installed; it is imported inside the functions.
 """
@@ -23,7 +27,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = ("fp16", "fp32", "int8")
 # Layer types kept in FP32 in an FP16 build (names of tensorrt.LayerType; NORMALIZATION exists
 # from 8.6, where the native LayerNormalization import arrived).
 FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
@@ -54,7 +58,9 @@ def pin_layers_fp32(network: Any, trt: Any, type_names: Sequence[str] = FP32_LAY
 def build_plan(onnx_file: str | Path, precision: str = "fp16", workspace_bytes: int = 1 << 30,
                timing_cache: bytes = b"", optimization_level: int | None = None
                ) -> tuple[bytes, bytes]:
-    """Parse ``onnx_file`` and build a serialised plan; returns ``(plan, timing_cache)``."""
+    """Parse ``onnx_file`` and build a serialised plan; returns ``(plan, timing_cache)``.
+
+    ``int8`` expects a QDQ graph (the bundle's ``model_int8.onnx``)."""
     import tensorrt as trt
 
     if precision not in PRECISIONS:
@@ -73,16 +79,20 @@ def build_plan(onnx_file: str | Path, precision: str = "fp16", workspace_bytes: 
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     if optimization_level is not None:
         config.builder_optimization_level = optimization_level
-    if precision == "fp16":
+    if precision in ("fp16", "int8"):
         if major >= 11:
-            log.warning("TensorRT %s has no FP16 builder flag (precision comes from the ONNX): "
-                        "this FP32 graph builds an FP32 engine", trt.__version__)
+            log.warning("TensorRT %s has no FP16/INT8 builder flags (precision comes from the "
+                        "ONNX): float layers build in FP32%s", trt.__version__,
+                        ", INT8 from the Q/DQ nodes" if precision == "int8" else "")
         else:
+            if precision == "int8":
+                config.set_flag(trt.BuilderFlag.INT8)
             config.set_flag(trt.BuilderFlag.FP16)
             pinned = pin_layers_fp32(network, trt)
             if pinned:
                 config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            log.info("FP16 build with %d LayerNorm/Softmax/Reduce layers kept in FP32", pinned)
+            log.info("%s build with %d LayerNorm/Softmax/Reduce layers kept in FP32",
+                     precision.upper(), pinned)
     cache = config.create_timing_cache(timing_cache)
     if not config.set_timing_cache(cache, ignore_mismatch=False):
         log.warning("the timing cache does not fit this GPU or TensorRT; starting an empty one")

@@ -1,7 +1,7 @@
 """The engine cache: which TensorRT plan may run on this system, and why another may not.
 
 A plan is tied to the TensorRT version, the GPU, the ONNX graph and the build settings
-(DEPLOY.md 3), so each one is stored under a name derived from an :class:`EngineKey` with a
+(docs/deploy.md §3), so each one is stored under a name derived from an :class:`EngineKey` with a
 sidecar JSON next to it::
 
     engines/

@@ -1,4 +1,4 @@
-"""Check a built engine against ONNX Runtime (CPU) on sample frames and time it (DEPLOY.md 9).
+"""Check a built engine against ONNX Runtime (CPU) on sample frames and time it (docs/deploy.md §9).
 
 Run by ``export-trt`` after a build and by ``uwstego build-engine --check``; the result is
 stored in the engine's sidecar so diagnostics can show it.
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.agreement import FAILED, AgreementCounter
 from edge.bundle import Bundle
 from edge.sample_frames import host_stage
 from edge.trt.cache import update_sidecar
@@ -42,13 +43,12 @@ def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = 
     try:
         reference = OnnxRuntimeBackend(bundle, device="cpu")
         pairs = host_stage(frames, bundle.meta.enhancement)
-        agree = pixels = 0
+        counter = AgreementCounter()
         conf_max = conf_sum = 0.0
         for image, params in pairs:
             labels, confidence = engine.run(image, params)
             ref_labels, ref_confidence = reference.run(image, params)
-            agree += int((labels == ref_labels).sum())
-            pixels += labels.size
+            counter.add(labels, ref_labels)
             diff = np.abs(confidence - ref_confidence)
             conf_max = max(conf_max, float(diff.max()))
             conf_sum += float(diff.sum())
@@ -60,20 +60,24 @@ def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = 
             started = time.perf_counter()
             engine.run(image, params)
             samples.append((time.perf_counter() - started) * 1e3)
+        agreement = counter.result(WARN_AGREEMENT)
         report = {
             "reference": "onnxruntime CPU",
             "frames": len(pairs),
-            "label_agreement": agree / pixels,
+            "label_agreement": agreement.fraction,
+            "labels": {**agreement.to_dict(), "description": agreement.describe()},
             "confidence_max_abs": conf_max,
-            "confidence_mean_abs": conf_sum / pixels,
+            "confidence_mean_abs": conf_sum / counter.pixels,
             "latency_ms": latency_percentiles(samples),
             "latency_note": "host-to-host: copies in, execute_async_v3, copies out",
         }
         update_sidecar(engine.plan, check=report)
     finally:
         engine.close()
-    if report["label_agreement"] < WARN_AGREEMENT:
-        log.warning("engine agrees with ONNX Runtime on only %.2f%% of pixels: check FP16 "
-                    "drift (polygraphy, DEPLOY.md 8) or use --precision fp32",
-                    100 * report["label_agreement"])
+    if agreement.status == FAILED:
+        log.warning("engine vs ONNX Runtime: %s: check %s drift (polygraphy, docs/deploy.md §8) or "
+                    "use --precision fp32", agreement.describe(), precision.upper())
+    elif not agreement.informative:
+        log.warning("engine vs ONNX Runtime: %s: use sample frames where the classes split",
+                    agreement.describe())
     return report

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from edge.bundle import load_bundle
+from edge.cli import HelpFormatter
 from edge.trt import missing_packages
 from edge.trt.builder import PRECISIONS
 
@@ -21,12 +22,14 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "build-engine", help="build and cache this system's TensorRT engine for a bundle",
+        "build-engine", formatter_class=HelpFormatter,
+        help="build and cache this system's TensorRT engine for a bundle",
         description="Find the bundle's cached engine for this GPU and TensorRT release, or build "
                     "it (minutes). Stale or foreign engines are never loaded; the log says why "
                     "one is rebuilt.")
     p.add_argument("bundle", type=Path, help="deploy bundle folder")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
+                   help="engine precision (fp16 keeps LayerNorm, Softmax and Reduce in fp32)")
     p.add_argument("--cache-dir", type=Path,
                    help="engine cache folder (default: the bundle's engines/)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached engine fits")

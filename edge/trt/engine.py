@@ -45,7 +45,7 @@ def system_key(bundle: Bundle, precision: str, optimization_level: int | None = 
     major, minor = device.compute_capability()
     return EngineKey(trt_version=trt.__version__, gpu_name=device.name(),
                      compute_capability=f"{major}.{minor}", l4t_release=read_l4t_release(),
-                     precision=precision, onnx_sha256=bundle.model_sha256,
+                     precision=precision, onnx_sha256=bundle.graph_sha256(precision),
                      input_shapes=input_shapes(bundle), optimization_level=optimization_level)
 
 
@@ -60,6 +60,7 @@ def ensure_engine(bundle: Bundle, precision: str = "fp16", cache_dir: str | Path
     """Path of a plan that fits this system and ``bundle``; builds it (minutes) when needed."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+    bundle.graph_file(precision)  # a missing INT8 graph fails here, before any CUDA work
     key = system_key(bundle, precision, optimization_level)
     cache = engine_cache_dir(bundle, cache_dir)
     lookup = find_engine(cache, key)
@@ -71,8 +72,8 @@ def ensure_engine(bundle: Bundle, precision: str = "fp16", cache_dir: str | Path
     timing_file = timing_cache_path(cache, key)
     timing = timing_file.read_bytes() if timing_file.is_file() else b""
     started = time.perf_counter()
-    plan_bytes, timing = build_plan(bundle.model_path, precision, workspace_bytes, timing,
-                                    optimization_level)
+    plan_bytes, timing = build_plan(bundle.graph_path(precision), precision, workspace_bytes,
+                                    timing, optimization_level)
     seconds = time.perf_counter() - started
     plan = write_engine(cache, key, plan_bytes, {
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,4 +1,4 @@
-"""The TensorRT backend of the Segmenter (DEPLOY.md 5-6): name-based I/O only, pycuda buffers.
+"""The Segmenter's TensorRT backend (docs/deploy.md §5-6): name-based I/O only, pycuda buffers.
 
 - I/O is enumerated with ``num_io_tensors`` / ``get_tensor_name`` / ``get_tensor_mode`` and its
   dtypes and shapes are read from the engine, never assumed (the same graph can give other
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def describe_io(engine: Any, trt: Any) -> dict[str, dict[str, Any]]:
-    """``{name: {is_input, dtype, shape}}`` read from the engine by name (DEPLOY.md 5)."""
+    """``{name: {is_input, dtype, shape}}`` read from the engine by name (docs/deploy.md §5)."""
     io = {}
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)

@@ -10,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from edge.image_size import Size
 from uwstego_ros.diagnostics import Expectations, findings
 from uwstego_ros.stats import Snapshot
 
@@ -17,7 +18,7 @@ from ros_harness import CAMERA
 from test_ros_node import _frame, latest_status, raw_msg
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-EXPECT = Expectations(topic="/cam/image", transport="raw", camera=CAMERA, stale_after=2.0,
+EXPECT = Expectations(topic="/cam/image", transport="raw", camera=Size(*CAMERA), stale_after=2.0,
                       expected_rate=0.0, warn_drop_ratio=0.5, warn_bad_ratio=0.0)
 
 

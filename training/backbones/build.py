@@ -20,8 +20,8 @@ def weights_hint(name: str) -> str:
     url = OFFICIAL_WEIGHTS.get(name)
     if url is None:
         return f"{name} is a test configuration: no official weights exist for it"
-    return (f"To train, download {url.rsplit('/', 1)[-1]} from {url} and pass its path as "
-            f"the weights (or use download=True on a machine that is online)")
+    return (f"To train, download {url.rsplit('/', 1)[-1]} from {url} and pass its path with "
+            "--weights; for a smoke run whose clusters mean nothing, pass --random-weights")
 
 
 def download_weights(name: str, cache_dir: str | Path | None = None) -> Path:

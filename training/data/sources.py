@@ -14,8 +14,10 @@ Nothing is dropped silently: every unreadable file or frame is recorded in a :cl
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +27,14 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edge.bags import ReadStats, iter_bag_images, list_image_topics
+from edge.bags import ReadStats, choose_camera_topic, open_bag
+from edge.contract import (
+    COMPRESSED_TOPIC,
+    IMAGE_TOPIC,
+    SYNTH_BAG_DIR,
+    SYNTH_DIVE_FILE,
+    SYNTH_IMAGES_DIR,
+)
 from edge.rosimage import ImageDecodeError, decode_compressed
 
 logger = logging.getLogger(__name__)
@@ -143,7 +152,9 @@ class ImageFolder:
                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
     def frames(self, report: ReadReport) -> Iterator[Frame]:
-        for path in self.paths():
+        paths = self.paths()
+        self._log_subfolders(paths)
+        for path in paths:
             report.seen += 1
             try:
                 rgb = decode_image_file(path)
@@ -152,8 +163,46 @@ class ImageFolder:
                 continue
             yield Frame(FrameRef("image", str(path)), rgb)
 
+    def _log_subfolders(self, paths: Sequence[Path]) -> None:
+        # Every image under the folder is taken: say from where, so that a folder of masks or
+        # depth maps next to the photos shows up in the log.
+        counts = Counter(str(p.parent.relative_to(self.root)) for p in paths)
+        if len(counts) > 1:
+            logger.info("%s: %d images, by subfolder: %s", self.root, len(paths),
+                        ", ".join(f"{'(top)' if d == '.' else d + '/'} {n}"
+                                  for d, n in sorted(counts.items())))
+        else:
+            logger.info("%s: %d images", self.root, len(paths))
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "images", "path": str(self.root)}
+
+
+def synth_dive_source(path: Path, *, stride: int = 1, rate_hz: float | None = None,
+                      topic: str | None = None) -> Source:
+    """A folder written by ``uwstego synth``: its camera frames only, never labels/ or range/.
+
+    The PNG folder ``images/`` when it is there, else the bag's camera topic (the one the dive
+    wrote, raw or compressed, as ``dive.json`` says), so ground-truth label images are skipped.
+    """
+    images, bag = path / SYNTH_IMAGES_DIR, path / SYNTH_BAG_DIR
+    if images.is_dir():
+        logger.info("%s is a synthetic dive: training on its camera images %s/ only", path,
+                    SYNTH_IMAGES_DIR)
+        return ImageFolder(images)
+    if (bag / "metadata.yaml").is_file():
+        if topic is None:
+            try:
+                outputs = json.loads((path / SYNTH_DIVE_FILE).read_text()).get("outputs", {})
+            except (OSError, ValueError, AttributeError) as exc:
+                raise ValueError(f"{path / SYNTH_DIVE_FILE} is unreadable ({exc}): pass --topic "
+                                 "to choose the camera topic of its bag") from exc
+            topic = COMPRESSED_TOPIC if outputs.get("compressed") else IMAGE_TOPIC
+        logger.info("%s is a synthetic dive: training on topic %s of its %s/", path, topic,
+                    SYNTH_BAG_DIR)
+        return RosBag(bag, topic, stride, rate_hz)
+    raise ValueError(f"{path} holds {SYNTH_DIVE_FILE} but neither {SYNTH_IMAGES_DIR}/ nor a "
+                     f"rosbag2 in {SYNTH_BAG_DIR}/: an unfinished synth run? Rerun uwstego synth")
 
 
 def _open_video(path: Path) -> cv2.VideoCapture:
@@ -213,7 +262,11 @@ class VideoFile:
 
 @dataclass(frozen=True)
 class RosBag:
-    """Image topics of a rosbag2 folder (MCAP or sqlite3); ``topic=None`` means all of them."""
+    """The camera topic of a bag (MCAP or sqlite3, or a synth dive folder's ``bag/``), read
+    through :func:`edge.bags.open_bag`: past damage, which is reported per topic.
+
+    ``topic=None`` takes the bag's camera topic by the rule of :mod:`edge.bags.topics` (never
+    ground truth; several cameras stop with a message listing them)."""
 
     path: Path
     topic: str | None = None
@@ -224,38 +277,29 @@ class RosBag:
         object.__setattr__(self, "path", Path(self.path).resolve())
         Sampler(self.stride, self.rate_hz)
 
-    def topics(self) -> list[str]:
-        return [self.topic] if self.topic else sorted(list_image_topics(self.path))
-
     def frames(self, report: ReadReport) -> Iterator[Frame]:
         try:
-            topics = self.topics()
-        except Exception as exc:  # rosbags raises its own types for damaged metadata/storage
+            bag = open_bag(self.path)
+        except (OSError, ValueError) as exc:
             report.seen += 1
             report.skip(str(self.path), f"unreadable bag: {exc}")
             return
-        if not topics:
+        if not bag.image_topics:
             report.skip(str(self.path), "the bag has no sensor_msgs Image or CompressedImage "
                                         "topic")
-        for topic in topics:
-            yield from self._topic_frames(topic, report)
-
-    def _topic_frames(self, topic: str, report: ReadReport) -> Iterator[Frame]:
+            return
+        topic = choose_camera_topic(bag, self.topic)
         stats = ReadStats()
         sampler = Sampler(self.stride, self.rate_hz)
-        count = 0
-        try:
-            for msg in iter_bag_images(self.path, topic, stats=stats):
-                report.seen += 1
-                keep = sampler.keep(count, msg.t_ns / 1e9)
-                count += 1
-                yield Frame(FrameRef("bag", str(self.path), msg.index, topic, msg.t_ns),
-                            msg.rgb, keep)
-        except Exception as exc:  # damaged storage: keep what was read, report the rest
-            report.skip(f"{self.path}#{topic}", f"reading stopped after {count} frames: {exc}")
+        for count, msg in enumerate(bag.images(topic, stats=stats)):
+            report.seen += 1
+            keep = sampler.keep(count, msg.t_ns / 1e9)
+            yield Frame(FrameRef("bag", str(bag.path), msg.index, topic, msg.t_ns), msg.rgb, keep)
         report.seen += stats.skipped
         for reason, n in sorted(stats.reasons.items()):
-            report.skip(f"{self.path}#{topic}", f"{n} frame(s): {reason}")
+            report.skip(f"{bag.path}#{topic}", f"{n} frame(s): {reason}")
+        for problem in bag.damage:
+            report.skip(f"{bag.path}#{topic}", f"damaged bag: {problem}")
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "bag", "path": str(self.path), "topic": self.topic,
@@ -271,6 +315,8 @@ def source_from_path(path: str | Path, *, stride: int = 1, rate_hz: float | None
     if path.is_dir():
         if (path / "metadata.yaml").is_file():
             return RosBag(path, topic, stride, rate_hz)
+        if (path / SYNTH_DIVE_FILE).is_file():
+            return synth_dive_source(path, stride=stride, rate_hz=rate_hz, topic=topic)
         return ImageFolder(path)
     if path.suffix.lower() == ".bag":
         return RosBag(path, topic, stride, rate_hz)
@@ -336,7 +382,7 @@ def read_frame(ref: FrameRef) -> np.ndarray:
     if ref.kind == "bag":
         if ref.topic is None or ref.t_ns is None:
             raise ValueError(f"bag frame reference without topic or time: {ref}")
-        for msg in iter_bag_images(path, ref.topic, start_ns=ref.t_ns, stop_ns=ref.t_ns + 1):
+        for msg in open_bag(path).images(ref.topic, start_ns=ref.t_ns, stop_ns=ref.t_ns + 1):
             return msg.rgb
         raise ValueError(f"{path}: no {ref.topic} frame at t={ref.t_ns} ns any more")
     raise ValueError(f"unknown frame kind {ref.kind!r}")

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from edge.cli import HelpFormatter
 from edge.image_size import Size
 from training.synth.settings import HOLD_OUT_CLASSES, JERLOV_TYPES, DiveSettings
 from training.synth.writer import write_dive
@@ -31,17 +32,24 @@ def _water_types(text: str) -> tuple[str, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "synth", help="render a synthetic underwater dive with exact ground truth",
+        "synth", formatter_class=HelpFormatter,
+        help="render a synthetic underwater dive with exact ground truth",
         description="Render a seeded synthetic dive (seabed, fish, divers, debris, cables under "
                     "physically based water, light, snow and sensor degradation) to PNG "
                     "folders and/or a rosbag2. Rerunning into the same folder resumes.")
     parser.add_argument("out", type=Path, help="output folder")
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--size", type=_size, default=Size(640, 480), help="WxH (default 640x480)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fps", type=float, default=10.0)
-    parser.add_argument("--format", choices=["folders", "bag", "both"], default="folders")
-    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    parser.add_argument("--frames", type=int, default=100, help="frames in the dive")
+    parser.add_argument("--size", type=_size, default=Size(640, 480),
+                        help="camera frame size WxH (default 640x480)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the dive: same seed, same bytes")
+    parser.add_argument("--fps", type=float, default=10.0,
+                        help="frame rate: timestamps and motion per frame")
+    parser.add_argument("--format", choices=["folders", "bag", "both"], default="folders",
+                        help="PNG folders (images/, labels/, range/), a rosbag2 in OUT/bag, "
+                             "or both")
+    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap",
+                        help="rosbag2 storage plugin of the bag")
     parser.add_argument("--compressed", action="store_true",
                         help="bag images as JPEG CompressedImage instead of raw rgb8")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality for --compressed")

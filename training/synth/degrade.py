@@ -1,4 +1,4 @@
-"""Physically based underwater degradation of a clean layout (UNDERWATER.md sections 4.2-4.4).
+"""Physically based underwater degradation of a clean layout (docs/underwater.md §4.2-4.4).
 
 Per channel c, with range z and the camera at depth D (revised model, Akkaynak & Treibitz):
 
@@ -35,7 +35,7 @@ class WaterType:
     b550: float                          # particle scattering at 550 nm (m^-1) [own estimate]
 
 
-# Table 4.3(a) N_c -> beta; 4.3(b) K_d at 650/550/450 nm. Scattering b is an [own] estimate,
+# docs/underwater.md §4.3: beta = -ln N_c, K_d at 650/550/450 nm. Scattering b is an [own] estimate,
 # growing with turbidity; it only sets the backscatter colour and strength.
 JERLOV: dict[str, WaterType] = {
     "I": WaterType((0.163, 0.040, 0.018), (0.36, 0.063, 0.019), 0.02),

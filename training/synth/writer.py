@@ -35,7 +35,15 @@ from tqdm import tqdm
 from edge.atomic import write_bytes_atomic, write_json_atomic
 from edge.bags import BagWriter, topic_message_counts
 from edge.classes import classes_to_list
-from edge.contract import CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, LABELS_GT_TOPIC
+from edge.contract import (
+    CAMERA_INFO_TOPIC,
+    COMPRESSED_TOPIC,
+    IMAGE_TOPIC,
+    LABELS_GT_TOPIC,
+    SYNTH_BAG_DIR,
+    SYNTH_DIVE_FILE,
+    SYNTH_IMAGES_DIR,
+)
 from training.synth.classes import CLASSES, IGNORE
 from training.synth.sequence import Dive, SynthFrame
 from training.synth.settings import DiveSettings
@@ -73,7 +81,7 @@ def range_to_mm(range_m: np.ndarray) -> np.ndarray:
 
 
 def _frame_files(out: Path, index: int, save_range: bool) -> list[Path]:
-    dirs = ["images", "labels"] + (["range"] if save_range else [])
+    dirs = [SYNTH_IMAGES_DIR, "labels"] + (["range"] if save_range else [])
     return [out / d / _name(index) for d in dirs]
 
 
@@ -133,13 +141,13 @@ def _bag_is_complete(bag_dir: Path, frames: int) -> bool:
 
 def _already_done(out: Path, frames: int, folders: bool, bag: bool, save_range: bool) -> bool:
     """A finished earlier run (same settings, see _claim) whose outputs are all still there."""
-    path = out / "dive.json"
+    path = out / SYNTH_DIVE_FILE
     if not path.exists() or not json.loads(path.read_text()).get("complete"):
         return False
     if folders and not all(p.exists() for i in range(frames)
                            for p in _frame_files(out, i, save_range)):
         return False
-    return not bag or _bag_is_complete(out / "bag", frames)
+    return not bag or _bag_is_complete(out / SYNTH_BAG_DIR, frames)
 
 
 def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
@@ -158,14 +166,14 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
     if _already_done(out, settings.frames, folders, bag, save_range):
         log.info("%s already holds this complete dive", out)
         return WriteReport(out=out, rendered=0, reused=settings.frames,
-                           bag=out / "bag" if bag else None, complete=True,
+                           bag=out / SYNTH_BAG_DIR if bag else None, complete=True,
                            seconds=round(time.perf_counter() - started, 3))
     dive = Dive(settings)
     frames_log = out / "frames.jsonl"
     params = _load_params(frames_log) if folders else {}
     done = {i for i in params if all(p.exists() for p in _frame_files(out, i, save_range))}
     reused = len(done)
-    bag_dir = out / "bag"
+    bag_dir = out / SYNTH_BAG_DIR
     need_bag = bag and not (bag_dir.exists() and _bag_is_complete(bag_dir, settings.frames))
     if need_bag and bag_dir.exists():
         log.warning("replacing the incomplete bag %s of an earlier run", bag_dir)
@@ -178,7 +186,10 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
     bag_finished = not need_bag
     try:
         with ExitStack() as stack:
-            writer = stack.enter_context(BagWriter(bag_dir, storage)) if need_bag else None
+            # The label topic is marked in the bag, so that no reader takes it for the camera.
+            writer = stack.enter_context(BagWriter(bag_dir, storage,
+                                                   label_topics=(LABELS_GT_TOPIC,))) \
+                if need_bag else None
             log_file: TextIO | None = (stack.enter_context(frames_log.open("a"))
                                        if folders else None)
             for index in tqdm(todo, desc="synth", unit="frame", disable=not progress):
@@ -202,7 +213,7 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
             "outputs": {"folders": folders, "bag": bag, "storage": storage,
                         "compressed": compressed, "range": save_range},
             "complete": complete, "frames": [params[i] for i in sorted(params)]})
-        write_json_atomic(out / "dive.json", summary)
+        write_json_atomic(out / SYNTH_DIVE_FILE, summary)
         if not complete:
             log.warning("dive in %s is incomplete: %d of %d frames; rerun to finish", out,
                         len(done) if folders else len(params), settings.frames)

@@ -17,6 +17,7 @@ from typing import Any
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from edge.image_size import Size
 from uwstego_ros.stats import Snapshot
 
 DAY_MS = 86_400_000.0
@@ -34,7 +35,7 @@ class Expectations:
 
     topic: str
     transport: str
-    camera: tuple[int, int]  # the bundle's camera size (width, height)
+    camera: Size | None  # the bundle's camera size; None before a bundle is loaded
     stale_after: float
     expected_rate: float  # 0 = not checked
     warn_drop_ratio: float
@@ -50,15 +51,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _size_finding(input_size: str, camera: tuple[int, int]) -> tuple[bytes, str] | None:
-    if not input_size:
+def _size_finding(input_size: str, camera: Size | None) -> tuple[bytes, str] | None:
+    if not input_size or camera is None:
         return None
-    w, h = (int(v) for v in input_size.split("x"))
-    cw, ch = camera
-    if (w, h) == (cw, ch):
+    size = Size.parse(input_size)
+    if size == camera:
         return None
-    text = f"frames {w}x{h} are resized to the bundle's camera size {cw}x{ch}"
-    if abs((w / h) / (cw / ch) - 1.0) > ASPECT_TOLERANCE:
+    text = f"frames {size} are resized to the bundle's camera size {camera}"
+    if abs((size.width / size.height) / (camera.width / camera.height) - 1.0) > ASPECT_TOLERANCE:
         return DiagnosticStatus.ERROR, text + " with a different aspect ratio (stretched)"
     return DiagnosticStatus.WARN, text
 
@@ -133,7 +133,7 @@ def build_diagnostics(name: str, stamp: Time, snap: Snapshot, state: str,
         **dict(backend),
         "input_topic": f"{expect.topic} ({expect.transport})",
         "input_size": snap.input_size,
-        "camera_size": f"{expect.camera[0]}x{expect.camera[1]}",
+        "camera_size": str(expect.camera or ""),
         "input_rate_hz": snap.input_hz,
         "camera_info_rate_hz": snap.camera_info_hz,
         "output_rate_hz": snap.output_hz,

@@ -236,8 +236,7 @@ class SegmentationNode(LifecycleNode):
     # executor callbacks: store and return
 
     def _max_pixels(self) -> int:
-        camera = self.bundle.meta.camera
-        return self.settings.max_pixels or MAX_PIXELS_FACTOR * camera.width * camera.height
+        return self.settings.max_pixels or MAX_PIXELS_FACTOR * self.bundle.meta.camera.pixels
 
     def _make_segmenter(self) -> Segmenter:
         s = self.settings
@@ -276,7 +275,7 @@ class SegmentationNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         s, worker, bundle = self.settings, self.worker, self.bundle
         backend = (worker.backend_info if worker is not None else {}) or {"backend": s.backend}
-        camera = (bundle.meta.camera.width, bundle.meta.camera.height) if bundle else (0, 0)
+        camera = bundle.meta.camera if bundle else None
         expect = Expectations(
             topic=self._topic, transport=s.transport, camera=camera, stale_after=s.stale_after,
             expected_rate=s.expected_rate, warn_drop_ratio=s.warn_drop_ratio,

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.image_size import Size
 from edge.rosimage import ImageDecodeError, compressed_header, decode_image, reduction_for
 from edge.segmenter import Segmentation, Segmenter
 from uwstego_ros.mailbox import Letter, Mailbox
@@ -47,7 +48,7 @@ class InferenceWorker:
         self._max_pixels = max_pixels
         self._reduced_decode = reduced_decode
         self._failures = 0  # consecutive frames the model stage failed on
-        self._resize_logged: set[tuple[int, int]] = set()
+        self._resize_logged: set[Size] = set()
         self._log = logger
         self._stop = threading.Event()
         self.state = "starting"
@@ -120,31 +121,30 @@ class InferenceWorker:
             if self._reduced_decode() and hasattr(letter.msg, "format"):
                 # JPEGs at least twice the camera size decode straight to nearer that size.
                 reduction = reduction_for(compressed_header(letter.msg),
-                                          self.segmenter.camera_size.dsize)
+                                          self.segmenter.camera_size)
             rgb = decode_image(letter.msg, self._max_pixels(), reduction)
         except ImageDecodeError as exc:
             self._bad(exc.kind, str(exc))
             return
-        h, w = rgb.shape[:2]
-        cw, ch = self.segmenter.camera_size.dsize
-        if (w, h) != (cw, ch) and (w, h) not in self._resize_logged:
+        size, camera = Size.of(rgb), self.segmenter.camera_size
+        if size != camera and size not in self._resize_logged:
             # Once per size in the log; diagnostics keep saying it for as long as it lasts.
-            self._resize_logged.add((w, h))
-            self._log.warning(f"frames {w}x{h} are resized to the bundle's camera size {cw}x{ch}"
-                              + ("" if w * ch == h * cw else " (different aspect ratio: "
-                                 "the scene is stretched)"))
-        if self._stats.size_changed(f"{w}x{h}"):
+            self._resize_logged.add(size)
+            self._log.warning(f"frames {size} are resized to the bundle's camera size {camera}"
+                              + ("" if size.width * camera.height == size.height * camera.width
+                                 else " (different aspect ratio: the scene is stretched)"))
+        if self._stats.size_changed(str(size)):
             # Probably a new camera mode: the colour statistics of the old one no longer apply.
             self.segmenter.reset()
-            self._log.warning(f"input resolution changed to {w}x{h}; enhancement state reset",
+            self._log.warning(f"input resolution changed to {size}; enhancement state reset",
                               throttle_duration_sec=WARN_EVERY_S)
         try:
             seg = self.segmenter.segment(rgb)
         except MemoryError:
-            self._frame_failed("out_of_memory", f"out of memory segmenting a {w}x{h} frame")
+            self._frame_failed("out_of_memory", f"out of memory segmenting a {size} frame")
             return
         except FRAME_ERRORS as exc:
-            self._frame_failed("segmentation", f"segmenting a {w}x{h} frame failed: "
+            self._frame_failed("segmentation", f"segmenting a {size} frame failed: "
                                                f"{type(exc).__name__}: {exc}")
             return
         self._failures = 0

@@ -1,0 +1,164 @@
+"""The bundle loader checks bundle.json against itself and against the graph it describes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import edge.bundle as bundle_mod
+from edge.bundle import BUNDLE_FILE, MODEL_FILE, BundleError, load_bundle, sha256_file
+from edge.segmenter import Segmenter
+from tests.support.bundles import make_tiny_bundle
+from tests.support.commands import assert_one_line_error, run_tool, snapshot
+from tests.support.media import scene, write_bag
+
+CAMERA = (64, 48)
+K = 5
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "b", camera=CAMERA, k=K)
+
+
+@pytest.fixture()
+def copy(tiny: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(tiny, tmp_path / "b")
+    return tmp_path / "b"
+
+
+def _edit(bundle: Path, change) -> None:
+    doc_path = bundle / BUNDLE_FILE
+    doc = json.loads(doc_path.read_text())
+    change(doc)
+    doc_path.write_text(json.dumps(doc))
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize("classes", [3, 7])
+def test_class_count_that_differs_from_the_graph_is_refused(copy: Path, classes: int):
+    from edge.classes import classes_to_list, default_classes
+
+    def change(doc):
+        doc["classes"] = classes_to_list(default_classes(classes))
+        doc["num_classes"] = classes
+
+    _edit(copy, change)
+    bundle = load_bundle(copy)  # bundle.json is consistent with itself ...
+    with pytest.raises(BundleError) as exc:  # ... but not with the graph
+        Segmenter(bundle, backend="onnxruntime")
+    assert f"the graph has {K} centroids, but bundle.json field 'classes' lists {classes}" \
+        in _one_line(exc)
+
+
+def test_num_classes_that_differs_from_the_class_list_is_refused(copy: Path):
+    _edit(copy, lambda doc: doc.update(num_classes=7))
+    with pytest.raises(BundleError) as exc:
+        load_bundle(copy)
+    assert "field 'num_classes': 7, but 'classes' lists 5" in _one_line(exc)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("red_alpha", float("inf"), "field 'enhancement': red_alpha must be a finite number, got inf"),
+    ("red_alpha", float("nan"), "red_alpha must be a finite number, got nan"),
+    ("red_alpha", -1.0, "red_alpha must be >= 0"),
+    ("saturation", 3.0, "saturation must be in (0, 1]"),
+    ("gray_world", "yes", "gray_world must be true or false"),
+])
+def test_enhancement_numbers_must_be_finite_and_in_range(copy: Path, field, value, message):
+    _edit(copy, lambda doc: doc["enhancement"].update({field: value}))
+    with pytest.raises(BundleError) as exc:
+        load_bundle(copy)
+    assert message in _one_line(exc)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(patch_size=0), "field 'patch_size': must be positive, got 0"),
+    (lambda d: d.update(patch_size=8.5), "field 'patch_size': expected a positive integer"),
+    (lambda d: d["camera"].update(width=-64), "field 'camera': must be positive, got -64"),
+    (lambda d: d["network"].update(height=0), "field 'network': must be positive, got 0"),
+    (lambda d: d["model"]["outputs"]["labels"].__setitem__(1, [1, 10, 10]),
+     "field 'model.outputs.labels': shape [1, 10, 10], but camera 64x48 means [1, 48, 64]"),
+    (lambda d: d["model"]["inputs"].pop("enhance"), "field 'model.inputs': lists ['image']"),
+    (lambda d: d.pop("backbone"), "field 'backbone' is missing"),
+])
+def test_sizes_and_declared_io_are_checked(copy: Path, change, message):
+    _edit(copy, change)
+    with pytest.raises(BundleError) as exc:
+        load_bundle(copy)
+    assert message in _one_line(exc)
+
+
+def _no_reads_outside(monkeypatch, bundle: Path) -> list[Path]:
+    read: list[Path] = []
+    real = bundle_mod.sha256_file
+
+    def recording(path, *args, **kwargs):
+        read.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_mod, "sha256_file", recording)
+    return read
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_files_outside_the_bundle_are_refused_before_anything_is_read(copy: Path, tmp_path: Path,
+                                                                      monkeypatch, kind: str):
+    outside = tmp_path / "big.bin"
+    outside.write_bytes(b"x" * 1000)
+    name = {"dotdot": "../big.bin", "absolute": str(outside), "symlink": "link.bin"}[kind]
+    if kind == "symlink":
+        (copy / "link.bin").symlink_to(outside)
+    _edit(copy, lambda doc: doc["files"].update({name: sha256_file(outside)}))
+    read = _no_reads_outside(monkeypatch, copy)
+    with pytest.raises(BundleError) as exc:
+        load_bundle(copy)
+    line = _one_line(exc)
+    assert "field 'files'" in line and repr(name) in line and "refused" in line
+    assert ("outside the bundle folder" if kind == "symlink"
+            else "not a path inside the bundle folder") in line
+    assert read == []  # refused before even model.onnx was hashed
+
+
+def test_truncated_graph_with_a_matching_checksum_is_one_line(copy: Path):
+    model = copy / MODEL_FILE
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 3])
+    _edit(copy, lambda doc: doc["files"].update({MODEL_FILE: sha256_file(model)}))
+    bundle = load_bundle(copy)
+    with pytest.raises(BundleError) as exc:
+        Segmenter(bundle, backend="onnxruntime")
+    assert "model.onnx: ONNX Runtime cannot load the graph" in _one_line(exc)
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("classes", "the graph has 5 centroids, but bundle.json field 'classes' lists 3"),
+    ("truncated", "ONNX Runtime cannot load the graph"),
+    ("red_alpha", "red_alpha must be a finite number, got inf"),
+])
+def test_replay_prints_one_line_for_a_bad_bundle(copy: Path, tmp_path: Path, damage, needle):
+    from edge.classes import classes_to_list, default_classes
+
+    if damage == "classes":
+        _edit(copy, lambda d: d.update(classes=classes_to_list(default_classes(3)),
+                                       num_classes=3))
+    elif damage == "truncated":
+        (copy / MODEL_FILE).write_bytes((copy / MODEL_FILE).read_bytes()[:5000])
+        _edit(copy, lambda d: d["files"].update({MODEL_FILE: sha256_file(copy / MODEL_FILE)}))
+    else:
+        (copy / BUNDLE_FILE).write_text((copy / BUNDLE_FILE).read_text().replace(
+            '"red_alpha": 1.0', '"red_alpha": Infinity'))
+    bag = write_bag(tmp_path / "bag", [scene(i, *CAMERA[::-1]) for i in range(2)])
+    before = snapshot(tmp_path)
+    outcome = run_tool("uwstego", "replay", bag, "--bundle", copy, "--backend", "onnxruntime",
+                       "--out", tmp_path / "seg", "--no-progress")
+    assert_one_line_error(outcome, needle)
+    assert snapshot(tmp_path) == before
