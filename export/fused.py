@@ -116,6 +116,7 @@ class FusedSegmenter(nn.Module):
         scale, shift = imagenet_affine()
         self.register_buffer("norm_scale", scale)
         self.register_buffer("norm_shift", shift)
+        self.calibration = calibration
         self.calibrated = calibration is not None
         self.mark_unknown = mark_unknown
         if calibration is not None:
