@@ -25,7 +25,7 @@ def test_demo_pipeline_runs_at_a_tiny_size(tmp_path: Path):
     report = json.loads((out / "report" / "summary.json").read_text())
     assert report["frames"]["processed"] == 24
     assert 0.0 <= report["models"][0]["ground_truth"]["scores"]["mIoU"] <= 100.0
-    for name in ("index.html", "overlay.mp4", "latency.png"):
+    for name in ("index.html", report["outputs"]["video"], "latency.png"):
         assert (out / "report" / name).stat().st_size > 0
     assert (out / "bundle" / "model.onnx").is_file()
 

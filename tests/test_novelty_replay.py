@@ -7,8 +7,9 @@ import pytest
 
 from edge.coverage import UNKNOWN_NAME
 from edge.novelty import novelty_mono8
+from edge.replay.looks import pick_frames
 from edge.replay.loop import SUMMARY_FILE, replay
-from edge.replay.novelty import NOVELTY_PLOT, most_novel_frames
+from edge.replay.novelty import NOVELTY_PLOT
 from edge.replay.outputs import NODE_NAMESPACE
 from edge.replay.summary import read_summary
 from edge.segmenter import Segmenter
@@ -47,12 +48,15 @@ def test_replay_series_bag_topics_and_report(tmp_path, novelty_bundle):
     assert cov[0].layout.dim[0].label.split(",")[-1] == UNKNOWN_NAME
     assert [float(m.data[-1]) for m in cov] == pytest.approx(expected, abs=1e-6)
 
-    top = most_novel_frames(summary)
-    assert top and top[0].fraction == pytest.approx(max(expected))
-    assert [f.fraction for f in top] == sorted((f.fraction for f in top), reverse=True)
+    # The most novel frame is one of the frames to look at, with its figure.
+    picked = pick_frames(summary)
+    most = int(np.argmax(expected))
+    assert any(r.startswith(f"most novel ({100 * expected[most]:.1f}%") for r in picked[most])
+    assert any(any(r.startswith("most novel") for r in look.reasons)
+               for look in summary.outputs.looks)
     assert NOVELTY_PLOT in summary.outputs.plots and (report / NOVELTY_PLOT).is_file()
     page = (report / "index.html").read_text()
-    assert "Most novel frames" in page and NOVELTY_PLOT in page
+    assert "most novel (" in page and NOVELTY_PLOT in page and "novel pixels mean" in page
 
 
 def test_bundle_without_novelty_has_empty_series(tmp_path):

@@ -26,6 +26,7 @@ from edge.replay.cli import register
 from edge.replay.loop import SUMMARY_FILE, ReplaySettings, replay
 from edge.replay.outputs import NODE_NAMESPACE
 from edge.replay.summary import read_summary
+from edge.replay.video import VIDEO_FILES, find_video
 from edge.scoring import unsupervised_scores
 from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
@@ -118,11 +119,20 @@ def test_output_bag_holds_the_frames_and_the_nodes_topics(tmp_path, bundle, stor
     for _, msg in read_topic(out, f"{NODE_NAMESPACE}/coverage"):
         assert msg.layout.dim[0].label == ",".join(names)
         assert msg.data.sum() == pytest.approx(1.0, abs=1e-5)
+    # By default the confidence is mono16 (similarity x 65535, the factor back on a companion
+    # topic) and the overlay a JPEG CompressedImage, to keep the bag small.
     conf = read_topic(out, f"{NODE_NAMESPACE}/confidence")
-    assert conf[0][1].encoding == "32FC1" and len(conf) == 5
+    assert conf[0][1].encoding == "mono16" and len(conf) == 5
+    scale = read_topic(out, f"{NODE_NAMESPACE}/confidence/scale")
+    assert [t for t, _ in scale] == [t for t, _ in conf]
+    assert scale[0][1].data == pytest.approx(1 / 65535)
+    direct = Segmenter(bundle, backend="onnxruntime").segment(images[0]).confidence
+    stored = conf[0][1].data.view("<u2").reshape(conf[0][1].height, conf[0][1].width)
+    np.testing.assert_allclose(stored * scale[0][1].data, np.clip(direct, 0, 1), atol=1e-4)
     copied = read_topic(out, RAW)
     np.testing.assert_array_equal(copied[2][1].data.reshape(CAMERA[1], CAMERA[0], 3), images[2])
-    assert len(read_topic(out, f"{NODE_NAMESPACE}/overlay")) == 5
+    overlays = read_topic(out, f"{NODE_NAMESPACE}/overlay/compressed")
+    assert [m.format for _, m in overlays] == ["jpeg"] * 5
 
 
 def test_compressed_input_and_report(tmp_path, bundle):
@@ -139,7 +149,9 @@ def test_compressed_input_and_report(tmp_path, bundle):
     assert [m.format for _, m in read_topic(out, JPEG)] == ["jpeg"] * 6
 
     files = {p.name for p in report.iterdir()}
-    assert {"index.html", SUMMARY_FILE, "overlay.mp4", "latency.png", "coverage.png",
+    video_file = find_video(report)
+    assert video_file in VIDEO_FILES  # H.264 or VP8: a codec browsers play
+    assert {"index.html", SUMMARY_FILE, video_file, "latency.png", "coverage.png",
             "flicker.png", "confidence.png"} <= files
     summary = read_summary(report / SUMMARY_FILE)
     assert summary == result.summary  # summary.json reads back into the same document
@@ -151,11 +163,12 @@ def test_compressed_input_and_report(tmp_path, bundle):
     ref = direct_labels(bundle, decoded)
     assert flicker[0] is None
     assert flicker[3] == pytest.approx(float(np.mean(ref[3] != ref[2])))
-    video = cv2.VideoCapture(str(report / "overlay.mp4"))
+    video = cv2.VideoCapture(str(report / video_file))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     video.release()
+    assert summary.outputs.video == video_file
     page = (report / "index.html").read_text()
-    assert "latency.png" in page and "overlay.mp4" in page and str(bag) in page
+    assert "latency.png" in page and video_file in page and str(bag) in page
 
 
 def stored(bag: Path, topic: str) -> list[tuple[str, int, bytes]]:
@@ -374,8 +387,8 @@ def test_several_compared_bundles_each_get_topics_and_agreement(tmp_path, bundle
         got = [m for _, m in read_topic(out, f"{NODE_NAMESPACE}/{sub}/labels")]
         for msg, expected in zip(got, ref, strict=True):
             np.testing.assert_array_equal(msg.data.reshape(msg.height, msg.width), expected)
-    overlays = {t for t in topic_counts(out) if t.endswith("/overlay")}
-    assert overlays == {f"{NODE_NAMESPACE}/overlay"}  # the first model's only
+    overlays = {t for t in topic_counts(out) if "/overlay" in t}
+    assert overlays == {f"{NODE_NAMESPACE}/overlay/compressed"}  # the first model's only
     page = (report / "index.html").read_text()
     assert "compare2" in page and "agreement.png" in page
 
@@ -624,7 +637,7 @@ def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_p
     bag = write_bag(tmp_path / "dive", frames(6))
     report = tmp_path / "report"
     replay(bag, bundle, settings(), report_dir=report)
-    earlier = {p.name: p.read_bytes() for p in report.iterdir()}
+    earlier = {p.relative_to(report): p.read_bytes() for p in report.rglob("*") if p.is_file()}
     out = tmp_path / "out"
     prelude = textwrap.dedent("""
         import os, signal
@@ -640,4 +653,5 @@ def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_p
     assert len(read_topic(out, f"{NODE_NAMESPACE}/labels")) == 6  # closed before the report
     assert len(read_topic(out, RAW)) == 6
     assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())
-    assert {p.name: p.read_bytes() for p in report.iterdir()} == earlier
+    assert {p.relative_to(report): p.read_bytes() for p in report.rglob("*")
+            if p.is_file()} == earlier

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from edge.backends import BACKEND_NAMES, PRECISIONS
 from edge.replay.loop import ReplaySettings, replay
-from edge.replay.outputs import NODE_NAMESPACE
+from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 from edge.replay.report import ReportUnavailable
+from edge.replay.summary import model_labels
 from edge.scoring import ScoringUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output bag folder (must not exist)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                    help="output bag storage (default mcap)")
-    p.add_argument("--report", type=Path, help="report folder (HTML, PNGs, MP4, summary.json)")
+    p.add_argument("--bag-overlay", choices=OVERLAY_MODES, default="jpeg",
+                   help="overlay in the output bag: jpeg (CompressedImage on "
+                        "<namespace>/overlay/compressed, default), raw (rgb8, as the node), off")
+    p.add_argument("--bag-confidence", choices=CONFIDENCE_MODES, default="mono16",
+                   help="confidence in the output bag: mono16 (default) or mono8, the cosine "
+                        "similarity clipped to [0, 1] times 65535 or 255, the factor back on "
+                        "<namespace>/confidence/scale; 32FC1 (as the node); off")
+    p.add_argument("--report", type=Path,
+                   help="report folder (HTML, PNGs, overlay video, frames to look at, "
+                        "summary.json)")
     p.add_argument("--compare", type=Path, metavar="BUNDLE2", action="append", default=[],
                    help="another bundle to run on the same frames and compare with the first; "
                         "may be given several times (output topics under <namespace>/compare, "
@@ -67,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, gt_topic=args.gt_topic, gt_dir=args.gt_dir,
         gt_classes=args.gt_classes, gt_names=args.gt_names, overlay_alpha=args.overlay_alpha,
         namespace=args.namespace,
-        storage=args.storage, progress=not args.no_progress)
+        storage=args.storage, bag_overlay=args.bag_overlay,
+        bag_confidence=args.bag_confidence, progress=not args.no_progress)
     try:
         result = replay(args.bag, args.bundle, settings, out_bag=args.out,
                         report_dir=args.report, compare=args.compare)
@@ -87,14 +98,15 @@ def run(args: argparse.Namespace) -> int:
     log.info("%d frames processed, %d skipped, %.1f frames/s; latency p50 %s ms, p95 %s ms",
              frames.processed, frames.skipped, s.throughput_fps or 0.0, _ms(lat.p50),
              _ms(lat.p95))
-    for model in s.models:
+    names = model_labels([m.bundle for m in s.models])
+    for model, name in zip(s.models, names, strict=True):
         truth = model.ground_truth.scores if model.ground_truth else None
         if truth is not None and truth.mIoU is not None:
-            log.info("%s against the ground truth: mIoU %.1f%%, accuracy %.1f%%", model.role,
-                     truth.mIoU, truth.accuracy or 0.0)
+            log.info("%s against the ground truth (%d classes): mIoU %.1f%%, accuracy %.1f%%",
+                     name, model.ground_truth.n_classes or 0, truth.mIoU, truth.accuracy or 0.0)
         if model.agreement is not None and model.agreement.accuracy is not None:
-            log.info("agreement of %s (%s) with the first bundle: %.1f%% of pixels", model.role,
-                     model.bundle.path, model.agreement.accuracy)
+            log.info("agreement of %s (%s) with %s: %.1f%% of pixels", name, model.bundle.path,
+                     names[0], model.agreement.accuracy)
     for problem in frames.damage:
         log.warning("damage: %s", problem)
     return 0

@@ -28,6 +28,7 @@ from edge import __version__
 from edge.atomic import atomic_dir
 from edge.bags import ReadStats
 from edge.bundle import Bundle
+from edge.replay.class_names import bag_class_names
 from edge.replay.models import ReplayModel, load_models, truth_facts
 from edge.replay.pipeline import Pipeline, sigint_deferred
 from edge.replay.reading import Work, produce
@@ -45,9 +46,9 @@ from edge.replay.summary import (
     FrameCounts,
     OutputsDoc,
     ReplaySummary,
+    model_labels,
     write_summary,
 )
-from edge.replay.video import VIDEO_FILE
 from edge.replay.writing import FrameWriter
 from edge.scoring import check_scoring_available
 
@@ -98,6 +99,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     truth: BagGroundTruth | DirGroundTruth | None = None
     if s.gt_topic:
         truth = BagGroundTruth(source, s.gt_topic)
+        s = _with_bag_names(s, source.bag)
     elif s.gt_dir:
         truth = DirGroundTruth(s.gt_dir)
     if truth is not None or compared:
@@ -122,8 +124,10 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
             staging.chmod(0o755)  # a report is for sharing; the staging folder starts private
         writer = FrameWriter(models, topic, out_bag=out_bag, storage=s.storage,
                              namespace=s.namespace, offered_qos=source.output_qos(s.namespace),
-                             video=staging / VIDEO_FILE if staging is not None else None,
-                             fps=fps, overlay_alpha=s.overlay_alpha, with_truth=truth is not None)
+                             video=staging, fps=fps, overlay_alpha=s.overlay_alpha,
+                             with_truth=truth is not None, bag_overlay=s.bag_overlay,
+                             bag_confidence=s.bag_confidence,
+                             labels=model_labels([m.describe() for m in models]))
         pipeline: Pipeline[Work] = Pipeline(
             lambda: produce(source, topic, s.every, stats, truth, out_bag is not None,
                             info_topic),
@@ -140,7 +144,12 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
             summary = _summary(source, topic, s, models, truth, total, stats, run, writer,
                                out_bag, report_dir, info_topic)
             if staging is not None:
+                from edge.replay.looks import draw_looks
                 from edge.replay.report import write_report
+                looks = draw_looks(staging, summary, models, source.bag, gt_topic=s.gt_topic,
+                                   gt_dir=s.gt_dir, alpha=s.overlay_alpha)
+                summary = dataclasses.replace(summary, outputs=dataclasses.replace(
+                    summary.outputs, looks=looks))
                 files = write_report(staging, summary)
                 summary = dataclasses.replace(summary, outputs=dataclasses.replace(
                     summary.outputs, plots=files.plots, video=files.video))
@@ -149,6 +158,16 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if run.raised is not None:
         raise run.raised
     return ReplayResult(summary, out_bag, report_dir)
+
+
+def _with_bag_names(s: ReplaySettings, bag: Path) -> ReplaySettings:
+    """The ground truth's class names from the bag's metadata unless --gt-names gave them."""
+    if s.gt_names is not None or s.gt_topic is None:
+        return s
+    names = bag_class_names(bag, s.gt_topic)
+    if names is None or (s.gt_classes is not None and s.gt_classes != len(names)):
+        return s
+    return dataclasses.replace(s, gt_names=names)
 
 
 def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[ReplayModel],

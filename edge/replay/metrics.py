@@ -73,6 +73,11 @@ class PairCounts:
         conf[:n_pred] = square[:n_pred, :n_truth]
         return conf
 
+    def confusion(self, n_pred: int, n_truth: int) -> tuple[tuple[int, ...], ...]:
+        """Whole-run pixel counts ``[prediction][truth]``, for the report's matrix."""
+        conf = self.total.reshape(256, 256)[:n_pred, :n_truth]
+        return tuple(tuple(int(v) for v in row) for row in conf)
+
     def _frame_counts(self, i: int) -> np.ndarray:
         dense = np.zeros(_PAIRS, dtype=np.int64)
         codes, counts = self._frames[i]

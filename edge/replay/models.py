@@ -44,11 +44,13 @@ class ReplayModel:
         self.segmenter.reset()
 
     def describe(self) -> BundleDoc:
-        classes = self.bundle.meta.classes
+        meta = self.bundle.meta
         return BundleDoc(path=str(self.bundle.path), model_sha256=self.bundle.model_sha256,
-                         classes=tuple(c.name for c in classes),
-                         class_colors=tuple(tuple(c.color) for c in classes),
-                         backend=self.segmenter.describe())
+                         classes=tuple(c.name for c in meta.classes),
+                         class_colors=tuple(tuple(c.color) for c in meta.classes),
+                         backend=self.segmenter.describe(),
+                         name=str(meta.provenance.get("name") or Path(self.bundle.path).name),
+                         provenance=dict(meta.provenance))
 
     def document(self, primary: ReplayModel, truth: TruthDoc | None,
                  gt_names: Sequence[str] | None, frames: int) -> ModelDoc:
@@ -74,9 +76,10 @@ class ReplayModel:
             return mine
         names = list(gt_names) if gt_names else [f"class_{i}" for i in range(n_truth)]
         overall, per_frame = pairs.scores(len(self.class_names), n_truth)
+        scores = replace(scored(overall, per_frame, names, self.truth_positions, frames),
+                         confusion=pairs.confusion(len(self.class_names), n_truth))
         return replace(mine, n_classes=n_truth,
-                       extra_clusters=max(0, len(self.class_names) - n_truth),
-                       scores=scored(overall, per_frame, names, self.truth_positions, frames))
+                       extra_clusters=max(0, len(self.class_names) - n_truth), scores=scores)
 
 
 def load_models(bundles: Sequence[str | Path | Bundle], settings: ReplaySettings

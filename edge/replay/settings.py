@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.replay.outputs import NODE_NAMESPACE
+from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,19 @@ class ReplaySettings:
     overlay_alpha: float = 0.5
     namespace: str = NODE_NAMESPACE
     storage: str = "mcap"
+    bag_overlay: str = "jpeg"  # the output bag's overlay: jpeg (CompressedImage), raw, off
+    bag_confidence: str = "mono16"  # mono16/mono8 scaled, 32FC1 (the node's), off
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"--every must be >= 1, got {self.every}")
+        if self.bag_overlay not in OVERLAY_MODES:
+            raise ValueError(f"the bag's overlay must be one of {OVERLAY_MODES}, got "
+                             f"{self.bag_overlay!r}")
+        if self.bag_confidence not in CONFIDENCE_MODES:
+            raise ValueError(f"the bag's confidence must be one of {CONFIDENCE_MODES}, got "
+                             f"{self.bag_confidence!r}")
         if self.gt_topic and self.gt_dir:
             raise ValueError("give ground truth either as a topic or as a folder, not both")
         if self.gt_classes is not None and not 1 <= self.gt_classes <= 255:

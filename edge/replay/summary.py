@@ -14,7 +14,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +52,21 @@ class BundleDoc:
     classes: tuple[str, ...]
     class_colors: tuple[tuple[int, int, int], ...]
     backend: Mapping[str, Any]  # Segmenter.describe(): backend name, provider, precision ...
+    name: str = ""  # the bundle's own name (provenance "name"), else its folder's
+    provenance: Mapping[str, Any] = field(default_factory=dict)  # bundle.json's provenance
+
+    @property
+    def label(self) -> str:
+        """What the report calls the model: the bundle's name, else its folder's name."""
+        return self.name or Path(self.path).name
+
+
+def model_labels(bundles: Sequence[BundleDoc]) -> list[str]:
+    """The models' names in the report and video: each bundle's :attr:`BundleDoc.label`, with
+    its position added where two bundles share a name."""
+    labels = [b.label for b in bundles]
+    return [f"{label} ({i + 1})" if labels.count(label) > 1 else label
+            for i, label in enumerate(labels)]
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,8 @@ class Scored:
     assignment: tuple[int, ...]  # assignment[i]: the cluster matched to reference class i
     pixels: int
     over_time: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
+    # Pixel counts confusion[cluster][reference class] over the run (ground truth only).
+    confusion: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,12 +151,25 @@ class FrameCounts:
 
 
 @dataclass(frozen=True)
+class LookDoc:
+    """A frame worth looking at, drawn into the report folder (:mod:`edge.replay.looks`)."""
+
+    position: int  # among the processed frames
+    index: int  # on the input topic
+    t_s: float  # bag time since the first processed frame
+    reasons: tuple[str, ...]  # why it was picked, each with its figure
+    image: str  # full-size JPEG (input | overlay per model | ground truth), in the report
+    thumbnail: str  # small JPEG of the same
+
+
+@dataclass(frozen=True)
 class OutputsDoc:
     bag: str | None = None
     camera_info_copied: str | None = None  # the CameraInfo topic copied with the frames
     report: str | None = None
     plots: tuple[str, ...] = ()  # file names in the report folder
     video: str | None = None
+    looks: tuple[LookDoc, ...] = ()  # frames to look at
 
 
 @dataclass(frozen=True)

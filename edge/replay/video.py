@@ -1,16 +1,21 @@
-"""The replay's overlay video, written with OpenCV (MPEG-4 part 2 in MP4) on a thread of its own.
+"""The replay's overlay video, written with OpenCV on a thread of its own, in a codec browsers
+play: H.264 in MP4 where OpenCV's FFmpeg has an encoder for it, else VP8 in WebM (the pip
+wheels' FFmpeg has VP8 but no H.264 encoder).
 
-``mp4v`` is the codec every OpenCV build can write (the pip wheels have no H.264 encoder); browsers
-may not play it inline, media players and the ROS tools' users do. Encoding runs on a background
-thread fed through a short queue, so the replay's writer hands a frame over and goes on; OpenCV
-releases the GIL while it resizes and encodes.
+Each video frame is one panel per model side by side (a grid for more than two), each captioned
+with its model's name and the frame's time, so that a compared run says which half is which.
+Encoding runs on a background thread fed through a short queue, so the replay's writer hands a
+frame over and goes on; OpenCV releases the GIL while it resizes and encodes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import queue
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -21,26 +26,89 @@ from edge.image_size import Size
 
 log = logging.getLogger(__name__)
 
-VIDEO_FILE = "overlay.mp4"
-MAX_WIDTH = 1280  # keeps a side-by-side comparison of 1080p frames a reasonable file
+# (file name, FourCC), in order of preference; the first that OpenCV can open is used.
+CODECS = (("overlay.mp4", "avc1"), ("overlay.webm", "VP80"))
+VIDEO_FILES = tuple(name for name, _ in CODECS)
+MAX_WIDTH = 1280  # keeps a grid of 1080p frames a reasonable file
+GRID_COLUMNS = 2  # up to two models side by side, more in rows of two
 _QUEUE = 8  # frames waiting to be encoded; a full queue makes the caller wait (none is dropped)
 _END = None
+
+
+def find_video(folder: Path) -> str | None:
+    """The overlay video's file name in a report folder, if one was written."""
+    return next((name for name in VIDEO_FILES if (folder / name).is_file()), None)
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV logs each codec it cannot open; probing for one is not worth a warning."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is None:
+        yield
+        return
+    previous = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_api.setLogLevel(previous)
+
+
+def open_writer(folder: Path, fps: float, size: Size) -> tuple[cv2.VideoWriter, Path]:
+    """The first writer of :data:`CODECS` that opens, and its path; RuntimeError if none."""
+    for name, fourcc in CODECS:
+        path = folder / name
+        with _quiet_opencv():
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size.dsize)
+        if writer.isOpened():
+            return writer, path
+        writer.release()
+        path.unlink(missing_ok=True)
+    raise RuntimeError("OpenCV could open neither an H.264 (MP4) nor a VP8 (WebM) writer")
+
+
+def caption(panel_rgb: np.ndarray, text: str) -> np.ndarray:
+    """``panel_rgb`` with ``text`` on a dark band across its top (a new array)."""
+    out = panel_rgb.copy()
+    height = out.shape[0]
+    scale = max(0.45, height / 700.0)
+    thickness = max(1, round(scale * 2))
+    (_, text_h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    band = min(height, text_h + base + 6)
+    out[:band] = (out[:band].astype(np.uint16) * 2 // 7).astype(np.uint8)
+    cv2.putText(out, text, (4, text_h + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                thickness, cv2.LINE_AA)
+    return out
+
+
+def tile(panels: Sequence[np.ndarray], columns: int = GRID_COLUMNS) -> np.ndarray:
+    """Panels of one size in a grid of ``columns`` (black where the last row is short)."""
+    if len(panels) == 1:
+        return panels[0]
+    rows = math.ceil(len(panels) / columns)
+    blank = np.zeros_like(panels[0])
+    cells = [*panels, *[blank] * (rows * columns - len(panels))]
+    return np.vstack([np.hstack(cells[r * columns:(r + 1) * columns]) for r in range(rows)])
 
 
 class VideoSink:
     """Opened on the first frame (whose size fixes the video's); later frames are resized to it.
 
     Use as a context manager, or call :meth:`close`, which waits until every frame is written.
+    ``path`` is the file written (``None`` until the first frame).
     """
 
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path = path
+    def __init__(self, folder: Path, fps: float) -> None:
+        self.folder = folder
+        self.path: Path | None = None
         self.fps = fps if fps > 0 else 10.0
         self.frames = 0
         self.error: str | None = None
         self._writer: cv2.VideoWriter | None = None
         self._size: Size | None = None
-        self._queue: queue.Queue[tuple[np.ndarray, ...] | None] = queue.Queue(_QUEUE)
+        self._queue: queue.Queue[tuple[tuple[np.ndarray, ...], tuple[str, ...]] | None] = \
+            queue.Queue(_QUEUE)
         self._thread = threading.Thread(target=self._run, name="replay-video", daemon=True)
         self._thread.start()
 
@@ -51,11 +119,11 @@ class VideoSink:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def add(self, *panels_rgb: np.ndarray) -> None:
-        """One video frame: the panels (same height) side by side. The arrays must not change
-        afterwards: they are encoded later."""
+    def add(self, panels_rgb: Sequence[np.ndarray], captions: Sequence[str] = ()) -> None:
+        """One video frame: the panels (one size), each with its caption. The arrays must not
+        change afterwards: they are encoded later."""
         if self.error is None and self._thread.is_alive():
-            self._queue.put(panels_rgb)
+            self._queue.put((tuple(panels_rgb), tuple(captions)))
 
     def close(self) -> None:
         """Write the frames still queued and finish the file (idempotent)."""
@@ -67,27 +135,26 @@ class VideoSink:
             self._writer = None
 
     def _run(self) -> None:
-        while (panels := self._queue.get()) is not _END:
+        while (item := self._queue.get()) is not _END:
             if self.error is not None:
                 continue  # keep draining so that add() never blocks
             try:
-                self._encode(panels)
+                self._encode(*item)
             except Exception as exc:  # a broken video must not end the replay
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.warning("overlay video stopped after %d frames: %s", self.frames, self.error)
 
-    def _encode(self, panels: tuple[np.ndarray, ...]) -> None:
-        frame = panels[0] if len(panels) == 1 else np.hstack(panels)
+    def _encode(self, panels: tuple[np.ndarray, ...], captions: tuple[str, ...]) -> None:
+        if captions:
+            panels = tuple(caption(p, c) for p, c in zip(panels, captions, strict=True))
+        frame = tile(panels)
         if self._writer is None:
             size = Size.of(frame)
             scale = min(1.0, MAX_WIDTH / size.width)
-            # MPEG-4 wants even dimensions.
+            # Both codecs want even dimensions.
             self._size = Size(max(2, int(size.width * scale) // 2 * 2),
                               max(2, int(size.height * scale) // 2 * 2))
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self.fps, self._size.dsize)
-            if not self._writer.isOpened():
-                raise RuntimeError("OpenCV could not open an MP4 (mp4v) writer")
+            self._writer, self.path = open_writer(self.folder, self.fps, self._size)
         assert self._size is not None
         if Size.of(frame) != self._size:
             frame = cv2.resize(frame, self._size.dsize, interpolation=cv2.INTER_AREA)

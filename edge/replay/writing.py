@@ -25,17 +25,24 @@ class FrameWriter:
     def __init__(self, models: Sequence[ReplayModel], input_topic: str, *,
                  out_bag: Path | None, storage: str, namespace: str, video: Path | None,
                  fps: float, overlay_alpha: float, with_truth: bool,
-                 offered_qos: Mapping[str, Any] | None = None) -> None:
+                 offered_qos: Mapping[str, Any] | None = None,
+                 bag_overlay: str = "jpeg", bag_confidence: str = "mono16",
+                 labels: Sequence[str] | None = None) -> None:
+        """``video``: the folder the overlay video goes into (None: no video); ``labels``: the
+        models' names for the video's captions (default: their roles)."""
         self.models = list(models)
         self.input_topic = input_topic
         self.out_bag, self.storage, self.namespace = out_bag, storage, namespace
-        self.video_path, self.fps, self.overlay_alpha = video, fps, overlay_alpha
+        self.bag_overlay, self.bag_confidence = bag_overlay, bag_confidence
+        self.labels = list(labels) if labels else [m.role for m in self.models]
+        self.video_folder, self.fps, self.overlay_alpha = video, fps, overlay_alpha
         self.with_truth = with_truth
         self.offered_qos = offered_qos  # per-topic QoS profiles for the output bag
         self.frames: list[tuple[int, int, int]] = []  # per processed frame: index, log time, stamp
         self.truth_missing = 0  # processed frames without ground truth
         self.video_frames = 0
         self.video_error: str | None = None
+        self.video_file: str | None = None
         self._topics: OutputTopics | None = None
         self._video: VideoSink | None = None
 
@@ -48,15 +55,17 @@ class FrameWriter:
                                                     offered_qos=self.offered_qos))
                 self._topics = OutputTopics(bag, self.input_topic,
                                             [(m.role, m.class_names) for m in self.models],
-                                            namespace=self.namespace)
-            if self.video_path is not None:
-                self._video = stack.enter_context(VideoSink(self.video_path, self.fps))
+                                            namespace=self.namespace, overlay=self.bag_overlay,
+                                            confidence=self.bag_confidence)
+            if self.video_folder is not None:
+                self._video = stack.enter_context(VideoSink(self.video_folder, self.fps))
             try:
                 yield self.write
             finally:
                 if self._video is not None:
                     self._video.close()
                     self.video_frames, self.video_error = self._video.frames, self._video.error
+                    self.video_file = self._video.path.name if self._video.path else None
                 self._topics = self._video = None
 
     def write(self, work: Work) -> None:
@@ -67,6 +76,7 @@ class FrameWriter:
         frame = work.frame
         self.frames.append((frame.index, frame.t_ns, frame.stamp_ns))
         primary = self.models[0]
+        bag_overlay = self._topics is not None and self._topics.wants_overlay
         overlays = []
         for model, seg in zip(self.models, work.segs, strict=True):
             model.figures.add(seg)
@@ -75,13 +85,14 @@ class FrameWriter:
                 model.truth_positions.append(len(self.frames) - 1)
             if model is not primary:
                 model.agreement.add(seg.labels, work.segs[0].labels)
-            if self._video is not None or (self._topics is not None and model is primary):
+            if self._video is not None or (bag_overlay and model is primary):
                 overlays.append(overlay(frame.rgb, seg.labels, model.lut, self.overlay_alpha))
         if self.with_truth and work.truth is None:
             self.truth_missing += 1
         if self._video is not None:
-            self._video.add(*overlays)
+            t_s = (frame.t_ns - self.frames[0][1]) / 1e9
+            self._video.add(overlays, [f"{label}  t = {t_s:.2f} s" for label in self.labels])
         if self._topics is not None:
-            self._topics.write(frame, overlays[0], [(seg, m.figures.coverage[-1])
-                                                    for m, seg in zip(self.models, work.segs,
-                                                                      strict=True)])
+            self._topics.write(frame, overlays[0] if overlays else None,
+                               [(seg, m.figures.coverage[-1])
+                                for m, seg in zip(self.models, work.segs, strict=True)])

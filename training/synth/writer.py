@@ -44,7 +44,8 @@ from edge.contract import (
     SYNTH_DIVE_FILE,
     SYNTH_IMAGES_DIR,
 )
-from training.synth.classes import CLASSES, IGNORE
+from edge.replay.class_names import store_class_names
+from training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
 from training.synth.sequence import Dive, SynthFrame
 from training.synth.settings import DiveSettings
 
@@ -190,6 +191,8 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
             writer = stack.enter_context(BagWriter(bag_dir, storage,
                                                    label_topics=(LABELS_GT_TOPIC,))) \
                 if need_bag else None
+            if writer is not None:  # the report names the ground truth's classes from these
+                store_class_names(writer, {LABELS_GT_TOPIC: CLASS_NAMES})
             log_file: TextIO | None = (stack.enter_context(frames_log.open("a"))
                                        if folders else None)
             for index in tqdm(todo, desc="synth", unit="frame", disable=not progress):
