@@ -8,11 +8,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 
 pytest.importorskip("torch")
 
+import onnx
 from onnx import TensorProto, helper
 
 from edge.agreement import (

@@ -34,6 +34,7 @@ from edge.enhance import EnhanceSettings
 from training.artifact import TrainedModel
 from training.backbones import DinoViT, backbone_config, matching_backbones
 from training.head import HeadConfig, SegmentationHead
+from training.stego_datasets import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
 from training.stego_import_read import (
     LightningCheckpoint,
     StegoCheckpointError,
@@ -43,26 +44,6 @@ from training.stego_import_read import (
 log = logging.getLogger(__name__)
 
 BACKBONE_PREFIX = "net.model."
-PROBES = ("cluster", "linear")
-# STEGO evaluates at 320 px (training crops are 224); the exported network size follows it.
-DEFAULT_RESOLUTION = 320
-
-_THINGS = ("electronic", "appliance", "food (thing)", "furniture (thing)", "indoor", "kitchen",
-           "accessory", "animal", "outdoor", "person", "sports", "vehicle")
-_STUFF = ("ceiling", "floor", "food (stuff)", "furniture (stuff)", "raw material", "textile",
-          "wall", "window", "building", "ground", "plant", "sky", "solid", "structural",
-          "water")
-# Class names of the linear probes of the released checkpoints, by dataset.
-DATASET_CLASSES: dict[str, tuple[str, ...]] = {
-    "cocostuff27": _THINGS + _STUFF,
-    "cityscapes": ("road", "sidewalk", "parking", "rail track", "building", "wall", "fence",
-                   "guard rail", "bridge", "tunnel", "pole", "polegroup", "traffic light",
-                   "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
-                   "truck", "bus", "caravan", "trailer", "train", "motorcycle", "bicycle"),
-    "potsdam": ("roads and cars", "buildings and clutter", "trees and vegetation"),
-}
-
-
 def _tensor(state: Mapping[str, torch.Tensor], key: str, shape: Sequence[int | None],
             path: Path) -> torch.Tensor:
     """``state[key]`` with the expected shape (``None``: any size), else a refusal naming it."""

@@ -6,12 +6,12 @@ import argparse
 import logging
 from pathlib import Path
 
+from training.stego_datasets import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
+
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from training.stego_import import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
-
     p = subparsers.add_parser(
         "import-stego",
         help="convert an official STEGO checkpoint (.ckpt) into a model.pt",
