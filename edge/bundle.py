@@ -31,12 +31,15 @@ from edge.contract import (
     GRAPH_IMAGE,
     GRAPH_INPUTS,
     GRAPH_LABELS,
+    GRAPH_NOVELTY,
     GRAPH_OUTPUTS,
+    GRAPH_OUTPUTS_WITH_NOVELTY,
     image_shape,
     map_shape,
 )
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
+from edge.novelty import NoveltyCalibration
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -62,9 +65,18 @@ class BundleMeta:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     validation: Mapping[str, Any] = field(default_factory=dict)
     opset: int = 17
+    # The graph has a ``novelty`` output when calibrated (edge/novelty.py); ``unknown_label``:
+    # its labels mark pixels beyond their cluster's threshold with UNKNOWN_LABEL.
+    novelty: NoveltyCalibration | None = None
+    unknown_label: bool = False
 
     def __post_init__(self) -> None:
         check_class_count(len(self.classes))
+        if self.novelty is not None and self.novelty.num_clusters != len(self.classes):
+            raise ValueError(f"novelty calibration of {self.novelty.num_clusters} clusters for "
+                             f"{len(self.classes)} classes")
+        if self.unknown_label and self.novelty is None:
+            raise ValueError("unknown_label needs a novelty calibration")
         for name, size in (("network", self.network),):
             if size.width % self.patch_size or size.height % self.patch_size:
                 raise ValueError(f"{name} size {size} is not a multiple of the patch size "
@@ -73,6 +85,10 @@ class BundleMeta:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def graph_outputs(self) -> tuple[str, ...]:
+        return GRAPH_OUTPUTS if self.novelty is None else GRAPH_OUTPUTS_WITH_NOVELTY
 
     def to_dict(self) -> dict[str, Any]:
         io = {name: list(spec) for name, spec in _graph_io(self.camera).items()}
@@ -91,8 +107,10 @@ class BundleMeta:
                 "file": MODEL_FILE,
                 "opset": self.opset,
                 "inputs": {name: io[name] for name in GRAPH_INPUTS},
-                "outputs": {name: io[name] for name in GRAPH_OUTPUTS},
+                "outputs": {name: io[name] for name in self.graph_outputs},
             },
+            "novelty": None if self.novelty is None else {
+                "calibration": self.novelty.to_dict(), "unknown_label": self.unknown_label},
             "provenance": dict(self.provenance),
             "validation": dict(self.validation),
         }
@@ -110,7 +128,12 @@ class BundleMeta:
         model = _field(data, "model", _mapping)
         if model.get("file", MODEL_FILE) != MODEL_FILE:
             raise ValueError(f"field 'model.file': {model['file']!r}, expected {MODEL_FILE!r}")
-        _check_declared_io(model, camera)
+        novelty = _field({"novelty": None, **data}, "novelty", _novelty_fields)
+        if novelty and novelty["novelty"].num_clusters != len(classes):
+            raise ValueError(f"field 'novelty': calibration of {novelty['novelty'].num_clusters} "
+                             f"clusters, but 'classes' lists {len(classes)}")
+        _check_declared_io(model, camera, GRAPH_OUTPUTS_WITH_NOVELTY if novelty
+                           else GRAPH_OUTPUTS)
         fields = dict(
             camera=camera,
             network=_field(data, "network", _size),
@@ -121,6 +144,7 @@ class BundleMeta:
             provenance=dict(_field({"provenance": {}, **data}, "provenance", _mapping)),
             validation=dict(_field({"validation": {}, **data}, "validation", _mapping)),
             opset=_field(model, "opset", _positive_int, "model.opset"),
+            **novelty,
         )
         try:
             return cls(**fields)
@@ -176,13 +200,15 @@ def _graph_io(camera: Size) -> dict[str, tuple[str, list[int]]]:
     return {GRAPH_IMAGE: ("uint8", list(image_shape(camera))),
             GRAPH_ENHANCE: ("float32", list(ENHANCE_SHAPE)),
             GRAPH_LABELS: ("uint8", list(map_shape(camera))),
-            GRAPH_CONFIDENCE: ("float32", list(map_shape(camera)))}
+            GRAPH_CONFIDENCE: ("float32", list(map_shape(camera))),
+            GRAPH_NOVELTY: ("float32", list(map_shape(camera)))}
 
 
-def _check_declared_io(model: Mapping[str, Any], camera: Size) -> None:
+def _check_declared_io(model: Mapping[str, Any], camera: Size,
+                       outputs: tuple[str, ...] = GRAPH_OUTPUTS) -> None:
     """The shapes ``bundle.json`` lists for the graph must be the ones its camera size implies."""
     expected = _graph_io(camera)
-    for group, names in (("inputs", GRAPH_INPUTS), ("outputs", GRAPH_OUTPUTS)):
+    for group, names in (("inputs", GRAPH_INPUTS), ("outputs", outputs)):
         listed = _field(model, group, _mapping, f"model.{group}")
         if sorted(listed) != sorted(names):
             raise ValueError(f"field 'model.{group}': lists {sorted(listed)}, the graph "
@@ -193,6 +219,18 @@ def _check_declared_io(model: Mapping[str, Any], camera: Size) -> None:
             if shape != expected[name][1]:
                 raise ValueError(f"field 'model.{group}.{name}': shape {shape}, but camera "
                                  f"{camera} means {expected[name][1]}")
+
+
+def _novelty_fields(doc: Any) -> dict[str, Any]:
+    """Bundles written before novelty existed have no ``novelty`` entry: novelty unavailable."""
+    if doc is None:
+        return {}
+    doc = _mapping(doc)
+    unknown = doc.get("unknown_label", False)
+    if not isinstance(unknown, bool):
+        raise ValueError(f"unknown_label must be true or false, got {unknown!r}")
+    return {"novelty": NoveltyCalibration.from_dict(_mapping(doc["calibration"])),
+            "unknown_label": unknown}
 
 
 @dataclass(frozen=True)
@@ -344,7 +382,7 @@ def check_graph(bundle: Bundle, model: Path, inputs: Mapping[str, Sequence[Any]]
     the graph; graphs exported before it existed are loaded with a warning.
     """
     missing = ([n for n in GRAPH_INPUTS if n not in inputs]
-               + [n for n in GRAPH_OUTPUTS if n not in outputs])
+               + [n for n in bundle.meta.graph_outputs if n not in outputs])
     if missing:
         raise BundleError(f"{model}: graph lacks {missing}; it has inputs {sorted(inputs)} and "
                           f"outputs {sorted(outputs)}")

@@ -18,8 +18,11 @@ GRAPH_IMAGE = "image"
 GRAPH_ENHANCE = "enhance"
 GRAPH_LABELS = "labels"
 GRAPH_CONFIDENCE = "confidence"
+# Only in graphs of calibrated models (edge/novelty.py): float [0, 1] per pixel, after the others.
+GRAPH_NOVELTY = "novelty"
 GRAPH_INPUTS = (GRAPH_IMAGE, GRAPH_ENHANCE)
 GRAPH_OUTPUTS = (GRAPH_LABELS, GRAPH_CONFIDENCE)
+GRAPH_OUTPUTS_WITH_NOVELTY = (*GRAPH_OUTPUTS, GRAPH_NOVELTY)
 # The graph-stage enhancement parameters [c_r, c_b, g_r, g_g, g_b] (edge/enhance.py).
 ENHANCE_PARAMS = 5
 ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
@@ -41,6 +44,9 @@ def map_shape(camera: Size) -> tuple[int, int, int]:
 # --- Labels -----------------------------------------------------------------------------------
 # Ground truth uses it for "not scored"; never a class index (bundles hold at most 255 classes).
 IGNORE_LABEL = 255
+# The same value in predicted labels: a pixel beyond its cluster's novelty threshold, in bundles
+# exported with the unknown option (edge/novelty.py). Scoring counts it as a wrong prediction.
+UNKNOWN_LABEL = IGNORE_LABEL
 
 # --- Topics of synthetic dives and the camera topics looked for first ------------------------
 IMAGE_TOPIC = "/camera/image_raw"

@@ -1,4 +1,4 @@
-"""The Segmenter: one camera stream in, class labels and confidence out, over any backend.
+"""The Segmenter: one camera stream in, class labels, confidence (and novelty) out, any backend.
 
 Per frame: optional BGR->RGB, resize to the bundle's camera size when the frame differs, the
 host enhancement stage (stateful per stream), the fused graph on the backend, and the labels
@@ -18,8 +18,10 @@ import numpy as np
 
 from edge.backends import BackendChoice, BackendOptions, create_backend
 from edge.bundle import Bundle, load_bundle
+from edge.contract import UNKNOWN_LABEL
 from edge.enhance import Enhancer, check_rgb_frame
 from edge.image_size import Size
+from edge.novelty import unknown_mask
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,17 @@ class Segmentation:
     timings_ms: dict[str, float]  # TIMING_KEYS
     backend: str
     resized: bool  # the frame was not at the bundle's camera size
+    # float32 HxW in [0, 1] (edge/novelty.py); None when the bundle has no novelty calibration
+    novelty: np.ndarray | None = None
+    # bool HxW: pixels beyond their cluster's novelty threshold (labelled UNKNOWN_LABEL in
+    # bundles exported with the unknown label); None without calibration
+    unknown: np.ndarray | None = None
+
+    @property
+    def novel_fraction(self) -> float | None:
+        """Fraction of the frame beyond its clusters' thresholds; None without calibration."""
+        return None if self.unknown is None else float(np.count_nonzero(self.unknown)
+                                                        / max(self.unknown.size, 1))
 
 
 def _ms(t0: float) -> float:
@@ -102,14 +115,22 @@ class Segmenter:
         timings["enhance"] = _ms(t0)
 
         t0 = time.perf_counter()
-        labels, confidence = self.choice.backend.run(image, params)
+        labels, confidence, novelty = self.choice.backend.run_maps(image, params)
         timings["inference"] = _ms(t0)
 
         t0 = time.perf_counter()
         if resized:
             labels = cv2.resize(labels, size.dsize, interpolation=cv2.INTER_NEAREST)
             confidence = cv2.resize(confidence, size.dsize, interpolation=cv2.INTER_LINEAR)
+            if novelty is not None:
+                novelty = cv2.resize(novelty, size.dsize, interpolation=cv2.INTER_LINEAR)
+        meta = self.bundle.meta
+        unknown = None
+        if meta.novelty is not None:
+            unknown = (labels == UNKNOWN_LABEL if meta.unknown_label
+                       else unknown_mask(confidence, labels, meta.novelty))
         timings["postprocess"] = _ms(t0)
         timings["total"] = _ms(t_start)
         return Segmentation(labels=labels, confidence=confidence, timings_ms=timings,
-                            backend=self.backend_name, resized=resized)
+                            backend=self.backend_name, resized=resized, novelty=novelty,
+                            unknown=unknown)

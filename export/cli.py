@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path,
                    help="engine cache folder (default: the bundle's engines/)")
     p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace limit")
+    p.add_argument("--unknown-label", action="store_true",
+                   help="label pixels beyond their cluster's novelty threshold 255 (unknown); "
+                        "needs a model trained with novelty calibration")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                            args.precision, samples=args.samples, num_frames=args.frames,
                            seed=args.seed, engine=args.engine, cache_dir=args.cache_dir,
                            workspace_mb=args.workspace_mb, int8=args.int8,
+                           unknown_label=args.unknown_label,
                            calibration_frames=args.calibration_frames,
                            strict_precision=args.strict_precision)
     validation = bundle.meta.validation

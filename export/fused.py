@@ -15,7 +15,12 @@ Everything has the static shapes of one camera size and one network size, in thi
    the code norm ``|z|`` per patch;
 8. one bilinear upsampling of the K score maps and the norm map to camera size;
 9. ``labels = argmax_k`` cast to uint8 through float32 (TensorRT 8.6 has no int32 -> uint8 cast),
-   ``confidence = max_k score / norm``.
+   ``confidence = max_k score / norm``;
+10. for calibrated models, ``novelty`` (:func:`edge.novelty.novelty_map`): the cluster's knots
+    gathered by the argmax (``Gather`` on int32 indices) and a clipped sum over the knot
+    segments; with ``mark_unknown``, labels whose confidence is below their cluster's threshold
+    become :data:`edge.contract.UNKNOWN_LABEL` (a ``Where`` before the uint8 cast). Without it the
+    label ops are the same as in an uncalibrated graph, so the labels are bit-identical.
 
 What is exact and what is approximated, against the official path (upsample the D-channel code
 ``z``, normalise it, cosine to the centroids; :mod:`export.reference`):
@@ -41,7 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge.contract import UNKNOWN_LABEL
 from edge.image_size import Size
+from edge.novelty import KNOT_COUNT, NoveltyCalibration, segment_slopes
 from training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
 from training.head import SegmentationHead
 
@@ -80,11 +87,16 @@ def check_network_size(network: Size, patch_size: int) -> None:
 
 class FusedSegmenter(nn.Module):
     """``forward(image uint8 [1,H,W,3], enhance float32 [1,5]) -> (labels uint8 [1,H,W],
-    confidence float32 [1,H,W])`` for one camera size ``H x W``."""
+    confidence float32 [1,H,W][, novelty float32 [1,H,W]])`` for one camera size ``H x W``;
+    novelty when a ``calibration`` is given."""
 
     def __init__(self, backbone: DinoViT, head: SegmentationHead, centroids: np.ndarray,
-                 camera: Size, network: Size) -> None:
+                 camera: Size, network: Size, calibration: NoveltyCalibration | None = None,
+                 mark_unknown: bool = False) -> None:
         super().__init__()
+        if mark_unknown and calibration is None:
+            raise ValueError("marking unknown pixels needs a novelty calibration (the model "
+                             "was trained without one)")
         check_network_size(network, backbone.patch_size)
         cent = torch.as_tensor(np.asarray(centroids, dtype=np.float32))
         if cent.ndim != 2 or cent.shape[1] != head.config.code_dim:
@@ -104,9 +116,19 @@ class FusedSegmenter(nn.Module):
         scale, shift = imagenet_affine()
         self.register_buffer("norm_scale", scale)
         self.register_buffer("norm_shift", shift)
+        self.calibration = calibration
+        self.calibrated = calibration is not None
+        self.mark_unknown = mark_unknown
+        if calibration is not None:
+            if calibration.num_clusters != self.num_classes:
+                raise ValueError(f"calibration of {calibration.num_clusters} clusters for "
+                                 f"{self.num_classes} centroids")
+            knots = calibration.knot_array()
+            self.register_buffer("knot_hi", torch.from_numpy(knots[:, 1:].copy()))
+            self.register_buffer("knot_slope", torch.from_numpy(segment_slopes(knots)))
+            self.register_buffer("thresholds", torch.from_numpy(calibration.threshold_array()))
 
-    def forward(self, image: torch.Tensor, enhance: torch.Tensor) -> tuple[torch.Tensor,
-                                                                             torch.Tensor]:
+    def forward(self, image: torch.Tensor, enhance: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cam, net = self.camera, self.network
         x = image.to(torch.float32).permute(0, 3, 1, 2) / 255.0
         x = apply_params_torch(x, enhance)
@@ -121,5 +143,14 @@ class FusedSegmenter(nn.Module):
                              mode="bilinear", align_corners=False)
         best, index = maps[:, :self.num_classes].max(dim=1)
         confidence = best / maps[:, self.num_classes]
-        labels = index.to(torch.float32).to(torch.uint8)
-        return labels, confidence
+        label_values = index.to(torch.float32)
+        if not self.calibrated:
+            return label_values.to(torch.uint8), confidence
+        cluster = index.to(torch.int32)
+        if self.mark_unknown:
+            label_values = torch.where(confidence < self.thresholds[cluster],
+                                       torch.full_like(label_values, float(UNKNOWN_LABEL)),
+                                       label_values)
+        parts = (self.knot_hi[cluster] - confidence[..., None]) * self.knot_slope[cluster]
+        novelty = parts.clamp(0.0, 1.0).sum(dim=-1) * (1.0 / (KNOT_COUNT - 1))
+        return label_values.to(torch.uint8), confidence, novelty

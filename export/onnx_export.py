@@ -20,7 +20,13 @@ import torch
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edge.contract import GRAPH_CLASSES_KEY, GRAPH_INPUTS, GRAPH_OUTPUTS, image_shape
+from edge.contract import (
+    GRAPH_CLASSES_KEY,
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    GRAPH_OUTPUTS_WITH_NOVELTY,
+    image_shape,
+)
 from edge.enhance import IDENTITY_PARAMS
 from export.fused import FusedSegmenter
 
@@ -47,7 +53,9 @@ def export_onnx(fused: FusedSegmenter) -> onnx.ModelProto:
         # Shape checks in the backbone become trace-time constants: right for a static graph.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(fused.eval(), example, buffer, dynamo=False, opset_version=OPSET,
-                          input_names=list(GRAPH_INPUTS), output_names=list(GRAPH_OUTPUTS),
+                          input_names=list(GRAPH_INPUTS),
+                          output_names=list(GRAPH_OUTPUTS_WITH_NOVELTY if fused.calibrated
+                                            else GRAPH_OUTPUTS),
                           do_constant_folding=True)
     model = fold_constants(onnx.load_from_string(buffer.getvalue()))
     # The argmax runs over exactly these centroids; the loader checks bundle.json against it.

@@ -31,7 +31,9 @@ from edge.contract import (
     GRAPH_IMAGE,
     GRAPH_INPUTS,
     GRAPH_LABELS,
+    GRAPH_NOVELTY,
     GRAPH_OUTPUTS,
+    GRAPH_OUTPUTS_WITH_NOVELTY,
     image_shape,
     map_shape,
 )
@@ -245,14 +247,16 @@ def io_problems(model: onnx.ModelProto, camera: Size) -> list[str]:
         GRAPH_ENHANCE: ((TensorProto.FLOAT,), list(ENHANCE_SHAPE)),
         GRAPH_LABELS: ((TensorProto.UINT8,), list(map_shape(camera))),
         GRAPH_CONFIDENCE: (FLOATS, list(map_shape(camera))),
+        GRAPH_NOVELTY: (FLOATS, list(map_shape(camera))),
     }
     graph = model.graph
     actual = {vi.name: vi for vi in (*graph.input, *graph.output)}
     problems = []
     names = ([i.name for i in graph.input], [o.name for o in graph.output])
-    if names != (list(GRAPH_INPUTS), list(GRAPH_OUTPUTS)):
+    if names[0] != list(GRAPH_INPUTS) or names[1] not in (list(GRAPH_OUTPUTS),
+                                                          list(GRAPH_OUTPUTS_WITH_NOVELTY)):
         problems.append(f"graph I/O is inputs {names[0]} outputs {names[1]}; expected "
-                        f"{list(GRAPH_INPUTS)} and {list(GRAPH_OUTPUTS)}")
+                        f"{list(GRAPH_INPUTS)} and {list(GRAPH_OUTPUTS)} (+ {GRAPH_NOVELTY!r})")
     for name, (dtypes, shape) in expected.items():
         if name not in actual:
             continue

@@ -191,7 +191,7 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
                   min_agreement: float = MIN_AGREEMENT, engine: str = "auto",
                   cache_dir: str | Path | None = None, workspace_mb: int = 1024,
                   int8: bool = False, calibration_frames: int = 8,
-                  strict_precision: bool = False) -> Bundle:
+                  strict_precision: bool = False, unknown_label: bool = False) -> Bundle:
     """Write a validated deploy bundle for one camera size; build the engine where possible.
 
     ``network=None`` keeps the camera aspect with the short side at the training resolution.
@@ -200,7 +200,8 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
     ``calibration_frames`` other frames of the same source. ``strict_precision`` refuses a
     check that is not informative or a reduced-precision graph below 99 % agreement.
     ``engine``: ``auto`` builds when TensorRT imports, ``require`` fails when it does not,
-    ``skip`` never builds.
+    ``skip`` never builds. Calibrated models get the ``novelty`` output; ``unknown_label`` also
+    marks pixels beyond their cluster's threshold with 255 in ``labels`` (edge/novelty.py).
     """
     if engine not in ENGINE_MODES:
         raise ExportError(f"engine {engine!r}: expected one of {ENGINE_MODES}")
@@ -217,6 +218,12 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
     if engine == "require" and missing:
         raise ExportError(f"--engine require, but {', '.join(missing)} cannot be imported here")
     model = _load_model(checkpoint)
+    if unknown_label and model.calibration is None:
+        raise ExportError(f"{checkpoint} has no novelty calibration (trained before it existed "
+                          "or imported): it cannot mark unknown pixels; retrain, or export "
+                          "without the unknown label")
+    if model.calibration is None:
+        log.info("%s has no novelty calibration: the bundle has no novelty output", checkpoint)
     try:
         backbone, head = model.build_modules()
     except (RuntimeError, ValueError) as exc:  # weights that do not fit the named architecture
@@ -229,7 +236,8 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
     log.info("exporting %s (%s, %d clusters) for camera %s at network size %s", checkpoint,
              model.backbone, model.num_clusters, camera, network)
 
-    fused = FusedSegmenter(backbone, head, model.centroids, camera, network)
+    fused = FusedSegmenter(backbone, head, model.centroids, camera, network,
+                           calibration=model.calibration, mark_unknown=unknown_label)
     graph = export_onnx(fused)
     check_graph(graph, camera)
     wanted = num_frames + (calibration_frames if int8 else 0)
@@ -267,7 +275,8 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
     meta = BundleMeta(camera=camera, network=network, patch_size=patch, classes=model.classes,
                       enhancement=model.enhancement, backbone=model.backbone,
                       provenance=_provenance(checkpoint, model),
-                      validation=validation, opset=OPSET)
+                      validation=validation, opset=OPSET, novelty=model.calibration,
+                      unknown_label=unknown_label)
     bundle = write_bundle(out, meta, files)
     log.info("wrote bundle %s (model.onnx sha256 %s...)", out, bundle.model_sha256[:12])
     if engine == "skip":

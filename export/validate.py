@@ -25,9 +25,10 @@ import onnx
 import torch
 
 from edge.agreement import FAILED, AgreementCounter, LabelAgreement, format_percent
-from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
+from edge.contract import GRAPH_CONFIDENCE, GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_LABELS, UNKNOWN_LABEL
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
+from edge.novelty import NoveltyCalibration, novelty_map
 from edge.sample_frames import host_stage, synthetic_frames
 from export.fused import FusedSegmenter
 from export.reference import ReferenceSegmenter
@@ -52,6 +53,8 @@ class ParityReport:
     confidence_mean_abs: float
     graph_label_agreement: float  # ORT vs eager fused module: export error only
     graph_confidence_max_abs: float
+    # ORT novelty vs edge.novelty.novelty_map of ORT's labels and confidence; None: no novelty
+    graph_novelty_max_abs: float | None = None
 
     @property
     def label_agreement(self) -> float:
@@ -112,14 +115,20 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
     counter = AgreementCounter()
     graph_agree = 0
     conf_max = conf_sum = graph_max = 0.0
+    novelty_max = 0.0 if fused.calibrated else None
     for image, params in host_stage(frames, settings):
-        labels, confidence = session.run(None, {GRAPH_IMAGE: image[None],
-                                                GRAPH_ENHANCE: params[None].astype(np.float32)})
-        labels, confidence = labels[0], confidence[0].astype(np.float32)
+        outputs = session.run(None, {GRAPH_IMAGE: image[None],
+                                     GRAPH_ENHANCE: params[None].astype(np.float32)})
+        labels, confidence = outputs[0][0], outputs[1][0].astype(np.float32)
         ref_labels, ref_conf = reference.segment(image, params)
         with torch.inference_mode():
-            eager_labels, eager_conf = fused(torch.from_numpy(image)[None],
-                                             torch.from_numpy(params)[None])
+            eager = fused(torch.from_numpy(image)[None], torch.from_numpy(params)[None])
+        eager_labels, eager_conf = eager[0], eager[1]
+        if novelty_max is not None:
+            novelty_max = max(novelty_max, _novelty_error(outputs[2][0], confidence, labels,
+                                                          fused.calibration))
+        if fused.mark_unknown:  # unknown pixels are checked against the eager module only
+            ref_labels = np.where(labels == UNKNOWN_LABEL, labels, ref_labels)
         counter.add(labels, ref_labels)
         graph_agree += int((labels == eager_labels[0].numpy()).sum())
         diff = np.abs(confidence - ref_conf)
@@ -131,7 +140,8 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
         frames=len(frames), frame_source=frame_source, labels=agreement,
         worst_frame_agreement=counter.worst_frame[0] / counter.worst_frame[1],
         confidence_max_abs=conf_max, confidence_mean_abs=conf_sum / counter.pixels,
-        graph_label_agreement=graph_agree / counter.pixels, graph_confidence_max_abs=graph_max)
+        graph_label_agreement=graph_agree / counter.pixels, graph_confidence_max_abs=graph_max,
+        graph_novelty_max_abs=novelty_max)
     log.info("parity on %d frames (%s), ONNX Runtime vs PyTorch reference: %s; worst frame "
              "%s %%; confidence error max %.3g mean %.3g; graph vs eager: labels %s %%, "
              "confidence max %.3g", report.frames, frame_source, agreement.describe(),
@@ -141,6 +151,10 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
         raise ParityError(f"ONNX Runtime agrees with the PyTorch reference on only "
                           f"{agreement.percent()}% of pixels (need "
                           f"{100 * min_agreement:g}%): the export is wrong; nothing written")
+    if novelty_max is not None and novelty_max > max_graph_error:
+        raise ParityError(f"ONNX Runtime novelty differs from edge.novelty.novelty_map by "
+                          f"{novelty_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "
+                          "written")
     if graph_max > max_graph_error:
         raise ParityError(f"ONNX Runtime confidence differs from the eager fused module by "
                           f"{graph_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "
@@ -168,6 +182,20 @@ class PrecisionReport:
         return _flat(self)
 
 
+def _novelty_error(novelty: np.ndarray, confidence: np.ndarray, labels: np.ndarray,
+                   calibration: NoveltyCalibration) -> float:
+    """Largest difference between the graph's novelty and :func:`edge.novelty.novelty_map` of
+    the graph's own labels and confidence. Against the eager module the novelty would differ
+    wherever a tie flips the argmax (another cluster's knots) and by the knots' slope (up to
+    1 / MIN_KNOT_GAP) times the confidence's rounding error; this checks the op sequence.
+    Pixels labelled unknown carry no cluster id: the label check covers them."""
+    known = labels != UNKNOWN_LABEL
+    if not known.any():
+        return 0.0
+    expected = novelty_map(confidence[known], labels[known], calibration)
+    return float(np.abs(novelty[known].astype(np.float32) - expected).max())
+
+
 def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
                    frames: Sequence[np.ndarray], settings: EnhanceSettings, precision: str,
                    method: str, frame_source: str, threshold: float) -> PrecisionReport:
@@ -178,7 +206,8 @@ def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     conf_max = conf_sum = 0.0
     for image, params in host_stage(frames, settings):
         feeds = {GRAPH_IMAGE: image[None], GRAPH_ENHANCE: params[None].astype(np.float32)}
-        (ref_labels, ref_conf), (labels, conf) = (s.run(None, feeds) for s in sessions)
+        (ref_labels, ref_conf), (labels, conf) = (s.run([GRAPH_LABELS, GRAPH_CONFIDENCE], feeds)
+                                                  for s in sessions)
         counter.add(labels[0], ref_labels[0])
         diff = np.abs(conf[0].astype(np.float32) - ref_conf[0].astype(np.float32))
         conf_max = max(conf_max, float(diff.max()))

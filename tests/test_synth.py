@@ -304,3 +304,26 @@ def test_interrupted_write_is_kept_reported_and_resumed(tmp_path: Path,
     assert report.complete and report.reused == 2 and report.rendered == 4  # bag rewritten
     assert topic_message_counts(tmp_path / "bag")["/camera/labels_gt"] == 4
     assert json.loads((tmp_path / "dive.json").read_text())["complete"]
+
+
+@pytest.mark.parametrize("held", ["debris", "diver"])
+def test_hold_out_renders_the_same_dive_without_the_class(held: str) -> None:
+    from training.synth.classes import DEBRIS
+
+    cls = {"debris": DEBRIS, "diver": DIVER}[held]
+    base = dict(seed=3, frames=3, width=160, height=120, segment_frames=3, diver_prob=1.0,
+                degrade=False)
+    full = [f.labels for f in generate_dive(DiveSettings(**base))]
+    without = [f.labels for f in generate_dive(DiveSettings(**base, hold_out=held))]
+    assert any((labels == cls).any() for labels in full)
+    for with_class, held_out in zip(full, without, strict=True):
+        assert not (held_out == cls).any()
+        keep = with_class != cls
+        np.testing.assert_array_equal(held_out[keep], with_class[keep])
+
+
+def test_hold_out_names_an_actor_class() -> None:
+    with pytest.raises(ValueError, match="hold_out"):
+        DiveSettings(hold_out="sand")
+    assert not (np.concatenate([f.labels.ravel() for f in generate_dive(DiveSettings(
+        seed=1, frames=2, width=96, height=64, cable_prob=1.0, hold_out="cable"))]) == CABLE).any()

@@ -222,3 +222,23 @@ def test_two_process_gloo_ddp_run(dive, tmp_path):
     # Each rank keeps its own random stream (dropout masks, sample points, positives).
     assert not torch.equal(state["rng"][0]["generator"], state["rng"][1]["generator"])
     assert [int(r["step"]) for r in _log(out / LOG_FILE)] == list(range(1, 13))
+
+
+def test_novelty_calibration_fits_the_graphs_cosine_on_training_pixels(trained):
+    from edge.novelty import novelty_map, unknown_mask
+    from training.calibration import graph_confidences
+
+    result, cache = trained["result"], trained["cache"]
+    model = load_trained_model(result.model_path)
+    cal = model.calibration
+    assert cal is not None and cal.quantile == SETTINGS.novelty_quantile
+    assert sum(cal.counts) > 0 and cal.num_clusters == SETTINGS.clusters
+    _, head = model.build_modules()
+    # Other pixels of the same images (another seed): about the quantile's share is unknown.
+    cos, clusters = graph_confidences(head, cache, model.centroids, "cpu", 20_000, seed=7,
+                                      upsample=8)
+    rate = float(unknown_mask(cos, clusters, cal).mean())
+    assert 0.0 < rate < 5 * cal.quantile, rate
+    nov = novelty_map(cos, clusters, cal)
+    assert nov.min() >= 0.0 and nov.max() <= 1.0
+    assert 0.4 < float((nov == 0).mean()) < 0.6  # at or above the cluster's median

@@ -23,6 +23,7 @@ import torch
 from edge.atomic import atomic_path
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
 from edge.enhance import EnhanceSettings
+from edge.novelty import NoveltyCalibration
 from training.head import HeadConfig, SegmentationHead
 
 FORMAT = "uwstego.trained_model"
@@ -45,6 +46,8 @@ class TrainedModel:
     enhancement: EnhanceSettings
     resolution: int
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    # None for models trained before calibration existed (or imported): novelty unavailable.
+    calibration: NoveltyCalibration | None = None
 
     def __post_init__(self) -> None:
         cent = np.asarray(self.centroids, dtype=np.float32)
@@ -60,6 +63,9 @@ class TrainedModel:
             raise ValueError(f"{len(self.classes)} class names for {cent.shape[0]} centroids")
         if self.resolution <= 0:
             raise ValueError(f"resolution must be positive, got {self.resolution}")
+        if self.calibration is not None and self.calibration.num_clusters != cent.shape[0]:
+            raise ValueError(f"novelty calibration of {self.calibration.num_clusters} clusters "
+                             f"for {cent.shape[0]} centroids")
         object.__setattr__(self, "centroids", cent)
         object.__setattr__(self, "classes", tuple(self.classes))
 
@@ -95,6 +101,7 @@ class TrainedModel:
             "enhancement": self.enhancement.to_dict(),
             "resolution": self.resolution,
             "provenance": dict(self.provenance),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
 
     @classmethod
@@ -109,6 +116,8 @@ class TrainedModel:
             enhancement=EnhanceSettings.from_dict(data["enhancement"]),
             resolution=int(data["resolution"]),
             provenance=dict(data.get("provenance", {})),
+            calibration=(NoveltyCalibration.from_dict(data["calibration"])
+                         if data.get("calibration") is not None else None),
         )
 
 

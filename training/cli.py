@@ -61,6 +61,9 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--video-stride", type=int, default=1,
                    help="keep every N-th frame of each video file and of each bag topic "
                         "(image folders are never thinned)")
+    p.add_argument("--novelty-quantile", type=float, default=d.novelty_quantile,
+                   help="per-cluster quantile of the training pixels' cosine to their "
+                        "centroid below which a pixel is unknown (novel)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="save the resumable training state every N steps")
     p.add_argument("--log-every", type=int, default=d.log_every,
@@ -96,7 +99,8 @@ def _train(args: argparse.Namespace) -> int:
         train = TrainSettings(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                               lr=args.lr, clusters=args.clusters, code_dim=args.code_dim,
                               seed=args.seed, checkpoint_every=args.checkpoint_every,
-                              log_every=args.log_every)
+                              log_every=args.log_every,
+                              novelty_quantile=args.novelty_quantile)
         result = run_training(args.sources, args.out, pipeline, train, resume=args.resume,
                               device=device)
     finally:
@@ -184,6 +188,13 @@ def _clusters(args: argparse.Namespace) -> int:
         apply_names(model_path, args.apply)
         return 0
     model = load_trained_model(model_path)
+    if model.calibration is None:
+        log.info("%s has no novelty calibration (novelty unavailable)", model_path)
+    else:
+        from edge.novelty import describe
+
+        for line in describe(model.calibration, [c.name for c in model.classes]):
+            log.info("%s", line)
     if args.sources:
         sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
                                                               video_stride=args.video_stride))

@@ -36,6 +36,8 @@ class TrainSettings:
     histogram_every: int = 100
     checkpoint_every: int = 250
     kmeans_samples: int = 200_000  # code vectors (pixels) drawn for the final k-means
+    # Per-cluster cosine quantile below which a pixel is unknown (edge/novelty.py).
+    novelty_quantile: float = 0.01
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
@@ -45,6 +47,9 @@ class TrainSettings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.novelty_quantile < 0.5:
+            raise ValueError(f"novelty_quantile must be in (0, 0.5), got "
+                             f"{self.novelty_quantile}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (negatives come from other images), "
                              f"got {self.batch_size}")

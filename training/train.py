@@ -37,6 +37,7 @@ from edge.classes import ClassInfo, default_classes
 from training import distributed as ddp
 from training.artifact import TrainedModel, load_trained_model, save_trained_model
 from training.backbones import DinoViT
+from training.calibration import calibrate_cosines, graph_confidences
 from training.clusters import ClusterProbe, spherical_kmeans
 from training.features import FeatureCache, weights_fingerprint
 from training.head import HeadConfig, SegmentationHead
@@ -426,6 +427,11 @@ def _finish(run: TrainRun, cache: FeatureCache, backbone: DinoViT, settings: Tra
     """Spherical k-means on the trained code of the whole cache, then the model file."""
     codes = cache_codes(run.head, cache, run.device, settings.kmeans_samples, settings.seed)
     centroids = spherical_kmeans(codes, settings.clusters, seed=settings.seed)
+    cosines, clusters = graph_confidences(run.head, cache, centroids, run.device,
+                                          settings.kmeans_samples, settings.seed,
+                                          upsample=backbone.patch_size)
+    calibration = calibrate_cosines(cosines, clusters, settings.clusters,
+                                    settings.novelty_quantile)
     facts = cache_facts(cache)
     model = TrainedModel(
         backbone=facts["backbone"],
@@ -446,8 +452,12 @@ def _finish(run: TrainRun, cache: FeatureCache, backbone: DinoViT, settings: Tra
             "images": len(cache),
             "centroids": "spherical MiniBatchKMeans on L2-normalised eval-mode codes",
             "checkpoint_selection": "fixed step count (no labels used)",
+            "novelty_calibration": "per-cluster quantiles of the graph's cosine (scores and "
+                                   "norm upsampled bilinearly by the patch size) of training "
+                                   "pixels",
             **(provenance or {}),
         },
+        calibration=calibration,
     )
     save_trained_model(out_dir / MODEL_FILE, model)
     return model

@@ -2,8 +2,10 @@
 
 Every backend takes the host-stage output (``image`` uint8 HxWx3 at the bundle's camera size and
 the five graph-stage ``enhance`` parameters) and returns ``(labels uint8 HxW, confidence float32
-HxW)``. Backends are looked up by name and imported lazily, so the vehicle loads TensorRT and
-pycuda only when it asks for them, and a machine without them still runs ONNX Runtime.
+HxW)`` from ``run``, and those with the graph's ``novelty`` map (None for bundles without it)
+from ``run_maps``. Backends are looked up by name and imported lazily, so the vehicle loads
+TensorRT and pycuda only when it asks for them, and a machine without them still runs ONNX
+Runtime.
 
 ``auto`` tries TensorRT, then ONNX Runtime on CUDA, then ONNX Runtime on the CPU, and logs why
 each faster one was skipped.
@@ -16,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -28,6 +30,25 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp16", "fp32", "int8")
 
 
+class GraphMaps(NamedTuple):
+    """The fused graph's per-pixel outputs for one frame."""
+
+    labels: np.ndarray  # uint8 HxW
+    confidence: np.ndarray  # float32 HxW
+    novelty: np.ndarray | None  # float32 HxW in [0, 1]; None: the bundle has no calibration
+
+
+def graph_maps(outputs: dict[str, np.ndarray]) -> GraphMaps:
+    """Batch-1 graph outputs by name -> :class:`GraphMaps`, uint8/float32 whatever the graph
+    carried (graphs for TensorRT may hold int32 labels or float16 maps)."""
+    from edge.contract import GRAPH_CONFIDENCE, GRAPH_LABELS, GRAPH_NOVELTY
+
+    novelty = outputs.get(GRAPH_NOVELTY)
+    return GraphMaps(outputs[GRAPH_LABELS][0].astype(np.uint8, copy=False),
+                     outputs[GRAPH_CONFIDENCE][0].astype(np.float32, copy=False),
+                     None if novelty is None else novelty[0].astype(np.float32, copy=False))
+
+
 class Backend(Protocol):
     """What the Segmenter needs from an inference runtime."""
 
@@ -36,6 +57,10 @@ class Backend(Protocol):
     def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
                                                                                np.ndarray]:
         """``image_u8`` HxWx3 RGB and ``enhance_params[5]`` -> (labels HxW, confidence HxW)."""
+        ...
+
+    def run_maps(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> GraphMaps:
+        """As :meth:`run`, with the novelty map where the bundle has one."""
         ...
 
     def describe(self) -> dict[str, Any]:

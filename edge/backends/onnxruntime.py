@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends import BackendUnavailable
+from edge.backends import BackendUnavailable, GraphMaps, graph_maps
 from edge.bundle import Bundle, BundleError, check_graph
-from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS, GRAPH_OUTPUTS
+from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +82,25 @@ class OnnxRuntimeBackend:
     def _check_io(self, bundle: Bundle) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
+        self._outputs = bundle.meta.graph_outputs
         check_graph(bundle, self.model_path, {n: i.shape for n, i in inputs.items()},
                     {n: o.shape for n, o in outputs.items()},
                     self.session.get_modelmeta().custom_metadata_map)
         self._in_dtypes = {n: _dtype(inputs[n].type, f"input {n!r}") for n in GRAPH_INPUTS}
-        self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in GRAPH_OUTPUTS}
+        self._out_dtypes = {n: _dtype(outputs[n].type, f"output {n!r}") for n in self._outputs}
 
     def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
                                                                                np.ndarray]:
+        return self.run_maps(image_u8, enhance_params)[:2]
+
+    def run_maps(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> GraphMaps:
         feeds = {
             GRAPH_IMAGE: np.ascontiguousarray(image_u8[None], dtype=self._in_dtypes[GRAPH_IMAGE]),
             GRAPH_ENHANCE: np.asarray(enhance_params, dtype=self._in_dtypes[GRAPH_ENHANCE])
             .reshape(1, -1),
         }
-        labels, confidence = self.session.run(list(GRAPH_OUTPUTS), feeds)
-        # Graphs exported for TRT may carry int32/int64 labels or fp16 scores: normalise here.
-        return (labels[0].astype(np.uint8, copy=False),
-                confidence[0].astype(np.float32, copy=False))
+        values = self.session.run(list(self._outputs), feeds)
+        return graph_maps(dict(zip(self._outputs, values, strict=True)))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,8 @@
 
 Chosen after the run from the summary's per-frame series (so the run itself pays nothing per
 frame): the lowest mean confidence, the most disagreement between compared models (after
-matching), the most label flicker and, with ground truth, the worst mIoU. Only the chosen frames
+matching), the most novel pixels (bundles with a novelty calibration), the most label flicker
+and, with ground truth, the worst mIoU. Only the chosen frames
 are read again from the bag (by log time) and segmented again by every model, with the
 segmenters' temporal state reset, so a picture may differ slightly from the frame as replayed.
 Each frame is one full-size JPEG (input | overlay of each model | ground truth when present,
@@ -76,6 +77,9 @@ def pick_frames(summary: ReplaySummary, per_reason: int = PER_REASON) -> dict[in
             add(model.agreement.over_time.get("accuracy", ()), True,
                 lambda v, label=label: f"models disagree most ({label}: {100 - v:.1f}% of "
                                        f"pixels differ from {labels[0]} after matching)")
+    add(primary.series.novel_fraction, False,  # empty without a novelty calibration
+        lambda v: f"most novel ({100 * v:.1f}% of pixels beyond their class's novelty "
+                  f"threshold, {labels[0]})")
     add(primary.series.flicker, False,
         lambda v: f"most label flicker ({100 * v:.1f}% of pixels changed label)")
     truth = primary.ground_truth

@@ -108,6 +108,7 @@ class StreamFigures:
     flicker: list[float] = field(default_factory=list)  # NaN for the first frame
     confidence_mean: list[float] = field(default_factory=list)
     confidence_p05: list[float] = field(default_factory=list)
+    novel_fraction: list[float] = field(default_factory=list)
     _previous: np.ndarray | None = None
 
     def add(self, seg: Segmentation) -> None:
@@ -122,6 +123,8 @@ class StreamFigures:
         conf = seg.confidence
         self.confidence_mean.append(float(conf.mean()))
         self.confidence_p05.append(float(np.percentile(conf[::4, ::4], 5)))
+        if seg.novel_fraction is not None:
+            self.novel_fraction.append(seg.novel_fraction)
 
     def summary(self) -> ModelFigures:
         cov = np.array(self.coverage) if self.coverage else np.zeros((0, len(self.class_names)))
@@ -135,6 +138,7 @@ class StreamFigures:
                            for i, name in enumerate(self.class_names)},
             flicker=percentiles(flicker),
             confidence_mean=percentiles(self.confidence_mean),
+            novel_fraction=percentiles(self.novel_fraction),
         )
 
     def series(self) -> ModelSeries:
@@ -145,6 +149,7 @@ class StreamFigures:
             flicker=_nan_to_none(self.flicker),
             confidence_mean=tuple(self.confidence_mean),
             confidence_p05=tuple(self.confidence_p05),
+            novel_fraction=tuple(self.novel_fraction),
         )
 
 

@@ -3,8 +3,9 @@
 The input topic (and the camera's CameraInfo) are copied byte for byte from the input bag. The
 node's topics are named like the node's (``/uwstego_segmentation/labels`` ...), stamped with the
 input frame's header and log time, so tools set up for the live node read a replayed bag
-unchanged. Labels are mono8 and coverage as in :mod:`edge.coverage`, as the node's. To keep the
-bag small (raw rgb8 overlays and float confidence made a minute of 640x480 at 10 Hz about 2 GB),
+unchanged. Labels are mono8, novelty (calibrated bundles) mono8 as the node's ``~/novelty``,
+and coverage as in :mod:`edge.coverage` (the unknown share last for calibrated bundles). To keep
+the bag small (raw rgb8 overlays and float confidence made a minute of 640x480 at 10 Hz about 2 GB),
 by default:
 
 * the overlay is a ``CompressedImage`` (JPEG) on ``<ns>/overlay/compressed``; ``overlay="raw"``
@@ -24,6 +25,8 @@ import numpy as np
 
 from edge.bags import BagImage, BagWriter, RawMessage
 from edge.contract import NODE_NAME
+from edge.coverage import coverage_names
+from edge.novelty import novelty_mono8
 from edge.segmenter import Segmentation
 
 NODE_NAMESPACE = f"/{NODE_NAME}"
@@ -110,4 +113,11 @@ class OutputTopics:
             w.write_message(f"{ns}/confidence/scale", t, SCALE_TYPE,
                             w.store.types[SCALE_TYPE](
                                 data=1.0 / CONFIDENCE_SCALE[self.confidence]))
+        novel = seg.novel_fraction
+        if novel is not None:  # the node's layout for calibrated bundles (edge/coverage.py)
+            coverage = np.append(coverage, np.float32(novel))
+            names = coverage_names(names, with_unknown=True)
+        if seg.novelty is not None:
+            w.write_image(f"{ns}/novelty", t, novelty_mono8(seg.novelty), "mono8",
+                          stamp_ns=frame.stamp_ns, frame_id=frame.frame_id)
         w.write_coverage(f"{ns}/coverage", t, coverage, names)

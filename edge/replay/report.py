@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge.atomic import atomic_path, write_text_atomic
+from edge.replay.novelty import NOVELTY_PLOT, has_novelty, plot_novelty
 from edge.replay.summary import ModelDoc, ReplaySummary, Scored, model_labels
 from edge.replay.video import find_video
 
@@ -213,6 +214,9 @@ def write_plots(folder: Path, summary: ReplaySummary) -> tuple[str, ...]:
     _lines(plt, summary, t, folder / "confidence.png", "confidence_mean",
            "cosine similarity (1)", "Confidence over time (max cosine similarity to a centroid)",
            band="confidence_p05")
+    if has_novelty(summary):
+        plot_novelty(plt, _colored(summary), t, folder / NOVELTY_PLOT, _save)
+        written.append(NOVELTY_PLOT)
     truth = _truth_scores(summary)
     if truth:
         _scores(plt, t, folder / "ground_truth.png", "Scores against ground truth per frame",
@@ -320,11 +324,14 @@ def _figures_section(summary: ReplaySummary) -> str:
     for model, name, color in _colored(summary):
         f = model.figures
         lat, flick = f.latency_ms, f.flicker
+        novel = f.novel_fraction.mean
         rows.append((_model_name(name, color), lat.p50, lat.p95, lat.p99, lat.max,
-                     None if flick.mean is None else 100.0 * flick.mean, f.confidence_mean.mean))
+                     None if flick.mean is None else 100.0 * flick.mean, f.confidence_mean.mean,
+                     None if novel is None else 100.0 * novel))
     return "<h2>Figures</h2>" + _table(rows, ("model", "latency p50 (ms)", "p95 (ms)",
                                                "p99 (ms)", "max (ms)", "flicker mean (%)",
-                                               "confidence mean (cosine)"))
+                                               "confidence mean (cosine)",
+                                               "novel pixels mean (%)"))
 
 
 def _classes_section(summary: ReplaySummary) -> str:

@@ -78,6 +78,8 @@ class ModelFigures:
     coverage_mean: Mapping[str, float | None]  # class name -> mean share of pixels
     flicker: Percentiles  # share of pixels whose label changed from the previous frame
     confidence_mean: Percentiles
+    # share of pixels beyond their cluster's novelty threshold; empty without calibration
+    novel_fraction: Percentiles = field(default_factory=Percentiles)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class ModelSeries:
     flicker: tuple[float | None, ...] = ()  # None for the first frame and after a size change
     confidence_mean: tuple[float, ...] = ()
     confidence_p05: tuple[float, ...] = ()
+    novel_fraction: tuple[float, ...] = ()  # per frame; empty when the bundle has no calibration
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,12 @@ def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = 
         pairs = host_stage(frames, bundle.meta.enhancement)
         counter = AgreementCounter()
         conf_max = conf_sum = 0.0
+        novelty_max = None  # engine vs ORT novelty, for bundles with a novelty output
         for image, params in pairs:
-            labels, confidence = engine.run(image, params)
-            ref_labels, ref_confidence = reference.run(image, params)
+            labels, confidence, novelty = engine.run_maps(image, params)
+            ref_labels, ref_confidence, ref_novelty = reference.run_maps(image, params)
+            if novelty is not None and ref_novelty is not None:
+                novelty_max = max(novelty_max or 0.0, float(np.abs(novelty - ref_novelty).max()))
             counter.add(labels, ref_labels)
             diff = np.abs(confidence - ref_confidence)
             conf_max = max(conf_max, float(diff.max()))
@@ -68,6 +71,7 @@ def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = 
             "labels": {**agreement.to_dict(), "description": agreement.describe()},
             "confidence_max_abs": conf_max,
             "confidence_mean_abs": conf_sum / counter.pixels,
+            **({} if novelty_max is None else {"novelty_max_abs": novelty_max}),
             "latency_ms": latency_percentiles(samples),
             "latency_note": "host-to-host: copies in, execute_async_v3, copies out",
         }

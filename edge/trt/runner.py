@@ -21,14 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from edge.backends import GraphMaps, graph_maps
 from edge.bundle import Bundle, BundleError
 from edge.contract import (
-    GRAPH_CONFIDENCE,
     GRAPH_ENHANCE,
     GRAPH_IMAGE,
     GRAPH_INPUTS,
-    GRAPH_LABELS,
-    GRAPH_OUTPUTS,
     map_shape,
 )
 from edge.trt.cache import read_sidecar
@@ -111,7 +109,8 @@ class TensorRTBackend:
 
     def _check_io(self) -> None:
         expected = {**input_shapes(self._bundle),
-                    **{name: map_shape(self._bundle.meta.camera) for name in GRAPH_OUTPUTS}}
+                    **{name: map_shape(self._bundle.meta.camera)
+                       for name in self._bundle.meta.graph_outputs}}
         actual = {n: io["shape"] for n, io in self.io.items()}
         inputs = sorted(n for n, io in self.io.items() if io["is_input"])
         if actual != expected or inputs != sorted(GRAPH_INPUTS):
@@ -121,6 +120,9 @@ class TensorRTBackend:
 
     def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
                                                                                np.ndarray]:
+        return self.run_maps(image_u8, enhance_params)[:2]
+
+    def run_maps(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> GraphMaps:
         host = self._host
         image = np.asarray(image_u8)
         if image.size != host[GRAPH_IMAGE].size:
@@ -136,12 +138,12 @@ class TensorRTBackend:
                 cuda.memcpy_htod_async(self._device[name], host[name], stream)
             if not self._context.execute_async_v3(stream.handle):
                 raise RuntimeError(f"TensorRT execute_async_v3 failed on {self.plan.name}")
-            for name in GRAPH_OUTPUTS:
+            for name in self._bundle.meta.graph_outputs:
                 cuda.memcpy_dtoh_async(host[name], self._device[name], stream)
             stream.synchronize()
         finally:
             self._ctx.pop()
-        return host[GRAPH_LABELS][0].astype(np.uint8), host[GRAPH_CONFIDENCE][0].astype(np.float32)
+        return graph_maps({name: host[name] for name in self._bundle.meta.graph_outputs})
 
     def describe(self) -> dict[str, Any]:
         sidecar = read_sidecar(self.plan)
@@ -153,7 +155,7 @@ class TensorRTBackend:
             "cache_key": sidecar.get("key"),
             "built_at": sidecar.get("built_at"),
             "model_sha256": self._bundle.model_sha256,
-            "output_dtypes": {n: str(self.io[n]["dtype"]) for n in GRAPH_OUTPUTS},
+            "output_dtypes": {n: str(self.io[n]["dtype"]) for n in self._bundle.meta.graph_outputs},
         }
 
     def close(self) -> None:

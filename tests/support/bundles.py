@@ -39,15 +39,24 @@ class BundleSpec:
     k: int = 5
     enhancement: EnhanceSettings = field(default_factory=EnhanceSettings)
     backbone: str = "tiny_vit8"
+    novelty: bool = False  # calibrated model: the graph has the novelty output
+    unknown: bool = False  # exported with the unknown label (needs novelty)
 
     @property
     def key(self) -> str:
         """Folder name in a store: readable, plus a digest of every field."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        # Fields at their defaults stay out, so adding one does not rename every stored bundle.
+        defaults = BundleSpec()
+        blob = json.dumps({k: v for k, v in dataclasses.asdict(self).items()
+                           if k in _FIRST_FIELDS or v != getattr(defaults, k)},
+                          sort_keys=True).encode()
         w, h = self.camera
         return f"{self.backbone}-{w}x{h}-seed{self.seed}-k{self.k}-" \
                f"{hashlib.sha256(blob).hexdigest()[:12]}"
 
+
+# The fields the store keys were first made of: always in the digest.
+_FIRST_FIELDS = ("camera", "network", "seed", "k", "enhancement", "backbone")
 
 # Every bundle the suite asks for: what tools/prebuild_test_bundles.py exports.
 SPECS = (
@@ -55,6 +64,7 @@ SPECS = (
     BundleSpec(camera=(64, 48), seed=1, k=4, enhancement=EnhanceSettings.raw()),  # replay compare
     BundleSpec(camera=(96, 64)),  # TensorRT engine
     BundleSpec(camera=(96, 64), enhancement=EnhanceSettings(temporal_alpha=1.0)),  # uwstego play
+    BundleSpec(camera=(64, 48), novelty=True),  # novelty output: segmenter, node, replay
 )
 
 
@@ -65,10 +75,11 @@ def can_export() -> bool:
 def make_tiny_bundle(out_dir: str | Path, camera: tuple[int, int] = (128, 96),
                      network: tuple[int, int] | None = None, seed: int = 0, k: int = 5,
                      enhancement: EnhanceSettings | None = None,
-                     backbone: str = "tiny_vit8") -> Path:
+                     backbone: str = "tiny_vit8", novelty: bool = False,
+                     unknown: bool = False) -> Path:
     """A real exported bundle at ``out_dir`` for ``camera`` = (width, height)."""
     spec = BundleSpec(tuple(camera), None if network is None else tuple(network), seed, k,
-                      enhancement or EnhanceSettings(), backbone)
+                      enhancement or EnhanceSettings(), backbone, novelty, unknown)
     if can_export():
         from tests.support.tiny_export import export_tiny_bundle  # torch: workstation only
 

@@ -23,14 +23,16 @@ from export.pipeline import default_network_size, export_bundle
 from tests.support.bundles import BundleSpec
 from training.artifact import TrainedModel, save_trained_model
 from training.backbones import backbone_config, build_backbone, save_random_checkpoint
+from training.calibration import calibrate
 from training.head import HeadConfig, SegmentationHead
 
 
 def make_tiny_model(seed: int = 0, k: int = 5, backbone: str = "tiny_vit8",
-                    enhancement: EnhanceSettings | None = None) -> TrainedModel:
+                    enhancement: EnhanceSettings | None = None,
+                    calibrated: bool = False) -> TrainedModel:
     """Random tiny ViT (written and read back through the official-checkpoint loader), random
     head, and ``k`` unit centroids taken from the model's own codes on a synthetic frame, so
-    that every class occurs in its output."""
+    that every class occurs in its output; ``calibrated``: novelty calibrated on those codes."""
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_random_checkpoint(backbone, Path(tmp) / "backbone.pth", seed=seed)
         vit = build_backbone(backbone, weights=weights)
@@ -50,14 +52,15 @@ def make_tiny_model(seed: int = 0, k: int = 5, backbone: str = "tiny_vit8",
                         centroids=centroids.astype(np.float32), classes=default_classes(k),
                         enhancement=enhancement or EnhanceSettings(), resolution=side,
                         provenance={"source": "tests.support.tiny_export.make_tiny_model",
-                                    "seed": seed})
+                                    "seed": seed},
+                        calibration=calibrate(codes, centroids) if calibrated else None)
 
 
 def export_tiny_bundle(spec: BundleSpec, out_dir: Path) -> Path:
     """Export the tiny model of ``spec`` to a bundle at ``out_dir``; the engine step is skipped
     (TensorRT tests build it themselves)."""
     model = make_tiny_model(seed=spec.seed, k=spec.k, backbone=spec.backbone,
-                            enhancement=spec.enhancement)
+                            enhancement=spec.enhancement, calibrated=spec.novelty)
     cam = Size(*spec.camera)
     if spec.network is None:
         net = default_network_size(cam, min(spec.camera),
@@ -66,5 +69,6 @@ def export_tiny_bundle(spec: BundleSpec, out_dir: Path) -> Path:
         net = Size(*spec.network)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = save_trained_model(Path(tmp) / "model.pt", model)
-        export_bundle(checkpoint, cam, net, out_dir, num_frames=2, seed=spec.seed, engine="skip")
+        export_bundle(checkpoint, cam, net, out_dir, num_frames=2, seed=spec.seed, engine="skip",
+                      unknown_label=spec.unknown)
     return out_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge.cli import HelpFormatter
 from edge.image_size import Size
-from training.synth.settings import JERLOV_TYPES, DiveSettings
+from training.synth.settings import HOLD_OUT_CLASSES, JERLOV_TYPES, DiveSettings
 from training.synth.writer import write_dive
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated Jerlov types to draw from (default: all)")
     parser.add_argument("--clean", action="store_true", help="no water degradation")
     parser.add_argument("--no-range", action="store_true", help="skip the range PNGs")
+    parser.add_argument("--hold-out", choices=HOLD_OUT_CLASSES, default="",
+                        help="render the dive without this actor class (train a model that "
+                             "has never seen it, then measure novelty on a dive with it)")
     parser.set_defaults(func=run)
 
 
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     settings = DiveSettings(seed=args.seed, frames=args.frames, width=args.size.width,
                             height=args.size.height,
                             fps=args.fps, segment_frames=args.segment_frames,
-                            water_types=args.water_types, degrade=not args.clean)
+                            water_types=args.water_types, degrade=not args.clean,
+                            hold_out=args.hold_out)
     report = write_dive(settings, args.out, folders=args.format in ("folders", "both"),
                         bag=args.format in ("bag", "both"), storage=args.storage,
                         compressed=args.compressed, quality=args.quality,

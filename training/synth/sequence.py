@@ -132,8 +132,10 @@ class Dive:
         rng = np.random.default_rng([settings.seed, _DIVE])
         self.camera = Camera(settings.width, settings.height,
                              float(rng.uniform(*settings.hfov_deg)))
+        cable = rng.random() < settings.cable_prob
         self.world = build_world(rng, world_size_px(settings.width, settings.height),
-                                 cable=rng.random() < settings.cable_prob)
+                                 cable=cable and settings.hold_out != "cable",
+                                 debris=settings.hold_out != "debris")
         self.path = _camera_path(rng, settings, self.world.cable)
         self.schools = sample_schools(rng, settings.fish_density)
         self.snow = SnowField.sample(rng, self.camera, settings.snow_max)
@@ -155,7 +157,7 @@ class Dive:
         conditions = sample_conditions(rng, self.settings, self.path.altitude_max,
                                        self.path.typical_range_m)
         diver = None
-        if rng.random() < self.settings.diver_prob:
+        if rng.random() < self.settings.diver_prob and self.settings.hold_out != "diver":
             start, length = k * self.segment_frames, self.segment_frames
             duration = length / self.settings.fps
             diver = sample_diver(rng, self.time_s(start) + rng.uniform(0, 0.3) * duration,

@@ -8,6 +8,8 @@ from typing import Any
 from edge.settings_io import from_dict_strict
 
 JERLOV_TYPES = ("I", "IA", "IB", "II", "III", "1C", "3C", "5C", "7C", "9C")
+# Actor classes a dive can be rendered without (novelty benchmarks: train without, test with).
+HOLD_OUT_CLASSES = ("debris", "diver", "cable")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class DiveSettings:
     # axis must reach this. 0 allows every type.
     min_transmission: float = 0.2
     degrade: bool = True              # False: clean albedo only, for debugging and tests
+    # One of HOLD_OUT_CLASSES never appears ("" = none). Random draws are made as without it,
+    # so debris and diver hold-outs give the same dive minus that class (a cable also steers
+    # the camera path, so a cable hold-out flies another path).
+    hold_out: str = ""
 
     def __post_init__(self) -> None:
         if not (64 <= self.width <= 1920 and 64 <= self.height <= 1080):
@@ -59,6 +65,9 @@ class DiveSettings:
                 raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
         if not 0 <= self.min_transmission < 1:
             raise ValueError(f"min_transmission must be in [0, 1), got {self.min_transmission}")
+        if self.hold_out and self.hold_out not in HOLD_OUT_CLASSES:
+            raise ValueError(f"hold_out {self.hold_out!r}: expected one of "
+                             f"{', '.join(HOLD_OUT_CLASSES)}")
         if self.snow_max < 0 or self.fish_density < 0:
             raise ValueError("snow_max and fish_density must be >= 0")
 

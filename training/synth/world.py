@@ -354,8 +354,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a > 1]
 
 
-def build_world(rng: np.random.Generator, size_px: int, cable: bool) -> World:
-    """Generate the seabed raster (``size_px`` square, a power of two >= 256)."""
+def build_world(rng: np.random.Generator, size_px: int, cable: bool,
+                debris: bool = True) -> World:
+    """Generate the seabed raster (``size_px`` square, a power of two >= 256); ``debris=False``
+    draws the debris into scratch rasters (same random stream) and leaves it off the seabed."""
     if size_px < 256 or size_px & (size_px - 1):
         raise ValueError(f"world size must be a power of two >= 256, got {size_px}")
     texel = WORLD_M / size_px
@@ -370,7 +372,10 @@ def build_world(rng: np.random.Generator, size_px: int, cable: bool) -> World:
         if idx.size:
             flat[idx] = paint(idx)
     albedo *= _shading(_relief(labels, f, texel), texel, rng)[..., None]
-    _debris(rng, labels, albedo, texel, f.fine)
+    if debris:
+        _debris(rng, labels, albedo, texel, f.fine)
+    else:
+        _debris(rng, labels.copy(), albedo.copy(), texel, f.fine)
     route = _cable(rng, labels, albedo, texel) if cable else None
     grain = (0.7 * periodic_noise(rng, TILE, 64) + 0.7 * periodic_noise(rng, TILE, 128))
     ridge = 1 - np.minimum(np.abs(periodic_noise(rng, TILE, 4) + 0.5 * periodic_noise(

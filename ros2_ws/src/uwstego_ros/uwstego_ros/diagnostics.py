@@ -2,7 +2,8 @@
 
 Levels as ROS tools read them: OK only while frames arrive and are segmented as the bundle
 expects; STALE when no frame arrived for ``stale_after`` seconds; WARN for a slow or lossy input,
-resized frames, meaningless stamps and too many dropped or bad frames; ERROR when inference
+resized frames, meaningless stamps, too many dropped or bad frames and too many novel pixels
+(the scene leaves what the model knows); ERROR when inference
 failed or frames are stretched to another aspect ratio. The message lists every finding.
 """
 
@@ -39,6 +40,7 @@ class Expectations:
     expected_rate: float  # 0 = not checked
     warn_drop_ratio: float
     warn_bad_ratio: float
+    warn_novel_ratio: float = 1.0  # 1 = never
 
 
 def _fmt(value: Any) -> str:
@@ -98,6 +100,11 @@ def findings(snap: Snapshot, state: str, expect: Expectations,
         if bad > expect.warn_bad_ratio:
             out.append((DiagnosticStatus.WARN,
                         f"{snap.bad_since_last} bad frame(s): {snap.last_bad}"))
+    if snap.novel_fraction is not None and snap.novel_fraction > expect.warn_novel_ratio:
+        out.append((DiagnosticStatus.WARN,
+                    f"{snap.novel_fraction:.1%} of pixels are novel (beyond every class's "
+                    f"threshold; warn above {expect.warn_novel_ratio:.1%}): the scene leaves "
+                    "what the model was trained on"))
     return out
 
 
@@ -132,6 +139,8 @@ def build_diagnostics(name: str, stamp: Time, snap: Snapshot, state: str,
         "output_rate_hz": snap.output_hz,
         "seconds_since_frame": snap.since_frame_s,
     }
+    if snap.novel_fraction is not None:
+        values["novel_pixel_fraction"] = snap.novel_fraction
     for key, figures in (("latency", snap.latency_ms), ("inference", snap.inference_ms),
                          ("stamp_delay", snap.stamp_delay_ms)):
         if figures is not None:

@@ -1,5 +1,5 @@
 """The segmentation node: a managed (lifecycle) node, camera frames in, labels, overlay,
-confidence, coverage and /diagnostics out.
+confidence, novelty, coverage and /diagnostics out.
 
 Transitions: ``configure`` loads the bundle and builds the backend (a TensorRT engine build takes
 minutes on first start) on the inference thread, and creates the publishers; ``activate``
@@ -40,6 +40,8 @@ from std_msgs.msg import Float32MultiArray
 
 from edge.bundle import Bundle, BundleError, load_bundle
 from edge.contract import NODE_NAME, QosSpec
+from edge.coverage import coverage_names
+from edge.novelty import novelty_mono8
 from edge.segmenter import Segmentation, Segmenter
 from edge.visualize import coverage, overlay, palette
 from uwstego_ros.conversions import (
@@ -84,11 +86,13 @@ class Outputs:
         self.labels = node.create_publisher(Image, "~/labels", qos)
         self.overlay = node.create_publisher(Image, "~/overlay", qos)
         self.confidence = node.create_publisher(Image, "~/confidence", qos)
+        self.novelty = node.create_publisher(Image, "~/novelty", qos)
         self.camera_info = node.create_publisher(CameraInfo, "~/camera_info", qos)
         self.coverage = node.create_publisher(Float32MultiArray, "~/coverage", qos)
 
     def destroy(self, node: LifecycleNode) -> None:
-        for pub in (self.labels, self.overlay, self.confidence, self.camera_info, self.coverage):
+        for pub in (self.labels, self.overlay, self.confidence, self.novelty, self.camera_info,
+                    self.coverage):
             node.destroy_publisher(pub)
 
 
@@ -124,6 +128,13 @@ class SegmentationNode(LifecycleNode):
             return self._failed(str(exc))
         self.bundle = bundle
         self.class_names = [c.name for c in bundle.meta.classes]
+        try:
+            self.coverage_names = coverage_names(self.class_names, bundle.meta.novelty is not None)
+        except ValueError as exc:
+            return self._failed(str(exc))
+        if s.publish_novelty and bundle.meta.novelty is None:
+            self.get_logger().warning(f"publish_novelty: bundle {bundle.path} has no novelty "
+                                      "calibration; ~/novelty stays silent")
         self.lut = palette(bundle.meta.classes)
         self.stats = StreamStats()
         self.mailbox = Mailbox()
@@ -268,7 +279,7 @@ class SegmentationNode(LifecycleNode):
         expect = Expectations(
             topic=self._topic, transport=s.transport, camera=camera, stale_after=s.stale_after,
             expected_rate=s.expected_rate, warn_drop_ratio=s.warn_drop_ratio,
-            warn_bad_ratio=s.warn_bad_ratio)
+            warn_bad_ratio=s.warn_bad_ratio, warn_novel_ratio=s.warn_novel_ratio)
         snap = self.stats.snapshot(self.mailbox.dropped)
         self.pub_diagnostics.publish(build_diagnostics(
             f"{self.get_name()}: segmentation", self.get_clock().now().to_msg(), snap,
@@ -283,8 +294,11 @@ class SegmentationNode(LifecycleNode):
         header = letter.msg.header
         settings = self.settings
         outputs.labels.publish(array_to_image(seg.labels, header))
-        outputs.coverage.publish(
-            coverage_to_msg(coverage(seg.labels, len(self.class_names)), self.class_names))
+        fractions = coverage(seg.labels, len(self.class_names))
+        novel = seg.novel_fraction
+        if novel is not None:
+            fractions = np.append(fractions, np.float32(novel))
+        outputs.coverage.publish(coverage_to_msg(fractions, self.coverage_names))
         info = self._camera_info
         if info is not None:
             h, w = seg.labels.shape
@@ -294,10 +308,12 @@ class SegmentationNode(LifecycleNode):
                 overlay(rgb, seg.labels, self.lut, settings.overlay_alpha), header))
         if settings.publish_confidence:
             outputs.confidence.publish(array_to_image(seg.confidence, header))
+        if settings.publish_novelty and seg.novelty is not None:
+            outputs.novelty.publish(array_to_image(novelty_mono8(seg.novelty), header))
         now = self.get_clock().now()
         stamp_delay = (now - Time.from_msg(header.stamp)).nanoseconds / 1e6
         self.stats.published((time.monotonic() - letter.received) * 1000.0,
-                             seg.timings_ms["total"], stamp_delay)
+                             seg.timings_ms["total"], stamp_delay, novel)
 
 
 def _autostart(node: SegmentationNode) -> bool:

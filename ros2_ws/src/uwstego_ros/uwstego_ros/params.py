@@ -43,6 +43,7 @@ class NodeSettings:
     publish_overlay: bool = False
     overlay_alpha: float = 0.5
     publish_confidence: bool = False
+    publish_novelty: bool = False
     max_rate: float = 0.0
     max_pixels: int = 0
     reduced_decode: bool = False
@@ -51,6 +52,7 @@ class NodeSettings:
     expected_rate: float = 0.0
     warn_drop_ratio: float = 0.5
     warn_bad_ratio: float = 0.0
+    warn_novel_ratio: float = 0.1
 
     def with_values(self, values: Mapping[str, Any]) -> NodeSettings:
         """A copy with ``values`` applied, or ValueError naming the first invalid one."""
@@ -102,6 +104,9 @@ SPECS: dict[str, ParamSpec] = {
                                applies="runtime", float_range=(0.0, 1.0)),
     "publish_confidence": ParamSpec("publish ~/confidence (32FC1 cosine similarity)",
                                     applies="runtime"),
+    "publish_novelty": ParamSpec("publish ~/novelty (mono8: 0 = typical of its class, 255 = "
+                                 "beyond every training pixel; bundles with novelty only)",
+                                 applies="runtime"),
     "max_rate": ParamSpec("at most this many inferences per second; 0 = as fast as possible",
                           applies="runtime", float_range=(0.0, 1000.0)),
     "max_pixels": ParamSpec("refuse frames declaring more pixels than this, before decoding; "
@@ -124,6 +129,10 @@ SPECS: dict[str, ParamSpec] = {
     "warn_bad_ratio": ParamSpec("diagnostics WARN when more than this fraction of the frames of "
                                 "a period is bad (0 = any bad frame)", applies="runtime",
                                 float_range=(0.0, 1.0)),
+    "warn_novel_ratio": ParamSpec("diagnostics WARN when more than this fraction of the pixels "
+                                  "of a period is beyond its class's novelty threshold (the "
+                                  "scene leaves what the model knows)", applies="runtime",
+                                  float_range=(0.0, 1.0)),
 }
 DEFAULTS = NodeSettings()
 

@@ -82,6 +82,9 @@ class Snapshot:
     in_since_last: int  # the deltas since the previous snapshot
     dropped_since_last: int
     bad_since_last: int
+    # mean fraction of novel pixels (beyond their cluster's threshold) over the frames published
+    # since the previous snapshot; None without calibration or without frames
+    novel_fraction: float | None = None
 
 
 @dataclass
@@ -102,6 +105,7 @@ class StreamStats:
     _latency: Samples = field(default_factory=Samples)
     _inference: Samples = field(default_factory=Samples)
     _delay: Samples = field(default_factory=Samples)
+    _novel: list[float] = field(default_factory=lambda: [0.0, 0.0])  # sum, frames this period
 
     def received(self) -> None:
         with self._lock:
@@ -132,8 +136,12 @@ class StreamStats:
             self.input_size = size
             return changed
 
-    def published(self, latency_ms: float, inference_ms: float, stamp_delay_ms: float) -> None:
+    def published(self, latency_ms: float, inference_ms: float, stamp_delay_ms: float,
+                  novel_fraction: float | None = None) -> None:
         with self._lock:
+            if novel_fraction is not None:
+                self._novel[0] += novel_fraction
+                self._novel[1] += 1
             now = time.monotonic()
             self.frames_out += 1
             self._out.tick(now)
@@ -156,6 +164,8 @@ class StreamStats:
                 last_bad=self.last_bad, input_size=self.input_size,
                 bad_by_kind=dict(self.bad_by_kind), since_frame_s=now - self._last_frame,
                 in_since_last=self.frames_in - last_in, dropped_since_last=dropped - last_dropped,
-                bad_since_last=self.bad_frames - last_bad)
+                bad_since_last=self.bad_frames - last_bad,
+                novel_fraction=self._novel[0] / self._novel[1] if self._novel[1] else None)
+            self._novel = [0.0, 0.0]
             self._reported = (self.frames_in, dropped, self.bad_frames)
             return snap
