@@ -24,18 +24,11 @@ from typing import Any
 from edge.atomic import atomic_dir, recover_dir, write_json_atomic
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
 from edge.contract import (
-    ENHANCE_SHAPE,
     GRAPH_CLASSES_KEY,
-    GRAPH_CONFIDENCE,
-    GRAPH_ENHANCE,
-    GRAPH_IMAGE,
     GRAPH_INPUTS,
-    GRAPH_LABELS,
-    GRAPH_NOVELTY,
     GRAPH_OUTPUTS,
     GRAPH_OUTPUTS_WITH_NOVELTY,
-    image_shape,
-    map_shape,
+    graph_io,
 )
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
@@ -91,7 +84,7 @@ class BundleMeta:
         return GRAPH_OUTPUTS if self.novelty is None else GRAPH_OUTPUTS_WITH_NOVELTY
 
     def to_dict(self) -> dict[str, Any]:
-        io = {name: list(spec) for name, spec in _graph_io(self.camera).items()}
+        io = {name: list(spec) for name, spec in graph_io(self.camera).items()}
         return {
             "schema_version": SCHEMA_VERSION,
             "camera": self.camera.to_dict(),
@@ -195,19 +188,10 @@ def _text(value: Any) -> str:
     return value
 
 
-def _graph_io(camera: Size) -> dict[str, tuple[str, list[int]]]:
-    """dtype and shape of every graph input and output at this camera size."""
-    return {GRAPH_IMAGE: ("uint8", list(image_shape(camera))),
-            GRAPH_ENHANCE: ("float32", list(ENHANCE_SHAPE)),
-            GRAPH_LABELS: ("uint8", list(map_shape(camera))),
-            GRAPH_CONFIDENCE: ("float32", list(map_shape(camera))),
-            GRAPH_NOVELTY: ("float32", list(map_shape(camera)))}
-
-
 def _check_declared_io(model: Mapping[str, Any], camera: Size,
                        outputs: tuple[str, ...] = GRAPH_OUTPUTS) -> None:
     """The shapes ``bundle.json`` lists for the graph must be the ones its camera size implies."""
-    expected = _graph_io(camera)
+    expected = graph_io(camera)
     for group, names in (("inputs", GRAPH_INPUTS), ("outputs", outputs)):
         listed = _field(model, group, _mapping, f"model.{group}")
         if sorted(listed) != sorted(names):
@@ -386,7 +370,7 @@ def check_graph(bundle: Bundle, model: Path, inputs: Mapping[str, Sequence[Any]]
     if missing:
         raise BundleError(f"{model}: graph lacks {missing}; it has inputs {sorted(inputs)} and "
                           f"outputs {sorted(outputs)}")
-    expected = _graph_io(bundle.meta.camera)
+    expected = graph_io(bundle.meta.camera)
     for kind, tensors in (("input", inputs), ("output", outputs)):
         for name, shape in tensors.items():
             if name in expected and list(shape) != expected[name][1]:

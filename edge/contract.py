@@ -41,6 +41,16 @@ def map_shape(camera: Size) -> tuple[int, int, int]:
     return (1, camera.height, camera.width)
 
 
+
+def graph_io(camera: Size) -> dict[str, tuple[str, list[int]]]:
+    """numpy dtype name and shape of every graph input and output at this camera size
+    (``novelty`` only in calibrated graphs)."""
+    return {GRAPH_IMAGE: ("uint8", list(image_shape(camera))),
+            GRAPH_ENHANCE: ("float32", list(ENHANCE_SHAPE)),
+            GRAPH_LABELS: ("uint8", list(map_shape(camera))),
+            GRAPH_CONFIDENCE: ("float32", list(map_shape(camera))),
+            GRAPH_NOVELTY: ("float32", list(map_shape(camera)))}
+
 # --- Labels -----------------------------------------------------------------------------------
 # Ground truth uses it for "not scored"; never a class index (bundles hold at most 255 classes).
 IGNORE_LABEL = 255

@@ -25,17 +25,11 @@ import onnx
 from onnx import TensorProto
 
 from edge.contract import (
-    ENHANCE_SHAPE,
-    GRAPH_CONFIDENCE,
-    GRAPH_ENHANCE,
-    GRAPH_IMAGE,
     GRAPH_INPUTS,
-    GRAPH_LABELS,
     GRAPH_NOVELTY,
     GRAPH_OUTPUTS,
     GRAPH_OUTPUTS_WITH_NOVELTY,
-    image_shape,
-    map_shape,
+    graph_io,
 )
 from edge.image_size import Size
 from export.onnx_export import OPSET
@@ -242,13 +236,10 @@ def _resize_problems(node: onnx.NodeProto, attrs: dict[str, object],
 
 def io_problems(model: onnx.ModelProto, camera: Size) -> list[str]:
     """The graph I/O of ARCHITECTURE.md at this camera size (confidence may be float16)."""
-    expected = {
-        GRAPH_IMAGE: ((TensorProto.UINT8,), list(image_shape(camera))),
-        GRAPH_ENHANCE: ((TensorProto.FLOAT,), list(ENHANCE_SHAPE)),
-        GRAPH_LABELS: ((TensorProto.UINT8,), list(map_shape(camera))),
-        GRAPH_CONFIDENCE: (FLOATS, list(map_shape(camera))),
-        GRAPH_NOVELTY: (FLOATS, list(map_shape(camera))),
-    }
+    onnx_types = {"uint8": (TensorProto.UINT8,), "float32": (TensorProto.FLOAT,)}
+    expected = {name: (FLOATS if dtype == "float32" and name not in GRAPH_INPUTS
+                       else onnx_types[dtype], shape)
+                for name, (dtype, shape) in graph_io(camera).items()}
     graph = model.graph
     actual = {vi.name: vi for vi in (*graph.input, *graph.output)}
     problems = []
