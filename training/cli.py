@@ -117,15 +117,21 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     d = EvalSettings()
     p = subparsers.add_parser(
         "evaluate", formatter_class=_FORMATTER,
-        help="mIoU / accuracy of a trained model on labelled images",
+        help="mIoU / accuracy of a trained model or an exported bundle on labelled images",
         description="STEGO's protocol: whole-set confusion matrix, Hungarian matching of "
-                    "clusters to classes, mIoU and pixel accuracy; per-class IoU table and a "
-                    "confusion-matrix PNG.")
-    p.add_argument("model", type=Path, help="model.pt or a training output folder")
+                    "clusters to classes, mIoU and pixel accuracy; per-class IoU table, a "
+                    "confusion-matrix PNG (ground truth on rows) and example pictures "
+                    "(image | prediction | ground truth) in OUT/overlays. A bundle is scored "
+                    "by running its deployed graph with ONNX Runtime.")
+    p.add_argument("model", type=Path,
+                   help="model.pt, a training output folder, or an exported bundle folder")
     p.add_argument("--images", type=Path, required=True, help="folder of images")
     p.add_argument("--masks", type=Path, required=True,
                    help="folder of masks with the images' file names (SUIM colour or index)")
-    p.add_argument("--out", type=Path, help="folder for scores.json, the table and the PNG")
+    p.add_argument("--out", type=Path,
+                   help="folder for scores.json, the table, the PNG and the overlays")
+    p.add_argument("--overlays", type=int, default=4,
+                   help="example pictures written to OUT/overlays (0: none)")
     p.add_argument("--mask-kind", choices=MASK_KINDS, default=d.mask_kind,
                    help="suim: colour masks; index: pixel values are class ids; auto: suim for "
                         "colour files, index for single-channel ones")
@@ -135,21 +141,21 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
                    help="short side the images are resized to, then centre-cropped (px)")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
                    help="image resize (labels always nearest)")
-    p.add_argument("--flip", action="store_true", help="average with the mirrored image")
+    p.add_argument("--flip", action="store_true",
+                   help="average with the mirrored image (model.pt only)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.artifact import load_trained_model
     from training.evaluate import evaluate
     from training.settings import EvalSettings
 
     settings = EvalSettings(resolution=args.resolution, interpolation=args.interpolation,
                             flip=args.flip, mask_kind=args.mask_kind,
                             num_classes=args.num_classes)
-    report = evaluate(load_trained_model(args.model), args.images, args.masks, settings,
-                      device=args.device, out_dir=args.out)
+    report = evaluate(args.model, args.images, args.masks, settings, device=args.device,
+                      out_dir=args.out, overlays=args.overlays)
     print(report.table())
     return 0
 
