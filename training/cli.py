@@ -163,16 +163,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 def register_clusters(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "clusters", formatter_class=_FORMATTER,
-        help="gallery of example patches per cluster; name the clusters",
+        help="gallery of example patches per cluster; name (and merge) the clusters",
         description="Writes OUT/index.html, gallery.png and classes.yaml. Edit the names and "
-                    "colours in classes.yaml, then put them into the model with --apply.")
+                    "colours in classes.yaml (clusters given the same name merge into one "
+                    "class), then put them into the model with --apply, which also "
+                    "regenerates the gallery.")
     p.add_argument("model", type=Path, help="model.pt or a training output folder")
     p.add_argument("sources", nargs="*", type=Path,
                    help="images, videos or bags to take examples from (default: the model's "
                         "training feature cache)")
     p.add_argument("--out", type=Path, help="gallery folder (default: <model folder>/gallery)")
     p.add_argument("--apply", type=Path, metavar="NAMES_YAML",
-                   help="write these names and colours into the model file and exit")
+                   help="write these names and colours into the model file, then regenerate "
+                        "the gallery")
     p.add_argument("--per-cluster", type=int, default=8, help="examples per cluster")
     p.add_argument("--max-images", type=int, default=200,
                    help="images (or cached crops) to look through for examples")
@@ -183,17 +186,32 @@ def register_clusters(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_clusters)
 
 
-def _clusters(args: argparse.Namespace) -> int:
-    from training.artifact import load_trained_model
+def _views(model, args: argparse.Namespace):
     from training.features import FeatureCache
-    from training.gallery import apply_names, cache_views, source_views, write_gallery
+    from training.gallery import cache_views, source_views
     from training.pipeline import PipelineSettings, open_sources
 
-    model_path = args.model / "model.pt" if args.model.is_dir() else args.model
+    if args.sources:
+        sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
+                                                              video_stride=args.video_stride))
+        return source_views(model, sources, args.max_images, args.device)
+    cache_dir = model.provenance.get("feature_cache")
+    if not cache_dir or not os.path.isdir(cache_dir):
+        raise FileNotFoundError(f"the feature cache the model was trained on ({cache_dir}) "
+                                "is gone: pass image sources to take examples from")
+    return cache_views(model, FeatureCache.open(cache_dir), args.max_images, args.device)
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from training.artifact import load_trained_model
+    from training.gallery import write_gallery
+    from training.naming import apply_names, model_file
+
+    model_path = model_file(args.model)
     if args.apply:
-        apply_names(model_path, args.apply)
-        return 0
-    model = load_trained_model(model_path)
+        model = apply_names(model_path, args.apply, args.device)
+    else:
+        model = load_trained_model(model_path)
     if model.calibration is None:
         log.info("%s has no novelty calibration (novelty unavailable)", model_path)
     else:
@@ -201,17 +219,16 @@ def _clusters(args: argparse.Namespace) -> int:
 
         for line in describe(model.calibration, [c.name for c in model.classes]):
             log.info("%s", line)
-    if args.sources:
-        sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
-                                                              video_stride=args.video_stride))
-        views = source_views(model, sources, args.max_images, args.device)
-    else:
-        cache_dir = model.provenance.get("feature_cache")
-        if not cache_dir or not os.path.isdir(cache_dir):
-            raise FileNotFoundError(f"the feature cache the model was trained on ({cache_dir}) "
-                                    "is gone: pass image sources to take examples from")
-        views = cache_views(model, FeatureCache.open(cache_dir), args.max_images, args.device)
     out = args.out or model_path.parent / "gallery"
-    result = write_gallery(model, views, out, args.per_cluster, model_path=str(model_path))
+    try:
+        views = _views(model, args)
+    except FileNotFoundError as exc:
+        if not args.apply:
+            raise
+        log.warning("the names are in %s, but the gallery was not regenerated: %s", model_path,
+                    exc)
+        return 0
+    result = write_gallery(model, views, out, args.per_cluster, model_path=str(model_path),
+                           keep_names=not args.apply)
     log.info("gallery: %s; names file: %s", result.html, result.classes_yaml)
     return 0
