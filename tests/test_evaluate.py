@@ -101,7 +101,7 @@ def test_masks_equal_to_relabelled_clusters_score_100(tmp_path):
     assert [perm[k] for k in report.scores.assignment] == [0, 1, 2, 3]  # relabelling undone
     saved = json.loads((out / "scores.json").read_text())
     assert saved["scores"]["mIoU"] == pytest.approx(100.0)
-    assert len(report.table().splitlines()) == 4 + 4
+    assert len(report.table().splitlines()) == 4 + 5
     png = cv2.imread(str(out / "confusion.png"))
     assert png is not None and png.shape[0] > 50
 
@@ -238,3 +238,5 @@ def test_an_exported_bundle_is_scored_with_its_deployed_graph(tmp_path):
     flip = run_tool("uwstego", "evaluate", bundle, "--images", images, "--masks", masks,
                     "--resolution", "48", "--flip")
     assert_one_line_error(flip, "--flip", "without --flip")
+    with pytest.raises(FileNotFoundError, match="holds neither bundle.json .* nor model.pt"):
+        evaluate(images, images, masks, EvalSettings(resolution=48), progress=False)

@@ -100,6 +100,10 @@ def open_predictor(model: TrainedModel | Bundle | str | Path, settings: EvalSett
     ``bundle.json``; anything else is read as a model file or training output folder)."""
     if isinstance(model, (str, Path)):
         path = Path(model)
+        if path.is_dir() and not (path / BUNDLE_FILE).is_file() \
+                and not (path / "model.pt").is_file():
+            raise FileNotFoundError(f"{path} holds neither {BUNDLE_FILE} (an exported bundle) "
+                                    "nor model.pt (a training run): pass one of them")
         model = load_bundle(path) if (path / BUNDLE_FILE).is_file() else load_trained_model(path)
     if isinstance(model, Bundle):
         return BundlePredictor(model, settings)

@@ -66,6 +66,7 @@ class EvalReport:
             cluster = NONE if k is None else f"{k} ({self.cluster_names[k]})"
             lines.append(f"{c.name:<16} {shown}  {cluster}")
         lines.append("-" * 40)
+        lines.append(self.truth.describe())
         lines.append(f"mIoU {self.scores.miou:.2f} %   accuracy {self.scores.accuracy:.2f} %   "
                      f"({self.images} images, {self.scores.pixels} pixels)")
         if self.paper_scores is not None:
