@@ -238,5 +238,5 @@ def test_an_exported_bundle_is_scored_with_its_deployed_graph(tmp_path):
     flip = run_tool("uwstego", "evaluate", bundle, "--images", images, "--masks", masks,
                     "--resolution", "48", "--flip")
     assert_one_line_error(flip, "--flip", "without --flip")
-    with pytest.raises(FileNotFoundError, match="holds neither bundle.json .* nor model.pt"):
+    with pytest.raises(FileNotFoundError, match=r"holds neither bundle.json .* nor model.pt"):
         evaluate(images, images, masks, EvalSettings(resolution=48), progress=False)
