@@ -127,12 +127,14 @@ def _facts_page(tmp_path, images, provenance):
 
 def test_gallery_shows_trust_facts_and_warns_on_random_weights(images, tmp_path):
     """Issue 21 item 2: the gallery says what the weights are; random ones get a banner."""
-    train = {"train_settings": {"steps": 20}, "images": 6}
+    train = {"train_settings": {"steps": 20}, "images": 6,
+             "sources": [{"kind": "video", "path": "/d/dive.mp4", "stride": 1}]}
     page = _facts_page(tmp_path, images, {"random_weights": True, "weights_file": None, **train})
     assert "RANDOM WEIGHTS" in page and 'class="banner"' in page
     assert "<th>training steps</th><td>20</td>" in page
     assert f"<th>clusters</th><td>{K}</td>" in page
     assert "<th>backbone</th><td>tiny_vit8</td>" in page
+    assert "<th>training data</th><td>video dive.mp4</td>" in page
     official = _facts_page(tmp_path, images, {
         "random_weights": False, "weights_file": "/w/dino_deitsmall8_300ep_pretrain.pth", **train})
     assert 'class="banner"' not in official and "<td>official (" in official

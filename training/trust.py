@@ -1,5 +1,5 @@
 """The trust facts of a trained model, read from its provenance: what its weights are, what it
-was trained on and for how long. A model on random weights segments, but its clusters mean
+was trained on (sources, feature-cache crops) and for how long. A model on random weights segments, but its clusters mean
 nothing; every page that shows a model's clusters says which kind it is."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class TrustFacts:
     weights: str  # RANDOM, OFFICIAL, SELF_PRETRAINED or NOT_RECORDED
     weights_detail: str  # the weights file, or where the model came from
     backbone: str
-    images: int | None
+    data: str  # the training sources, e.g. "video dive.mp4, images reef/"
+    images: int | None  # feature-cache items: crops of the training frames
     steps: int | None
     clusters: int
     classes: int
@@ -40,7 +41,8 @@ class TrustFacts:
         merged = f" ({self.classes} classes after merging)" if self.classes < self.clusters \
             else ""
         return [("weights", weights), ("backbone", self.backbone),
-                ("training images", known(self.images)), ("training steps", known(self.steps)),
+                ("training data", self.data or NOT_RECORDED),
+                ("training crops", known(self.images)), ("training steps", known(self.steps)),
                 ("clusters", f"{self.clusters}{merged}")]
 
 
@@ -60,5 +62,7 @@ def trust_facts(backbone: str, provenance: Mapping[str, Any], clusters: int,
     weights, detail = _weights(provenance)
     steps = provenance.get("train_settings", {}).get("steps")
     images = provenance.get("images")
-    return TrustFacts(weights, detail, backbone, None if images is None else int(images),
+    data = ", ".join(f"{s.get('kind', '?')} {Path(str(s.get('path', '?'))).name}"
+                     for s in provenance.get("sources", []))
+    return TrustFacts(weights, detail, backbone, data, None if images is None else int(images),
                       None if steps is None else int(steps), clusters, classes)
