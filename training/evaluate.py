@@ -125,8 +125,9 @@ def evaluate(model: TrainedModel | Bundle | str | Path, images_dir: str | Path,
     log.info("%s", truth.describe())
     n_classes, n_clusters = len(truth.classes), len(predictor.classes)
     if n_clusters < n_classes:
-        log.warning("the model has %d clusters for %d ground-truth classes: %d classes will "
-                    "match no cluster", n_clusters, n_classes, n_classes - n_clusters)
+        left = n_classes - n_clusters
+        log.warning("the model has %d clusters for %d ground-truth classes: %d %s will match "
+                    "no cluster", n_clusters, n_classes, left, "class" if left == 1 else "classes")
     confusion = Confusion(n_classes, max(0, n_clusters - n_classes))
     shown = pick_overlays(len(pairs), overlays if out_dir is not None else 0)
     examples = []
