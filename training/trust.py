@@ -1,6 +1,7 @@
 """The trust facts of a trained model, read from its provenance: what its weights are, what it
-was trained on (sources, feature-cache crops) and for how long. A model on random weights segments, but its clusters mean
-nothing; every page that shows a model's clusters says which kind it is."""
+was trained on (sources, feature-cache crops) and for how long. A model on random weights
+segments, but its clusters mean nothing; every page that shows a model's clusters says which
+kind it is."""
 
 from __future__ import annotations
 
