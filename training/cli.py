@@ -11,10 +11,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.cli import HelpFormatter
 from edge.enhance import EnhanceSettings
+
+if TYPE_CHECKING:  # torch stays out of command registration (the vehicle has none)
+    from training.artifact import TrainedModel
+    from training.gallery import View
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +192,8 @@ def register_clusters(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_clusters)
 
 
-def _views(model, args: argparse.Namespace):
+def _views(model: TrainedModel, args: argparse.Namespace) -> Iterator[View]:
+    """Where the gallery's examples come from: the sources given, else the training cache."""
     from training.features import FeatureCache
     from training.gallery import cache_views, source_views
     from training.pipeline import PipelineSettings, open_sources
