@@ -24,9 +24,11 @@ from tests.support.tiny_export import make_tiny_model
 from tests.support.trained import tiny_model
 from training.artifact import load_trained_model, save_trained_model
 from training.calibration import calibrate_cosines, graph_confidences
-from training.data.sources import ImageFolder, VideoFile
+from training.data.crops import FIVE_CROP, make_crops
+from training.data.sources import FrameRef, ImageFolder, VideoFile
 from training.features import build_feature_cache
 from training.gallery import TILE, cache_views, source_views, write_gallery
+from training.gallery_frames import ExampleSource, frame_box
 from training.naming import apply_names
 
 K = 4
@@ -224,3 +226,23 @@ def test_merging_a_calibrated_model_recalibrates_per_class(images, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"feature cache .* which is gone"):
         apply_names(model_path, tmp_path / "names.yaml")
     assert load_trained_model(model_path).cluster_classes == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("crop", ["full", "top_left", "bottom_right", "center"])
+def test_full_frame_box_is_where_the_tile_was_cut(crop):
+    """The outline on the linked frame covers the pixels the tile shows."""
+    h, w, res = 120, 200, 64
+    ys, xs = np.mgrid[0:h, 0:w]
+    frame = np.dstack([ys, xs, np.zeros_like(ys)]).astype(np.float32)  # pixel = its position
+    names = {"full": "full"}.get(crop, "five")
+    crops = make_crops(frame, names, res)
+    picked = crops[0 if crop == "full" else FIVE_CROP.index(crop)]
+    top, left, size = 10, 20, 32
+    x0, y0, x1, y1 = frame_box((h, w), ExampleSource(FrameRef("image", "f.png"), crop, top,
+                                                     left, size), res)
+    tile = picked[top:top + size, left:left + size]
+    scale = (y1 - y0) / size
+    assert tile[..., 0].min() == pytest.approx(y0, abs=2 * scale)
+    assert tile[..., 0].max() == pytest.approx(y1 - 1, abs=2 * scale)
+    assert tile[..., 1].min() == pytest.approx(x0, abs=2 * scale)
+    assert tile[..., 1].max() == pytest.approx(x1 - 1, abs=2 * scale)
