@@ -230,7 +230,7 @@ def test_an_exported_bundle_is_scored_with_its_deployed_graph(tmp_path):
     pictures = sorted((out / "overlays").iterdir())
     assert [p.name for p in pictures] == ["f0.png", "f2.png"]
     picture = cv2.imread(str(pictures[0]))
-    assert picture.shape[1] == 3 * 48 + 2 * 4 and picture.shape[0] > 48
+    assert picture.shape[1] == 3 * 48 + 3 * 4 + 140 and picture.shape[0] > 48
     # The prediction panel in matched colours equals the ground-truth panel.
     top = picture.shape[0] - 48
     np.testing.assert_array_equal(picture[top:, 52:100], picture[top:, 104:152])

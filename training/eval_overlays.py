@@ -15,12 +15,13 @@ import numpy as np
 
 from edge.atomic import atomic_path
 from edge.classes import ClassInfo
-from edge.visualize import colorize, palette
+from edge.visualize import colorize, legend, palette
 
 OVERLAY_DIR = "overlays"
 UNMATCHED_COLOR = (128, 128, 128)
 TITLE_HEIGHT = 22
-TITLES = ("image", "prediction (matched colours; grey: no class)", "ground truth")
+TITLES = ("image", "prediction", "ground truth", "classes")
+LEGEND_WIDTH = 140
 
 
 def pick_overlays(images: int, count: int) -> set[int]:
@@ -51,10 +52,16 @@ def _titled(panel: np.ndarray, title: str) -> np.ndarray:
 def overlay_picture(rgb: np.ndarray, prediction: np.ndarray, mask: np.ndarray,
                     truth: Sequence[ClassInfo], clusters: int,
                     matched: Sequence[int | None]) -> np.ndarray:
-    """One RGB picture: the scored square, the prediction and the ground truth side by side."""
+    """One RGB picture: the scored square, the prediction, the ground truth and the legend of
+    the ground-truth classes (grey: clusters matched to no class), side by side."""
+    h = rgb.shape[0]
+    names = (*truth, ClassInfo("no class", UNMATCHED_COLOR))
+    key = np.full((h, LEGEND_WIDTH, 3), 255, dtype=np.uint8)
+    rows = legend(names, row_height=max(8, min(20, h // len(names))), width=LEGEND_WIDTH)[:h]
+    key[:rows.shape[0]] = rows
     panels = (rgb, colorize(prediction.astype(np.uint8),
                             prediction_palette(truth, clusters, matched)),
-              colorize(mask.astype(np.uint8), palette(truth)))
+              colorize(mask.astype(np.uint8), palette(truth)), key)
     gap = np.full((rgb.shape[0] + TITLE_HEIGHT, 4, 3), 255, dtype=np.uint8)
     parts = []
     for panel, title in zip(panels, TITLES, strict=True):
