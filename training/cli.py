@@ -213,6 +213,7 @@ def _clusters(args: argparse.Namespace) -> int:
     from training.artifact import load_trained_model
     from training.gallery import write_gallery
     from training.naming import apply_names, model_file
+    from training.trust import trust_facts
 
     model_path = model_file(args.model)
     if args.apply:
@@ -226,6 +227,11 @@ def _clusters(args: argparse.Namespace) -> int:
 
         for line in describe(model.calibration, [c.name for c in model.classes]):
             log.info("%s", line)
+    facts = trust_facts(model.backbone, model.provenance, model.num_clusters,
+                        len(model.classes))
+    if facts.random:
+        log.warning("%s was trained on RANDOM backbone weights: its clusters mean nothing "
+                    "(the gallery says so in a banner)", model_path)
     out = args.out or model_path.parent / "gallery"
     try:
         views = _views(model, args)
