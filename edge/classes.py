@@ -1,4 +1,5 @@
-"""Class names and colours: defaults for unnamed clusters and the small YAML people edit."""
+"""Class names and colours: defaults for unnamed clusters, the small YAML people edit, and the
+cluster -> class table that merges clusters given the same name (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -69,13 +70,45 @@ def classes_to_list(classes: Sequence[ClassInfo]) -> list[dict[str, Any]]:
     return [c.to_dict() for c in classes]
 
 
-def classes_from_list(items: Sequence[dict[str, Any]]) -> tuple[ClassInfo, ...]:
+def classes_from_list(items: Sequence[dict[str, Any]],
+                      repeats: bool = False) -> tuple[ClassInfo, ...]:
+    """Classes from their dicts; ``repeats`` allows equal names (one entry per cluster, where
+    equal names merge clusters), otherwise names must be unique."""
     classes = tuple(ClassInfo.from_dict(d) for d in items)
     check_class_count(len(classes))
     names = [c.name for c in classes]
-    if len(set(names)) != len(names):
+    if not repeats and len(set(names)) != len(names):
         raise ValueError(f"duplicate class names in {names}")
     return classes
+
+
+def merge_by_name(per_cluster: Sequence[ClassInfo]
+                  ) -> tuple[tuple[ClassInfo, ...], tuple[int, ...]]:
+    """``(classes, class index per cluster)``: clusters with the same name become one class,
+    in order of first appearance, with the colour of its first cluster (over-cluster, then
+    merge: docs/stego.md §7)."""
+    classes: list[ClassInfo] = []
+    index: dict[str, int] = {}
+    table = []
+    for cls in per_cluster:
+        if cls.name not in index:
+            index[cls.name] = len(classes)
+            classes.append(cls)
+        table.append(index[cls.name])
+    return tuple(classes), tuple(table)
+
+
+def check_cluster_classes(table: Sequence[int], clusters: int,
+                          classes: int) -> tuple[int, ...]:
+    """A cluster -> class table: one class index per cluster, every class used by one."""
+    table = tuple(int(c) for c in table)
+    if len(table) != clusters:
+        raise ValueError(f"cluster -> class table of {len(table)} entries for {clusters} "
+                         "clusters")
+    if sorted(set(table)) != list(range(classes)):
+        raise ValueError(f"cluster -> class table {list(table)} must use each of the "
+                         f"{classes} classes")
+    return table
 
 
 def save_classes_yaml(path: str | Path, classes: Sequence[ClassInfo]) -> Path:
@@ -83,8 +116,10 @@ def save_classes_yaml(path: str | Path, classes: Sequence[ClassInfo]) -> Path:
     return write_text_atomic(path, text)
 
 
-def load_classes_yaml(path: str | Path, expected: int | None = None) -> tuple[ClassInfo, ...]:
-    """Read the names/colours YAML; ``expected`` is the cluster count it must describe."""
+def load_classes_yaml(path: str | Path, expected: int | None = None,
+                      repeats: bool = False) -> tuple[ClassInfo, ...]:
+    """Read the names/colours YAML; ``expected`` is the cluster count it must describe;
+    ``repeats``: equal names are allowed (they merge clusters)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -92,7 +127,10 @@ def load_classes_yaml(path: str | Path, expected: int | None = None) -> tuple[Cl
         raise ValueError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
         raise ValueError(f"{path}: expected a mapping with a 'classes' list")
-    classes = classes_from_list(data["classes"])
+    try:
+        classes = classes_from_list(data["classes"], repeats)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     if expected is not None and len(classes) != expected:
         raise ValueError(f"{path}: names {len(classes)} classes but the model has {expected}")
     return classes

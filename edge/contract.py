@@ -26,8 +26,8 @@ GRAPH_OUTPUTS_WITH_NOVELTY = (*GRAPH_OUTPUTS, GRAPH_NOVELTY)
 # The graph-stage enhancement parameters [c_r, c_b, g_r, g_g, g_b] (edge/enhance.py).
 ENHANCE_PARAMS = 5
 ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
-# ONNX metadata_props key under which export records the number of centroids baked into the graph
-# (the loader checks bundle.json's classes against it).
+# ONNX metadata_props key under which export records the number of classes the graph's labels
+# index (its centroids, fewer where clusters were merged); the loader checks bundle.json against it.
 GRAPH_CLASSES_KEY = "uwstego.num_classes"
 
 

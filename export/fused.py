@@ -15,7 +15,9 @@ Everything has the static shapes of one camera size and one network size, in thi
    the code norm ``|z|`` per patch;
 8. one bilinear upsampling of the K score maps and the norm map to camera size;
 9. ``labels = argmax_k`` cast to uint8 through float32 (TensorRT 8.6 has no int32 -> uint8 cast),
-   ``confidence = max_k score / norm``;
+   ``confidence = max_k score / norm``; for models whose clusters were merged by name
+   (edge/classes.py), a ``Gather`` of the cluster -> class table turns the argmax into class
+   indices;
 10. for calibrated models, ``novelty`` (:func:`edge.novelty.novelty_map`): the cluster's knots
     gathered by the argmax (``Gather`` on int32 indices) and a clipped sum over the knot
     segments; with ``mark_unknown``, labels whose confidence is below their cluster's threshold
@@ -40,6 +42,8 @@ What is exact and what is approximated, against the official path (upsample the 
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -92,7 +96,7 @@ class FusedSegmenter(nn.Module):
 
     def __init__(self, backbone: DinoViT, head: SegmentationHead, centroids: np.ndarray,
                  camera: Size, network: Size, calibration: NoveltyCalibration | None = None,
-                 mark_unknown: bool = False) -> None:
+                 mark_unknown: bool = False, cluster_classes: Sequence[int] = ()) -> None:
         super().__init__()
         if mark_unknown and calibration is None:
             raise ValueError("marking unknown pixels needs a novelty calibration (the model "
@@ -105,6 +109,11 @@ class FusedSegmenter(nn.Module):
         self.camera = camera
         self.network = network
         self.num_classes = int(cent.shape[0])
+        table = tuple(cluster_classes) or tuple(range(self.num_classes))
+        self.num_labels = max(table) + 1  # classes of the labels (and of the calibration)
+        self.merged = table != tuple(range(self.num_classes))
+        if self.merged:
+            self.register_buffer("class_of_cluster", torch.tensor(table, dtype=torch.float32))
         self.backbone = backbone.eval()
         self.head = head.eval()
         grid = (network.height // backbone.patch_size, network.width // backbone.patch_size)
@@ -120,9 +129,9 @@ class FusedSegmenter(nn.Module):
         self.calibrated = calibration is not None
         self.mark_unknown = mark_unknown
         if calibration is not None:
-            if calibration.num_clusters != self.num_classes:
-                raise ValueError(f"calibration of {calibration.num_clusters} clusters for "
-                                 f"{self.num_classes} centroids")
+            if calibration.num_clusters != self.num_labels:
+                raise ValueError(f"calibration of {calibration.num_clusters} classes for "
+                                 f"{self.num_labels} classes")
             knots = calibration.knot_array()
             self.register_buffer("knot_hi", torch.from_numpy(knots[:, 1:].copy()))
             self.register_buffer("knot_slope", torch.from_numpy(segment_slopes(knots)))
@@ -144,6 +153,9 @@ class FusedSegmenter(nn.Module):
         best, index = maps[:, :self.num_classes].max(dim=1)
         confidence = best / maps[:, self.num_classes]
         label_values = index.to(torch.float32)
+        if self.merged:
+            label_values = self.class_of_cluster[index.to(torch.int32)]
+            index = label_values.to(torch.int32)  # the calibration is per class
         if not self.calibrated:
             return label_values.to(torch.uint8), confidence
         cluster = index.to(torch.int32)

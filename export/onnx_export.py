@@ -58,8 +58,9 @@ def export_onnx(fused: FusedSegmenter) -> onnx.ModelProto:
                                             else GRAPH_OUTPUTS),
                           do_constant_folding=True)
     model = fold_constants(onnx.load_from_string(buffer.getvalue()))
-    # The argmax runs over exactly these centroids; the loader checks bundle.json against it.
-    helper.set_model_props(model, {GRAPH_CLASSES_KEY: str(fused.centroid_weight.shape[0])})
+    # The classes the labels index (the centroids, or fewer where clusters were merged); the
+    # loader checks bundle.json against it.
+    helper.set_model_props(model, {GRAPH_CLASSES_KEY: str(fused.num_labels)})
     onnx.checker.check_model(model, full_check=True)
     return model
 

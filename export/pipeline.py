@@ -237,14 +237,15 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
              model.backbone, model.num_clusters, camera, network)
 
     fused = FusedSegmenter(backbone, head, model.centroids, camera, network,
-                           calibration=model.calibration, mark_unknown=unknown_label)
+                           calibration=model.calibration, mark_unknown=unknown_label,
+                           cluster_classes=model.cluster_classes)
     graph = export_onnx(fused)
     check_graph(graph, camera)
     wanted = num_frames + (calibration_frames if int8 else 0)
     frames, source = validation_frames(model, camera, wanted, samples, seed)
     frames, calibration = split_frames(frames, num_frames, calibration_frames if int8 else 0)
     parity = check_parity(graph, fused, ReferenceSegmenter(backbone, head, model.centroids,
-                                                           network),
+                                                           network, model.cluster_classes),
                           frames, model.enhancement, frame_source=source,
                           min_agreement=min_agreement)
     validation: dict[str, Any] = {"onnxruntime_cpu_vs_pytorch": parity.to_dict()}

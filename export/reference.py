@@ -9,6 +9,8 @@ benchmark as the baseline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,11 +26,14 @@ class ReferenceSegmenter:
     """``segment(image_u8 HxWx3, params[5]) -> (labels uint8 HxW, confidence float32 HxW)``."""
 
     def __init__(self, backbone: DinoViT, head: SegmentationHead, centroids: np.ndarray,
-                 network: Size) -> None:
+                 network: Size, cluster_classes: Sequence[int] = ()) -> None:
         self.backbone = backbone.eval()
         self.head = head.eval()
         self.centroids = torch.as_tensor(np.asarray(centroids, dtype=np.float32))
         self.network = network
+        # Class of each cluster (clusters merged by name, edge/classes.py); identity if empty.
+        self.class_of_cluster = torch.tensor(tuple(cluster_classes)
+                                             or range(self.centroids.shape[0]))
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
 
@@ -44,4 +49,5 @@ class ReferenceSegmenter:
         code = self.head(self.backbone(x))
         code = F.interpolate(code, size=camera.shape, mode="bilinear", align_corners=False)
         confidence, labels = cosine_scores(code, self.centroids).max(dim=1)
-        return labels[0].to(torch.uint8).numpy(), confidence[0].numpy()
+        labels = self.class_of_cluster[labels[0]]
+        return labels.to(torch.uint8).numpy(), confidence[0].numpy()

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from edge.atomic import atomic_dir, atomic_path, write_bytes_atomic
-from edge.classes import ClassInfo, default_classes, load_classes_yaml, save_classes_yaml
+from edge.classes import (
+    ClassInfo,
+    check_cluster_classes,
+    default_classes,
+    load_classes_yaml,
+    merge_by_name,
+    save_classes_yaml,
+)
 
 
 def test_default_classes_are_distinct():
@@ -28,6 +35,25 @@ def test_classes_yaml_round_trip_and_errors(tmp_path: Path):
         load_classes_yaml(path)
     path.write_text("classes: [\n")
     with pytest.raises(ValueError, match="not valid YAML"):
+        load_classes_yaml(path)
+
+
+def test_equal_names_merge_clusters_into_one_class(tmp_path: Path):
+    per_cluster = [ClassInfo("sand", (1, 1, 1)), ClassInfo("fish", (2, 2, 2)),
+                   ClassInfo("sand", (3, 3, 3)), ClassInfo("reef", (4, 4, 4)),
+                   ClassInfo("fish", (5, 5, 5))]
+    classes, table = merge_by_name(per_cluster)
+    assert classes == (ClassInfo("sand", (1, 1, 1)), ClassInfo("fish", (2, 2, 2)),
+                       ClassInfo("reef", (4, 4, 4)))
+    assert table == (0, 1, 0, 2, 1)
+    assert check_cluster_classes(table, 5, 3) == table
+    with pytest.raises(ValueError, match="must use each of the 4 classes"):
+        check_cluster_classes(table, 5, 4)
+    with pytest.raises(ValueError, match="of 5 entries for 6 clusters"):
+        check_cluster_classes(table, 6, 3)
+    path = save_classes_yaml(tmp_path / "names.yaml", per_cluster)
+    assert load_classes_yaml(path, expected=5, repeats=True) == tuple(per_cluster)
+    with pytest.raises(ValueError, match="duplicate class names"):
         load_classes_yaml(path)
 
 

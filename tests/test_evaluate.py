@@ -13,7 +13,11 @@ import pytest
 pytest.importorskip("torch")
 
 from edge.enhance import Enhancer
+from edge.segmenter import Segmenter
+from tests.support.bundles import make_tiny_bundle
+from tests.support.commands import assert_one_line_error, run_tool
 from tests.support.trained import tiny_model
+from training.artifact import save_trained_model
 from training.evaluate import evaluate, resize_center_crop
 from training.inference import segment, to_network_input
 from training.masks import SUIM_CLASSES, decode_suim, read_mask
@@ -97,7 +101,7 @@ def test_masks_equal_to_relabelled_clusters_score_100(tmp_path):
     assert [perm[k] for k in report.scores.assignment] == [0, 1, 2, 3]  # relabelling undone
     saved = json.loads((out / "scores.json").read_text())
     assert saved["scores"]["mIoU"] == pytest.approx(100.0)
-    assert len(report.table().splitlines()) == 4 + 4
+    assert len(report.table().splitlines()) == 4 + 5
     png = cv2.imread(str(out / "confusion.png"))
     assert png is not None and png.shape[0] > 50
 
@@ -134,3 +138,105 @@ def test_suim_sample_pairs(tmp_path):
     for idx in (2, 7):
         iou = report.scores.per_class_iou[idx]
         assert np.isnan(iou) or iou == 0.0
+
+
+def _random_set(tmp_path: Path, n_classes: int, n: int = 3, size=(64, 64)):
+    """Blocky images and index masks using every one of ``n_classes`` classes."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(3)
+    h, w = size
+    for i in range(n):
+        _write_rgb(images / f"f{i}.png", _blocky(rng, h, w))
+        small = np.arange(16, dtype=np.uint8).reshape(4, 4) % n_classes
+        cv2.imwrite(str(masks / f"f{i}.png"),
+                    cv2.resize(rng.permutation(small), (w, h), interpolation=cv2.INTER_NEAREST))
+    return images, masks
+
+
+def test_fewer_clusters_than_classes_leaves_classes_unmatched(tmp_path):
+    """Issue 21 item 1: 2 clusters for 4 classes crashed the table with an IndexError and
+    listed clusters that do not exist."""
+    model_path = save_trained_model(tmp_path / "run" / "model.pt", tiny_model(k=2))
+    images, masks = _random_set(tmp_path, 4)
+    out = tmp_path / "eval"
+    outcome = run_tool("uwstego", "evaluate", model_path, "--images", images, "--masks", masks,
+                       "--resolution", "64", "--out", out)
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    table = (out / "per_class_iou.txt").read_text()
+    assert table.count("(none)") == 2, table
+    saved = json.loads((out / "scores.json").read_text())
+    matched = saved["scores"]["assignment"]
+    assert sorted(k for k in matched if k is not None) == [0, 1]
+    assert matched.count(None) == 2
+    assert saved["clusters"] == ["cluster_0", "cluster_1"]
+    # Ground truth on rows: 4 classes x 2 clusters.
+    assert np.asarray(saved["confusion"]).shape == (4, 2)
+    assert saved["confusion_rows"] == "ground-truth class"
+    assert cv2.imread(str(out / "confusion.png")) is not None
+    assert "2 classes will match no cluster" in outcome.stderr
+
+
+def test_class_count_is_explained_for_colour_and_index_masks(tmp_path):
+    """Issue 21 item 11: the same masks as SUIM colours (8 classes) and as indices (largest + 1)
+    score different class counts; the report says how many and why."""
+    model = tiny_model(k=8)
+    images, masks = _random_set(tmp_path, 6, n=2)  # indices 0..5: no robot, fish, seafloor
+    rgb_masks = tmp_path / "masks_rgb"
+    rgb_masks.mkdir()
+    for p in masks.iterdir():
+        index = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        _write_rgb(rgb_masks / p.name, np.asarray([c.color for c in SUIM_CLASSES],
+                                                  np.uint8)[index])
+    settings = EvalSettings(resolution=64)
+    as_rgb = evaluate(model, images, rgb_masks, settings, progress=False)
+    as_index = evaluate(model, images, masks, settings, out_dir=tmp_path / "eval",
+                        progress=False)
+    assert len(as_rgb.classes) == 8 and len(as_index.classes) == 6
+    assert as_rgb.truth.present == as_index.truth.present == (0, 1, 2, 3, 4, 5)
+    assert "encodes 8 colours" in as_rgb.truth.reason
+    assert "never present 6 (fish), 7 (seafloor)" in as_rgb.truth.describe()
+    assert "largest index is 5, so 6 classes" in as_index.truth.reason
+    saved = json.loads((tmp_path / "eval" / "scores.json").read_text())
+    assert saved["ground_truth"]["present"] == [0, 1, 2, 3, 4, 5]
+    assert "6 classes are inferred" in saved["ground_truth"]["reason"]
+
+
+def test_an_exported_bundle_is_scored_with_its_deployed_graph(tmp_path):
+    """Issue 21 item 8: evaluate takes a bundle, runs the graph through edge.Segmenter (ONNX
+    Runtime) and writes example overlays next to the scores."""
+    bundle = make_tiny_bundle(tmp_path / "bundle", camera=(64, 48))
+    segmenter = Segmenter(bundle, backend="onnxruntime")
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(5)
+    perm = np.asarray([3, 0, 4, 1, 2], np.uint8)
+    for i in range(3):
+        rgb = _blocky(rng, 48, 64)
+        _write_rgb(images / f"f{i}.png", rgb)
+        segmenter.reset()
+        cv2.imwrite(str(masks / f"f{i}.png"), perm[segmenter.segment(rgb).labels])
+    out = tmp_path / "eval"
+    outcome = run_tool("uwstego", "evaluate", bundle, "--images", images, "--masks", masks,
+                       "--resolution", "48", "--num-classes", "5", "--out", out,
+                       "--overlays", "2")
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    saved = json.loads((out / "scores.json").read_text())
+    assert saved["model_kind"] == "bundle"
+    assert saved["scores"]["accuracy"] == pytest.approx(100.0)
+    assert [int(perm[k]) for k in saved["scores"]["assignment"]] == [0, 1, 2, 3, 4]
+    pictures = sorted((out / "overlays").iterdir())
+    assert [p.name for p in pictures] == ["f0.png", "f2.png"]
+    picture = cv2.imread(str(pictures[0]))
+    assert picture.shape[1] == 3 * 48 + 3 * 4 + 140 and picture.shape[0] > 48
+    # The prediction panel in matched colours equals the ground-truth panel.
+    top = picture.shape[0] - 48
+    np.testing.assert_array_equal(picture[top:, 52:100], picture[top:, 104:152])
+
+    flip = run_tool("uwstego", "evaluate", bundle, "--images", images, "--masks", masks,
+                    "--resolution", "48", "--flip")
+    assert_one_line_error(flip, "--flip", "without --flip")
+    with pytest.raises(FileNotFoundError, match=r"holds neither bundle.json .* nor model.pt"):
+        evaluate(images, images, masks, EvalSettings(resolution=48), progress=False)

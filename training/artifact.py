@@ -21,7 +21,13 @@ import numpy as np
 import torch
 
 from edge.atomic import atomic_path
-from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
+from edge.classes import (
+    ClassInfo,
+    check_class_count,
+    check_cluster_classes,
+    classes_from_list,
+    classes_to_list,
+)
 from edge.enhance import EnhanceSettings
 from edge.novelty import NoveltyCalibration
 from training.head import HeadConfig, SegmentationHead
@@ -47,7 +53,11 @@ class TrainedModel:
     resolution: int
     provenance: Mapping[str, Any] = field(default_factory=dict)
     # None for models trained before calibration existed (or imported): novelty unavailable.
+    # Per class of ``classes`` (clusters merged into one class share one calibration).
     calibration: NoveltyCalibration | None = None
+    # Class index of each centroid (edge/classes.py ``merge_by_name``); empty: cluster k is
+    # class k. Export applies it after the argmax, so labels are class indices.
+    cluster_classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         cent = np.asarray(self.centroids, dtype=np.float32)
@@ -59,22 +69,43 @@ class TrainedModel:
             raise ValueError(f"centroids must be unit rows, norms range {norms.min():.4g}.."
                              f"{norms.max():.4g}")
         check_class_count(cent.shape[0])
-        if len(self.classes) != cent.shape[0]:
+        if not self.cluster_classes and len(self.classes) != cent.shape[0]:
             raise ValueError(f"{len(self.classes)} class names for {cent.shape[0]} centroids")
+        table = check_cluster_classes(self.cluster_classes or range(len(self.classes)),
+                                      cent.shape[0], len(self.classes))
         if self.resolution <= 0:
             raise ValueError(f"resolution must be positive, got {self.resolution}")
-        if self.calibration is not None and self.calibration.num_clusters != cent.shape[0]:
-            raise ValueError(f"novelty calibration of {self.calibration.num_clusters} clusters "
-                             f"for {cent.shape[0]} centroids")
+        if self.calibration is not None and self.calibration.num_clusters != len(self.classes):
+            raise ValueError(f"novelty calibration of {self.calibration.num_clusters} classes "
+                             f"for {len(self.classes)} classes")
         object.__setattr__(self, "centroids", cent)
+        object.__setattr__(self, "cluster_classes", table)
         object.__setattr__(self, "classes", tuple(self.classes))
 
     @property
     def num_clusters(self) -> int:
         return int(self.centroids.shape[0])
 
-    def with_classes(self, classes: Sequence[ClassInfo]) -> TrainedModel:
-        return dataclasses.replace(self, classes=tuple(classes))
+    @property
+    def merged(self) -> bool:
+        """Some clusters share a class."""
+        return len(self.classes) < self.num_clusters
+
+    @property
+    def cluster_names(self) -> tuple[ClassInfo, ...]:
+        """The class of each cluster (names repeat where clusters were merged)."""
+        return tuple(self.classes[c] for c in self.cluster_classes)
+
+    def with_classes(self, classes: Sequence[ClassInfo],
+                     cluster_classes: Sequence[int] = (),
+                     calibration: NoveltyCalibration | None = None) -> TrainedModel:
+        """The same model with other names and colours and, given ``cluster_classes``, another
+        cluster -> class table. A new table needs the ``calibration`` of its classes (None:
+        none); names alone keep the calibration."""
+        table = tuple(cluster_classes)
+        same = (table or tuple(range(len(classes)))) == self.cluster_classes
+        return dataclasses.replace(self, classes=tuple(classes), cluster_classes=table,
+                                   calibration=self.calibration if same else calibration)
 
     def build_modules(self, device: torch.device | str = "cpu"):
         """``(backbone, head)`` with the stored weights, frozen, in eval mode, on ``device``."""
@@ -102,6 +133,7 @@ class TrainedModel:
             "resolution": self.resolution,
             "provenance": dict(self.provenance),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "cluster_classes": list(self.cluster_classes),
         }
 
     @classmethod
@@ -118,6 +150,7 @@ class TrainedModel:
             provenance=dict(data.get("provenance", {})),
             calibration=(NoveltyCalibration.from_dict(data["calibration"])
                          if data.get("calibration") is not None else None),
+            cluster_classes=tuple(int(c) for c in data.get("cluster_classes", ())),
         )
 
 

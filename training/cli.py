@@ -11,10 +11,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.cli import HelpFormatter
 from edge.enhance import EnhanceSettings
+
+if TYPE_CHECKING:  # torch stays out of command registration (the vehicle has none)
+    from training.artifact import TrainedModel
+    from training.gallery import View
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +123,21 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     d = EvalSettings()
     p = subparsers.add_parser(
         "evaluate", formatter_class=_FORMATTER,
-        help="mIoU / accuracy of a trained model on labelled images",
+        help="mIoU / accuracy of a trained model or an exported bundle on labelled images",
         description="STEGO's protocol: whole-set confusion matrix, Hungarian matching of "
-                    "clusters to classes, mIoU and pixel accuracy; per-class IoU table and a "
-                    "confusion-matrix PNG.")
-    p.add_argument("model", type=Path, help="model.pt or a training output folder")
+                    "clusters to classes, mIoU and pixel accuracy; per-class IoU table, a "
+                    "confusion-matrix PNG (ground truth on rows) and example pictures "
+                    "(image | prediction | ground truth) in OUT/overlays. A bundle is scored "
+                    "by running its deployed graph with ONNX Runtime.")
+    p.add_argument("model", type=Path,
+                   help="model.pt, a training output folder, or an exported bundle folder")
     p.add_argument("--images", type=Path, required=True, help="folder of images")
     p.add_argument("--masks", type=Path, required=True,
                    help="folder of masks with the images' file names (SUIM colour or index)")
-    p.add_argument("--out", type=Path, help="folder for scores.json, the table and the PNG")
+    p.add_argument("--out", type=Path,
+                   help="folder for scores.json, the table, the PNG and the overlays")
+    p.add_argument("--overlays", type=int, default=4,
+                   help="example pictures written to OUT/overlays (0: none)")
     p.add_argument("--mask-kind", choices=MASK_KINDS, default=d.mask_kind,
                    help="suim: colour masks; index: pixel values are class ids; auto: suim for "
                         "colour files, index for single-channel ones")
@@ -135,21 +147,21 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
                    help="short side the images are resized to, then centre-cropped (px)")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
                    help="image resize (labels always nearest)")
-    p.add_argument("--flip", action="store_true", help="average with the mirrored image")
+    p.add_argument("--flip", action="store_true",
+                   help="average with the mirrored image (model.pt only)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.artifact import load_trained_model
     from training.evaluate import evaluate
     from training.settings import EvalSettings
 
     settings = EvalSettings(resolution=args.resolution, interpolation=args.interpolation,
                             flip=args.flip, mask_kind=args.mask_kind,
                             num_classes=args.num_classes)
-    report = evaluate(load_trained_model(args.model), args.images, args.masks, settings,
-                      device=args.device, out_dir=args.out)
+    report = evaluate(args.model, args.images, args.masks, settings, device=args.device,
+                      out_dir=args.out, overlays=args.overlays)
     print(report.table())
     return 0
 
@@ -157,16 +169,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 def register_clusters(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "clusters", formatter_class=_FORMATTER,
-        help="gallery of example patches per cluster; name the clusters",
+        help="gallery of example patches per cluster; name (and merge) the clusters",
         description="Writes OUT/index.html, gallery.png and classes.yaml. Edit the names and "
-                    "colours in classes.yaml, then put them into the model with --apply.")
+                    "colours in classes.yaml (clusters given the same name merge into one "
+                    "class), then put them into the model with --apply, which also "
+                    "regenerates the gallery.")
     p.add_argument("model", type=Path, help="model.pt or a training output folder")
     p.add_argument("sources", nargs="*", type=Path,
                    help="images, videos or bags to take examples from (default: the model's "
                         "training feature cache)")
     p.add_argument("--out", type=Path, help="gallery folder (default: <model folder>/gallery)")
     p.add_argument("--apply", type=Path, metavar="NAMES_YAML",
-                   help="write these names and colours into the model file and exit")
+                   help="write these names and colours into the model file, then regenerate "
+                        "the gallery")
     p.add_argument("--per-cluster", type=int, default=8, help="examples per cluster")
     p.add_argument("--max-images", type=int, default=200,
                    help="images (or cached crops) to look through for examples")
@@ -177,17 +192,34 @@ def register_clusters(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_clusters)
 
 
-def _clusters(args: argparse.Namespace) -> int:
-    from training.artifact import load_trained_model
+def _views(model: TrainedModel, args: argparse.Namespace) -> Iterator[View]:
+    """Where the gallery's examples come from: the sources given, else the training cache."""
     from training.features import FeatureCache
-    from training.gallery import apply_names, cache_views, source_views, write_gallery
+    from training.gallery import cache_views, source_views
     from training.pipeline import PipelineSettings, open_sources
 
-    model_path = args.model / "model.pt" if args.model.is_dir() else args.model
+    if args.sources:
+        sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
+                                                              video_stride=args.video_stride))
+        return source_views(model, sources, args.max_images, args.device)
+    cache_dir = model.provenance.get("feature_cache")
+    if not cache_dir or not os.path.isdir(cache_dir):
+        raise FileNotFoundError(f"the feature cache the model was trained on ({cache_dir}) "
+                                "is gone: pass image sources to take examples from")
+    return cache_views(model, FeatureCache.open(cache_dir), args.max_images, args.device)
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from training.artifact import load_trained_model
+    from training.gallery import write_gallery
+    from training.naming import apply_names, model_file
+    from training.trust import trust_facts
+
+    model_path = model_file(args.model)
     if args.apply:
-        apply_names(model_path, args.apply)
-        return 0
-    model = load_trained_model(model_path)
+        model = apply_names(model_path, args.apply, args.device)
+    else:
+        model = load_trained_model(model_path)
     if model.calibration is None:
         log.info("%s has no novelty calibration (novelty unavailable)", model_path)
     else:
@@ -195,17 +227,21 @@ def _clusters(args: argparse.Namespace) -> int:
 
         for line in describe(model.calibration, [c.name for c in model.classes]):
             log.info("%s", line)
-    if args.sources:
-        sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
-                                                              video_stride=args.video_stride))
-        views = source_views(model, sources, args.max_images, args.device)
-    else:
-        cache_dir = model.provenance.get("feature_cache")
-        if not cache_dir or not os.path.isdir(cache_dir):
-            raise FileNotFoundError(f"the feature cache the model was trained on ({cache_dir}) "
-                                    "is gone: pass image sources to take examples from")
-        views = cache_views(model, FeatureCache.open(cache_dir), args.max_images, args.device)
+    facts = trust_facts(model.backbone, model.provenance, model.num_clusters,
+                        len(model.classes))
+    if facts.random:
+        log.warning("%s was trained on RANDOM backbone weights: its clusters mean nothing "
+                    "(the gallery says so in a banner)", model_path)
     out = args.out or model_path.parent / "gallery"
-    result = write_gallery(model, views, out, args.per_cluster, model_path=str(model_path))
+    try:
+        views = _views(model, args)
+    except FileNotFoundError as exc:
+        if not args.apply:
+            raise
+        log.warning("the names are in %s, but the gallery was not regenerated: %s", model_path,
+                    exc)
+        return 0
+    result = write_gallery(model, views, out, args.per_cluster, model_path=str(model_path),
+                           keep_names=not args.apply)
     log.info("gallery: %s; names file: %s", result.html, result.classes_yaml)
     return 0

@@ -1,59 +1,72 @@
-"""``uwstego evaluate``: a trained model against labelled image/mask folders (docs/stego.md §8).
+"""``uwstego evaluate``: a trained model or an exported bundle against labelled image/mask
+folders (docs/stego.md §8).
 
 Protocol: each image is enhanced as in training (a fresh enhancer per still image), its short
 side resized to ``resolution`` and centre-cropped square (nearest neighbour for the labels and,
 by default, for the image too, as the official code does); the model's code is upsampled to the
 crop, compared to the centroids by cosine and argmaxed (no CRF), optionally averaged with the
-mirrored image. The confusion matrix of the whole set is matched to the classes once
-(Hungarian) by :mod:`edge.scoring`.
+mirrored image. A bundle runs its deployed graph on the whole image instead
+(:mod:`training.eval_predict`). The confusion matrix of the whole set is matched to the classes
+once (Hungarian) by :mod:`edge.scoring`; with fewer clusters than classes, the classes left over
+are matched to no cluster ("(none)", IoU 0).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from edge.atomic import atomic_path, write_json_atomic, write_text_atomic
-from edge.classes import ClassInfo, default_colors
-from edge.enhance import Enhancer
+from edge.bundle import Bundle
+from edge.classes import ClassInfo
 from edge.scoring import Confusion, Scores
 from training.artifact import TrainedModel
 from training.data.sources import IMAGE_SUFFIXES, decode_image_file
-from training.inference import segment, to_network_input
-from training.masks import IGNORE, SUIM_CLASSES, read_mask_kind
+from training.eval_overlays import OVERLAY_DIR, pick_overlays, write_overlays
+from training.eval_predict import open_predictor, resize_center_crop
+from training.masks import GroundTruth, ground_truth, read_mask_kind
 from training.settings import EvalSettings
 
 log = logging.getLogger(__name__)
-
-CV2_INTERPOLATION = {"nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA,
-                     "bilinear": cv2.INTER_LINEAR}
+NONE = "(none)"
 
 
 @dataclass(frozen=True)
 class EvalReport:
     scores: Scores
     paper_scores: Scores | None  # official extra-cluster arithmetic, when K > classes
-    classes: tuple[ClassInfo, ...]
+    truth: GroundTruth
     cluster_names: tuple[str, ...]
-    confusion: np.ndarray  # [clusters, classes] whole-set counts
+    confusion: np.ndarray  # [clusters, classes] whole-set counts, real clusters only
     images: int
     settings: EvalSettings
+    model_kind: str = "model"  # "model" (PyTorch) or "bundle" (the deployed graph)
+
+    @property
+    def classes(self) -> tuple[ClassInfo, ...]:
+        return self.truth.classes
+
+    @property
+    def matched(self) -> tuple[int | None, ...]:
+        """The cluster matched to each class; None where there are fewer clusters than classes
+        and the class got none (the scorer pads with clusters that never fire)."""
+        return tuple(k if k < len(self.cluster_names) else None for k in self.scores.assignment)
 
     def table(self) -> str:
         lines = [f"{'class':<16} {'IoU %':>7}  cluster", "-" * 40]
-        for c, iou, k in zip(self.classes, self.scores.per_class_iou, self.scores.assignment,
+        for c, iou, k in zip(self.classes, self.scores.per_class_iou, self.matched,
                              strict=True):
             shown = "   n/a" if np.isnan(iou) else f"{iou:7.2f}"
-            lines.append(f"{c.name:<16} {shown}  {k} ({self.cluster_names[k]})")
+            cluster = NONE if k is None else f"{k} ({self.cluster_names[k]})"
+            lines.append(f"{c.name:<16} {shown}  {cluster}")
         lines.append("-" * 40)
+        lines.append(self.truth.describe())
         lines.append(f"mIoU {self.scores.miou:.2f} %   accuracy {self.scores.accuracy:.2f} %   "
                      f"({self.images} images, {self.scores.pixels} pixels)")
         if self.paper_scores is not None:
@@ -63,13 +76,18 @@ class EvalReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        scores = {**self.scores.to_dict(), "assignment": list(self.matched)}
         return {
-            "scores": self.scores.to_dict(),
+            "model_kind": self.model_kind,
+            "scores": scores,
             "paper_compatible_scores": (self.paper_scores.to_dict()
                                         if self.paper_scores is not None else None),
             "classes": [c.name for c in self.classes],
+            "ground_truth": self.truth.to_dict(),
             "clusters": list(self.cluster_names),
-            "confusion": self.confusion.tolist(),
+            "confusion": self.confusion.T.tolist(),
+            "confusion_rows": "ground-truth class",
+            "confusion_columns": "cluster",
             "images": self.images,
             "settings": self.settings.to_dict(),
         }
@@ -92,63 +110,48 @@ def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[tuple[Path
     return [(p, masks[p.stem]) for p in images]
 
 
-def resize_center_crop(img: np.ndarray, resolution: int, interpolation: str) -> np.ndarray:
-    """Short side to ``resolution`` then the central square, same geometry for any method."""
-    h, w = img.shape[:2]
-    scale = resolution / min(h, w)
-    size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
-    if (size[1], size[0]) != (h, w):
-        img = cv2.resize(img, size, interpolation=CV2_INTERPOLATION[interpolation])
-    top = round((img.shape[0] - resolution) / 2)
-    left = round((img.shape[1] - resolution) / 2)
-    return img[top:top + resolution, left:left + resolution]
-
-
-def _gt_classes(masks: Sequence[np.ndarray], settings: EvalSettings,
-                kinds: set[str]) -> tuple[ClassInfo, ...]:
-    if kinds == {"suim"} and settings.num_classes in (None, len(SUIM_CLASSES)):
-        return SUIM_CLASSES
-    n = settings.num_classes
-    if n is None:
-        valid = [int(m[m != IGNORE].max()) for m in masks if (m != IGNORE).any()]
-        if not valid:
-            raise ValueError(f"every mask pixel is 'ignore' ({IGNORE}): nothing to score")
-        n = max(valid) + 1
-    return tuple(ClassInfo(f"class_{i}", c) for i, c in enumerate(default_colors(n)))
-
-
-def evaluate(model: TrainedModel, images_dir: str | Path, masks_dir: str | Path,
-             settings: EvalSettings | None = None, device: str | torch.device = "cpu",
-             out_dir: str | Path | None = None, progress: bool = True) -> EvalReport:
-    """Score ``model`` on image/mask folder pairs; with ``out_dir``, write the report files."""
+def evaluate(model: TrainedModel | Bundle | str | Path, images_dir: str | Path,
+             masks_dir: str | Path, settings: EvalSettings | None = None,
+             device: str | torch.device = "cpu", out_dir: str | Path | None = None,
+             progress: bool = True, overlays: int = 4) -> EvalReport:
+    """Score a model or bundle (or a path to either) on image/mask folder pairs; with
+    ``out_dir``, write the report files and ``overlays`` example pictures."""
     settings = settings or EvalSettings()
     pairs = pair_files(images_dir, masks_dir)
-    backbone, head = model.build_modules(device)
-    if settings.resolution % backbone.patch_size:
-        raise ValueError(f"evaluation resolution {settings.resolution} is not a multiple of the "
-                         f"patch size {backbone.patch_size}")
+    predictor = open_predictor(model, settings, device)
     read = [read_mask_kind(m, settings.mask_kind) for _, m in pairs]
-    kinds = {kind for _, kind in read}
     masks = [resize_center_crop(m, settings.resolution, "nearest") for m, _ in read]
-    classes = _gt_classes(masks, settings, kinds)
-    n_classes = len(classes)
-    confusion = Confusion(n_classes, max(0, model.num_clusters - n_classes))
-    for (img_path, _), mask in tqdm(list(zip(pairs, masks, strict=True)), desc="evaluate",
-                                    unit="img", disable=not progress):
+    truth = ground_truth(masks, {kind for _, kind in read}, settings.num_classes, masks_dir)
+    log.info("%s", truth.describe())
+    n_classes, n_clusters = len(truth.classes), len(predictor.classes)
+    if n_clusters < n_classes:
+        left = n_classes - n_clusters
+        log.warning("the model has %d clusters for %d ground-truth classes: %d %s will match "
+                    "no cluster", n_clusters, n_classes, left, "class" if left == 1 else "classes")
+    confusion = Confusion(n_classes, max(0, n_clusters - n_classes))
+    shown = pick_overlays(len(pairs), overlays if out_dir is not None else 0)
+    examples = []
+    for i, ((img_path, _), mask) in enumerate(tqdm(list(zip(pairs, masks, strict=True)),
+                                                   desc="evaluate", unit="img",
+                                                   disable=not progress)):
         rgb = decode_image_file(img_path)
-        img = resize_center_crop(Enhancer(model.enhancement).apply(rgb), settings.resolution,
-                                 settings.interpolation)
-        labels, _ = segment(backbone, head, model.centroids, to_network_input([img], device),
-                            flip=settings.flip)
-        confusion.update(labels[0].cpu().numpy(), mask)
+        labels = predictor.predict(rgb)
+        confusion.update(labels, mask)
+        if i in shown:
+            examples.append((img_path, resize_center_crop(rgb, settings.resolution,
+                                                          settings.interpolation),
+                             labels, mask))
     scores = confusion.scores()
     paper = confusion.scores(paper_compatible=True) if confusion.extra_clusters else None
-    report = EvalReport(scores, paper, classes, tuple(c.name for c in model.classes),
-                        confusion.matrix.copy(), len(pairs), settings)
+    report = EvalReport(scores, paper, truth, tuple(c.name for c in predictor.classes),
+                        confusion.matrix[:n_clusters].copy(), len(pairs), settings,
+                        predictor.kind)
     log.info("mIoU %.2f %%, accuracy %.2f %% on %d images", scores.miou, scores.accuracy,
              len(pairs))
     if out_dir is not None:
         write_report(report, out_dir)
+        write_overlays(Path(out_dir) / OVERLAY_DIR, examples, predictor.classes,
+                       truth.classes, report.matched)
     return report
 
 
@@ -161,14 +164,15 @@ def write_report(report: EvalReport, out_dir: str | Path) -> None:
 
 
 def plot_confusion(report: EvalReport, path: str | Path) -> None:
-    """Row-normalised confusion (class -> cluster), clusters in matched order, as a PNG."""
+    """Row-normalised confusion, ground-truth classes on rows and clusters on columns (as in
+    the replay report), clusters in matched order, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     conf = report.confusion
-    matched = list(report.scores.assignment)
+    matched = [k for k in report.matched if k is not None]
     order = matched + [k for k in range(conf.shape[0]) if k not in matched]
     m = conf[order].T.astype(np.float64)  # rows: classes, columns: clusters
     rows = m.sum(axis=1, keepdims=True)
@@ -184,8 +188,8 @@ def plot_confusion(report: EvalReport, path: str | Path) -> None:
     ax.set_xticks(range(n_clu), [report.cluster_names[k] for k in order], rotation=60,
                   ha="right", fontsize=7)
     ax.set_yticks(range(n_cls), [c.name for c in report.classes], fontsize=7)
-    ax.set_xlabel("cluster (matched order)")
-    ax.set_ylabel("ground truth")
+    ax.set_xlabel("columns: cluster (matched order)")
+    ax.set_ylabel("rows: ground-truth class")
     ax.set_title(f"mIoU {report.scores.miou:.1f} %, accuracy {report.scores.accuracy:.1f} % "
                  "(% of each class's pixels)", fontsize=8)
     fig.tight_layout()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from edge.classes import ClassInfo
+from edge.classes import ClassInfo, default_colors
 from edge.contract import IGNORE_LABEL
 
 IGNORE = IGNORE_LABEL
@@ -93,3 +96,59 @@ def read_mask_kind(path: str | Path, kind: str = "auto") -> tuple[np.ndarray, st
         raise ValueError(f"{path}: index masks must be 8-bit, got {raw.dtype}")
     _refuse_photographs(path, raw, kind)
     return (raw if raw.ndim == 2 else raw[..., 0]), kind
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The classes a set of masks is scored against, and why there are that many."""
+
+    classes: tuple[ClassInfo, ...]
+    kind: str  # "suim" or "index"
+    pixels: tuple[int, ...]  # scored pixels per class
+    reason: str
+
+    @property
+    def present(self) -> tuple[int, ...]:
+        return tuple(i for i, n in enumerate(self.pixels) if n)
+
+    def describe(self) -> str:
+        """One line: how many classes, from what, and which never appear."""
+        absent = [f"{i} ({self.classes[i].name})" for i, n in enumerate(self.pixels) if not n]
+        never = f": never present {', '.join(absent)}" if absent else ""
+        return (f"{len(self.classes)} ground-truth classes ({self.reason}); "
+                f"{len(self.present)} of them found in the masks{never}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": [c.name for c in self.classes], "mask_kind": self.kind,
+                "reason": self.reason, "present": list(self.present),
+                "pixels": list(self.pixels), "summary": self.describe()}
+
+
+def ground_truth(masks: Sequence[np.ndarray], kinds: set[str], num_classes: int | None,
+                 folder: str | Path) -> GroundTruth:
+    """The classes of ``masks`` (read as ``kinds``): SUIM's 8 for colour masks, ``num_classes``
+    when given, else the largest index + 1 (so a class that never occurs at the top of the
+    range is not counted: the same images can then give fewer classes as index masks than
+    as colour masks, and the description says so)."""
+    kind = "suim" if kinds == {"suim"} else "index"
+    if kind == "suim" and num_classes in (None, len(SUIM_CLASSES)):
+        classes = SUIM_CLASSES
+        reason = (f"SUIM colour masks in {folder}: one bit per RGB channel encodes "
+                  f"{len(SUIM_CLASSES)} colours")
+    elif num_classes is not None:
+        classes = tuple(ClassInfo(f"class_{i}", c)
+                        for i, c in enumerate(default_colors(num_classes)))
+        reason = f"--num-classes {num_classes}"
+    else:
+        valid = [int(m[m != IGNORE].max()) for m in masks if (m != IGNORE).any()]
+        if not valid:
+            raise ValueError(f"every mask pixel in {folder} is 'ignore' ({IGNORE}): nothing to "
+                             "score")
+        n = max(valid) + 1
+        classes = tuple(ClassInfo(f"class_{i}", c) for i, c in enumerate(default_colors(n)))
+        reason = (f"index masks in {folder}: the largest index is {n - 1}, so {n} classes are "
+                  "inferred; pass --num-classes if the dataset defines more")
+    counts = np.zeros(len(classes), dtype=np.int64)
+    for m in masks:
+        counts += np.bincount(m[m < len(classes)].ravel(), minlength=len(classes))
+    return GroundTruth(classes, kind, tuple(int(c) for c in counts), reason)
