@@ -38,7 +38,7 @@ class NodeProcess:
         ``python_path`` ahead of PYTHONPATH and ``env`` on top of this process's environment."""
         self.name = name
         self.log_path = log_path
-        command = command or [sys.executable, "-m", "uwstego_ros.node"]
+        command = command or [sys.executable, "-m", "uwstego_ros"]
         args = [*command, "--ros-args", "-r", f"__node:={name}"]
         if namespace:
             args += ["-r", f"__ns:={namespace}"]

@@ -18,7 +18,8 @@ it or not at all. With ``autostart`` (default) the node configures
 and activates itself at start. Callbacks only store the newest message; the worker decodes,
 segments and publishes with the input's header. Run it with ``ros2 run uwstego_ros
 segmentation_node --ros-args -p bundle:=/path/to/bundle`` or, without colcon, ``python -m
-uwstego_ros.node --ros-args ...``.
+uwstego_ros --ros-args ...`` (``uwstego_ros/__main__.py``: signals are handled from the first
+import on; exit codes in ``uwstego_ros/stopping.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32MultiArray
@@ -65,13 +67,19 @@ from uwstego_ros.diagnostics import Expectations, build_diagnostics
 from uwstego_ros.mailbox import Letter, Mailbox
 from uwstego_ros.params import NodeSettings, declare_settings, refused_while_active, updates_from
 from uwstego_ros.stats import StreamStats
+from uwstego_ros.stopping import (
+    EXIT_BACKEND_FAILED,
+    EXIT_START_FAILED,
+    EXIT_STOPPED,
+    StopRequest,
+)
 from uwstego_ros.worker import InferenceWorker
 
-EXIT_START_FAILED = 1
-EXIT_BACKEND_FAILED = 2
 # max_pixels:=0 caps frames at this many times the bundle's camera size.
 MAX_PIXELS_FACTOR = 4
 PROGRESS_EVERY_S = 10.0
+# How often the spin loop and a configure waiting for the backend check for a stop request.
+STOP_CHECK_S = 0.2
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 
@@ -126,7 +134,9 @@ class Configuration:
 
 
 class SegmentationNode(LifecycleNode):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, stopping: threading.Event | None = None, **kwargs) -> None:
+        """``stopping``: set when the process is to end (a signal): a configure waiting for the
+        backend gives up instead of holding the process until the engine is built."""
         super().__init__(NODE_NAME, **kwargs)
         self.settings = declare_settings(self)
         self.lifecycle = "unconfigured"
@@ -143,6 +153,7 @@ class SegmentationNode(LifecycleNode):
         self._taking = False  # the gate of the camera callbacks
         self._topic = ""
         self._camera_info: CameraInfo | None = None
+        self.stopping = stopping or threading.Event()
         self._input_group = MutuallyExclusiveCallbackGroup()
         # Diagnostics keep coming while a transition (an engine build) blocks the services.
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -181,17 +192,21 @@ class SegmentationNode(LifecycleNode):
                                       lambda: self.settings.max_rate,
                                       lambda: self._max_pixels(bundle),
                                       lambda: self.settings.reduced_decode, self.get_logger())
-        started = time.monotonic()
-        self.worker.start()
-        while not self.worker.ready.wait(PROGRESS_EVERY_S):
-            self.get_logger().info(f"still configuring the {s.backend} backend "
-                                   f"({time.monotonic() - started:.0f} s)")
-        if self.worker.failed:
-            error = self.worker.error
+        worker = self.worker
+        started = reported = time.monotonic()
+        worker.start()
+        while not worker.ready.wait(STOP_CHECK_S):
+            if self.stopping.is_set():  # main() says why and releases the backend
+                return FAILURE
+            if time.monotonic() - reported >= PROGRESS_EVERY_S:
+                reported = time.monotonic()
+                self.get_logger().info(f"still configuring the {s.backend} backend "
+                                       f"({reported - started:.0f} s)")
+        if worker.failed:
             self._release()
-            return self._failed(f"backend {s.backend}: {error}")
+            return self._failed(f"backend {s.backend}: {worker.error}")
         self.get_logger().info(f"configured in {time.monotonic() - started:.1f} s: "
-                               f"{self.worker.backend_info}")
+                               f"{worker.backend_info}")
         self.lifecycle = "inactive"
         return SUCCESS
 
@@ -394,40 +409,58 @@ def _autostart(node: SegmentationNode) -> bool:
     return True
 
 
+def _stopped(stop: StopRequest, logger) -> int:
+    if stop.during in ("active", "inactive"):
+        logger.info(f"stopped by {stop.signal_name} while {stop.during}")
+    else:  # never segmented: a supervisor's log must not read like a clean run
+        logger.warning(f"stopped by {stop.signal_name} while {stop.during}; the node never ran"
+                       + (" (the backend was still being built)" if stop.during == "configuring"
+                          else ""))
+    return EXIT_STOPPED
+
+
 def main(args: Sequence[str] | None = None) -> int:
-    rclpy.init(args=args)
-    logger = get_logger(NODE_NAME)
+    """Run the node until shutdown or a signal; exit codes in uwstego_ros/stopping.py."""
     node = None
+    stop = StopRequest(lambda: node.lifecycle if node is not None else "starting")
+    stop.install()
+    logger = get_logger(NODE_NAME)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     executor = None
     try:
         try:
-            node = SegmentationNode()
+            node = SegmentationNode(stopping=stop.event)
         except (BundleError, ValueError, ParameterException) as exc:
             logger.fatal(f"cannot start: {exc}")
             return EXIT_START_FAILED
         # Transitions, diagnostics and the camera callbacks each get a thread of their own.
         executor = MultiThreadedExecutor(num_threads=3)
         executor.add_node(node)
-        if node.settings.autostart and not _autostart(node):
+        if node.settings.autostart and not stop.requested and not _autostart(node) \
+                and not stop.requested:
             logger.fatal(f"cannot start: {node.failure}")
             return EXIT_START_FAILED
-        while rclpy.ok() and node.lifecycle != "finalized" and not node.fatal_error:
+        while rclpy.ok() and not stop.requested and node.lifecycle != "finalized" \
+                and not node.fatal_error:
             node.sync_inputs()
-            executor.spin_once(timeout_sec=0.2)
+            executor.spin_once(timeout_sec=STOP_CHECK_S)
         if node.fatal_error:
             logger.fatal(node.fatal_error)
             return EXIT_BACKEND_FAILED
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
+        stop.event.set()  # a configure still waiting on an executor thread gives up
         if node is not None:
             node.on_shutdown(None)
             node.destroy_node()
         if executor is not None:
             executor.shutdown()
         rclpy.try_shutdown()
-    return 0
+    if not stop.signal_name:
+        return EXIT_STOPPED
+    return _stopped(stop, node.get_logger() if node is not None else logger)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m uwstego_ros also covers signals while modules load
     sys.exit(main())
