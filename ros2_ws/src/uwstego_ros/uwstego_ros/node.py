@@ -63,9 +63,20 @@ from uwstego_ros.conversions import (
     qos_profile,
     scale_camera_info,
 )
-from uwstego_ros.diagnostics import Expectations, build_diagnostics
+from uwstego_ros.diagnostics import (
+    RANDOM_WEIGHTS,
+    Expectations,
+    build_diagnostics,
+    trained_on_random_weights,
+)
 from uwstego_ros.mailbox import Letter, Mailbox
-from uwstego_ros.params import NodeSettings, declare_settings, refused_while_active, updates_from
+from uwstego_ros.params import (
+    NodeSettings,
+    declare_settings,
+    pixel_cap,
+    refused_while_active,
+    updates_from,
+)
 from uwstego_ros.stats import StreamStats
 from uwstego_ros.stopping import (
     EXIT_BACKEND_FAILED,
@@ -75,8 +86,6 @@ from uwstego_ros.stopping import (
 )
 from uwstego_ros.worker import InferenceWorker
 
-# max_pixels:=0 caps frames at this many times the bundle's camera size.
-MAX_PIXELS_FACTOR = 4
 PROGRESS_EVERY_S = 10.0
 # How often the spin loop and a configure waiting for the backend check for a stop request.
 STOP_CHECK_S = 0.2
@@ -175,6 +184,10 @@ class SegmentationNode(LifecycleNode):
             names = coverage_names(class_names, bundle.meta.novelty is not None)
         except ValueError as exc:
             return self._failed(str(exc))
+        if trained_on_random_weights(bundle.meta.provenance):
+            self.get_logger().warning(f"bundle {bundle.path}: {RANDOM_WEIGHTS} (its backbone was "
+                                      "trained from random weights, provenance "
+                                      "training.random_weights); for tests and demos only")
         if s.publish_novelty and bundle.meta.novelty is None:
             self.get_logger().warning(f"publish_novelty: bundle {bundle.path} has no novelty "
                                       "calibration; ~/novelty stays silent")
@@ -306,7 +319,7 @@ class SegmentationNode(LifecycleNode):
     # executor callbacks: store and return
 
     def _max_pixels(self, bundle: Bundle) -> int:
-        return self.settings.max_pixels or MAX_PIXELS_FACTOR * bundle.meta.camera.pixels
+        return pixel_cap(self.settings.max_pixels, bundle.meta.camera)
 
     def _make_segmenter(self, bundle: Bundle) -> Segmenter:
         s = self.settings
@@ -349,11 +362,14 @@ class SegmentationNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         s, worker, config = self.settings, self.worker, self.config
         backend = (worker.backend_info if worker is not None else {}) or {"backend": s.backend}
-        camera = config.bundle.meta.camera if config else None
+        bundle = config.bundle if config else None
         expect = Expectations(
-            topic=self._topic, transport=s.transport, camera=camera, stale_after=s.stale_after,
-            expected_rate=s.expected_rate, warn_drop_ratio=s.warn_drop_ratio,
-            warn_bad_ratio=s.warn_bad_ratio, warn_novel_ratio=s.warn_novel_ratio)
+            topic=self._topic, transport=s.transport, camera=bundle.meta.camera if bundle else None,
+            stale_after=s.stale_after, expected_rate=s.expected_rate,
+            warn_drop_ratio=s.warn_drop_ratio, warn_bad_ratio=s.warn_bad_ratio,
+            warn_novel_ratio=s.warn_novel_ratio,
+            max_pixels=self._max_pixels(bundle) if bundle else s.max_pixels,
+            random_weights=bundle is not None and trained_on_random_weights(bundle.meta.provenance))
         snap = self.stats.snapshot(self.mailbox.dropped)
         self.pub_diagnostics.publish(build_diagnostics(
             f"{self.get_name()}: segmentation", self.get_clock().now().to_msg(), snap,
