@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import socket
 import sys
 import tempfile
 import time
@@ -33,19 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _isolate() -> None:
-    """Re-run under tools/run_isolated.sh unless only loopback is visible already."""
-    only_loopback = [name for _, name in socket.if_nameindex()] == ["lo"]
-    if not only_loopback and not os.environ.get("UWSTEGO_BENCH_ISOLATED"):
-        os.environ["UWSTEGO_BENCH_ISOLATED"] = "1"
-        runner = str(REPO / "tools" / "run_isolated.sh")
-        os.execv(runner, [runner, sys.executable, *sys.argv])
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_LOCALHOST_ONLY"] = "1"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "ros"))
+from ros_harness import isolate_script  # noqa: E402
 
-
-_isolate()
+isolate_script()
 
 import array  # noqa: E402
 
@@ -58,8 +48,6 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "ros"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from edge.bundle import load_bundle  # noqa: E402
 from edge.enhance import EnhanceSettings  # noqa: E402

@@ -6,7 +6,9 @@ Import it only after conftest.py has set the discovery variables (conftest impor
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +28,20 @@ from edge.contract import NODE_NAME
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO / "ros2_ws" / "src" / "uwstego_ros"
 CAMERA = (64, 48)
+
+
+def isolate_script() -> None:
+    """For scripts that start DDS (the benchmarks): re-run this one under
+    tools/run_isolated.sh unless only loopback is visible, then confine discovery to this
+    machine with a random domain id, as conftest.py does for the tests."""
+    only_loopback = [name for _, name in socket.if_nameindex()] == ["lo"]
+    if not only_loopback and not os.environ.get("UWSTEGO_BENCH_ISOLATED"):
+        os.environ["UWSTEGO_BENCH_ISOLATED"] = "1"
+        runner = str(REPO / "tools" / "run_isolated.sh")
+        os.execv(runner, [runner, sys.executable, *sys.argv])
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 
 
 class NodeProcess:
