@@ -5,18 +5,20 @@ Transitions: ``configure`` loads the bundle and builds the backend (a TensorRT e
 minutes on first start) on the inference thread, and creates the publishers; ``activate``
 subscribes to the camera; ``deactivate`` unsubscribes and drops the pending frame; ``cleanup``
 stops the inference thread, which releases the backend (GPU memory) on the thread that owns it;
-``shutdown`` does what is needed from any state.
+``shutdown`` does what is needed from any state. With ``autostart`` (default) the node
+configures and activates itself at start. Callbacks only store the newest message; the worker
+decodes, segments and publishes with the input's header.
 
 Transitions run on executor threads while the camera callbacks run on others, so they never
 create or destroy a subscription themselves: destroying one while the executor builds its wait
-set kills the process (``InvalidHandle``). A transition opens or closes the gate of the camera
-callbacks at once and records which subscriptions it wants; ``sync_inputs``, called by the
-thread that spins the executor between two spins, makes them. Everything the inference thread
-reads of one configuration (bundle, publishers, class names) is one ``Configuration``, replaced
-whole by a model swap and never edited, so a frame is published with the model that segmented
-it or not at all. With ``autostart`` (default) the node configures
-and activates itself at start. Callbacks only store the newest message; the worker decodes,
-segments and publishes with the input's header. Run it with ``ros2 run uwstego_ros
+set kills the process (``InvalidHandle``, docs/ros2.md section 8). A transition opens or closes
+the gate of the camera callbacks at once and records which subscriptions it wants;
+``sync_inputs``, called by the thread that spins the executor between two spins, makes them.
+Everything the inference thread reads of one configuration (bundle, publishers, class names) is
+one ``Configuration``, replaced whole by a model swap and never edited, so a frame is published
+with the model that segmented it or not at all.
+
+Run it with ``ros2 run uwstego_ros
 segmentation_node --ros-args -p bundle:=/path/to/bundle`` or, without colcon, ``python -m
 uwstego_ros --ros-args ...`` (``uwstego_ros/__main__.py``: signals are handled from the first
 import on; exit codes in ``uwstego_ros/stopping.py``).
