@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import socket
 import sys
 import tempfile
 import time
@@ -33,22 +31,14 @@ PROFILE = REPO / "ros2_ws" / "src" / "uwstego_ros" / "config" / "fastdds_large_d
 NODE = "uwstego_segmentation"
 
 
-def _isolate() -> None:
-    """Re-run under tools/run_isolated.sh unless only loopback is visible already."""
-    only_loopback = [name for _, name in socket.if_nameindex()] == ["lo"]
-    if not only_loopback and not os.environ.get("UWSTEGO_BENCH_ISOLATED"):
-        os.environ["UWSTEGO_BENCH_ISOLATED"] = "1"
-        runner = str(REPO / "tools" / "run_isolated.sh")
-        os.execv(runner, [runner, sys.executable, *sys.argv])
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_LOCALHOST_ONLY"] = "1"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
-    # 640x480 rgb8 (900 KiB) exceeds Fast DDS's default 512 KiB shared-memory segment.
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
-    os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "ros"))
+from ros_harness import isolate_script  # noqa: E402
 
-
-_isolate()
+isolate_script()
+# 640x480 rgb8 (900 KiB) exceeds Fast DDS's default 512 KiB shared-memory segment.
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
 
 import array  # noqa: E402
 
@@ -70,7 +60,6 @@ from edge.rosimage import (  # noqa: E402
 )
 from edge.segmenter import Segmenter  # noqa: E402
 
-sys.path.insert(0, str(REPO / "tests" / "ros"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from ros_harness import NodeProcess, Probe  # noqa: E402
 from timing import emit, time_ms  # noqa: E402

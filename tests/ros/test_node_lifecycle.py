@@ -1,5 +1,6 @@
 """The node as a managed node: every lifecycle transition through the lifecycle_msgs services
-of a running process, a model swap while inactive, and shutdown from each primary state."""
+of a running process, a model swap while inactive, shutdown from each primary state, and
+deactivate/activate cycles and model swaps while a camera floods the node."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from edge.bundle import load_bundle
@@ -16,42 +16,16 @@ from edge.enhance import EnhanceSettings
 from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
 
-from ros_harness import CAMERA, Probe
+from ros_harness import CAMERA, Flood, Lifecycle
 from test_ros_node import _frame, _set_parameter, image_array, latest_status, raw_msg
 
 pytestmark = pytest.mark.ros
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TIMEOUT = 60.0
-
-
-class Lifecycle:
-    """A client of one node's lifecycle services."""
-
-    def __init__(self, probe: Probe, node: str) -> None:
-        self.probe = probe
-        self.change = probe.node.create_client(ChangeState, f"/{node}/change_state")
-        self.get = probe.node.create_client(GetState, f"/{node}/get_state")
-        self.available = probe.node.create_client(GetAvailableTransitions,
-                                                  f"/{node}/get_available_transitions")
-        for client in (self.change, self.get, self.available):
-            probe.spin_until(client.service_is_ready, TIMEOUT, f"{client.srv_name}")
-
-    def _call(self, client, request):
-        future = client.call_async(request)
-        self.probe.spin_until(future.done, TIMEOUT, f"{client.srv_name}")
-        return future.result()
-
-    def state(self) -> str:
-        return self._call(self.get, GetState.Request()).current_state.label
-
-    def transitions(self) -> set[str]:
-        reply = self._call(self.available, GetAvailableTransitions.Request())
-        return {t.transition.label for t in reply.available_transitions}
-
-    def trigger(self, transition_id: int) -> bool:
-        return self._call(self.change, ChangeState.Request(
-            transition=Transition(id=transition_id))).success
+FLOOD_HZ = 200.0
+CYCLES = 20
+SWAP_EVERY = 5  # cycles: a model swap instead of a plain deactivate/activate
 
 
 def _labels_of(probe, pub, labels, frame_id: str, timeout: float = 15.0) -> Image:
@@ -145,3 +119,45 @@ def test_full_transition_graph_with_a_bundle_swap(bundle, start_node, probe, tmp
                     "unconfigured": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN}[before]
         assert client.trigger(shutdown), before
         assert node.wait(TIMEOUT) == 0, node.output()  # finalized: the process ends
+
+
+def _stamp_index(msg: Image) -> int:
+    return msg.header.stamp.sec - 1000  # raw_msg stamps frame i at 1000 + i s
+
+
+def test_toggles_and_swaps_under_a_raw_flood(bundle, start_node, probe, tmp_path):
+    """Deactivate/activate and swap the model while a 200 Hz raw camera streams: the node
+    survives every transition and each activation segments with the bundle it was given."""
+    other = make_tiny_bundle(tmp_path / "other", camera=CAMERA, seed=1, k=4,
+                             enhancement=EnhanceSettings.raw())
+    references = {str(bundle.path): _reference(bundle.path), str(other): _reference(other)}
+    node = start_node(bundle, name="seg_flood", transport="raw", backend="onnxruntime")
+    labels = probe.collect(Image, "/seg_flood/labels", qos_profile_sensor_data)
+    life = Lifecycle(probe, "seg_flood", TIMEOUT, node)
+    flood = Flood(Image, "image", lambda i: raw_msg(_frame(60), "rgb8", i), FLOOD_HZ,
+                  qos_profile_sensor_data)
+    current = str(bundle.path)
+    try:
+        for cycle in range(CYCLES):
+            since = flood.sent
+            probe.spin_until(lambda s=since: any(_stamp_index(m) >= s for m in labels),
+                             TIMEOUT, f"labels after activation {cycle}")
+            assert node.alive(), node.output()
+            fresh = next(m for m in labels if _stamp_index(m) >= since)
+            assert np.array_equal(image_array(fresh), references[current]), cycle
+            assert life.trigger(Transition.TRANSITION_DEACTIVATE), node.output()
+            if cycle % SWAP_EVERY == SWAP_EVERY - 1:
+                current = str(other) if current == str(bundle.path) else str(bundle.path)
+                assert _set_parameter(probe, "seg_flood", "bundle", current)[0]
+                assert life.trigger(Transition.TRANSITION_CLEANUP), node.output()
+                assert life.trigger(Transition.TRANSITION_CONFIGURE), node.output()
+            labels.clear()
+            assert life.trigger(Transition.TRANSITION_ACTIVATE), node.output()
+            assert node.alive(), node.output()
+    finally:
+        flood.close()
+    assert node.alive(), node.output()
+    assert life.state() == "active"
+    for msg in labels:  # never a label of another model or a half-swapped one
+        assert any(np.array_equal(image_array(msg), ref) for ref in references.values())
+    assert "Traceback" not in node.output()

@@ -14,9 +14,10 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from edge.contract import NODE_NAME
+from edge.image_size import Size
 from uwstego_ros.conversions import array_to_image, coverage_to_msg, scale_camera_info
 from uwstego_ros.mailbox import Mailbox
-from uwstego_ros.params import DEFAULTS, SPECS, check_value
+from uwstego_ros.params import DEFAULTS, SPECS, check_value, pixel_cap
 from uwstego_ros.stats import RateMeter, StreamStats
 
 
@@ -100,6 +101,16 @@ def test_every_setting_has_a_parameter_and_ints_become_floats():
     assert settings.max_rate == 5.0 and isinstance(settings.max_rate, float)
 
 
+@pytest.mark.parametrize(("max_pixels", "camera", "cap"), [
+    (0, Size(640, 480), 3840 * 2160),  # a 1080p or 4K camera on a 640x480 bundle: accepted
+    (0, Size(3840, 2160), 4 * 3840 * 2160),  # a bundle made for a 4K camera: 4 x its size
+    (1000, Size(640, 480), 1000),
+])
+def test_the_pixel_cap_accepts_every_camera_up_to_4k_by_default(max_pixels, camera, cap):
+    assert pixel_cap(max_pixels, camera) == cap
+    assert "3840x2160" in SPECS["max_pixels"].description
+
+
 def test_stats_account_for_rates_and_percentiles():
     stats = StreamStats()
     for latency in range(1, 101):
@@ -111,6 +122,8 @@ def test_stats_account_for_rates_and_percentiles():
     assert (snap.frames_in, snap.frames_out, snap.bad_frames, snap.dropped) == (100, 100, 1, 3)
     assert snap.latency_ms[0] == pytest.approx(50.5) and snap.latency_ms[1] == pytest.approx(95.05)
     assert snap.bad_since_last == 1 and stats.snapshot(0).bad_since_last == 0
+    assert snap.out_since_last == 100 and snap.last_bad_kind == "truncated"
+    assert snap.refused_streak == 1
     assert snap.resolution_changes == 1 and snap.last_bad == "truncated rgb8 image"
     assert snap.bad_by_kind == {"truncated": 1}
 

@@ -20,5 +20,5 @@ setup(
     maintainer_email="uwstego@example.com",
     description="ROS 2 node around the uwstego Segmenter",
     license="MIT",
-    entry_points={"console_scripts": [f"segmentation_node = {PACKAGE}.node:main"]},
+    entry_points={"console_scripts": [f"segmentation_node = {PACKAGE}.__main__:main"]},
 )

@@ -2,9 +2,10 @@
 
 Levels as ROS tools read them: OK only while frames arrive and are segmented as the bundle
 expects; STALE when no frame arrived for ``stale_after`` seconds; WARN for a slow or lossy input,
-resized frames, meaningless stamps, too many dropped or bad frames and too many novel pixels
-(the scene leaves what the model knows); ERROR when inference
-failed or frames are stretched to another aspect ratio. The message lists every finding.
+resized frames, meaningless stamps, too many dropped or bad frames, too many novel pixels (the
+scene leaves what the model knows) and a model trained on random backbone weights; ERROR when
+inference failed, frames are stretched to another aspect ratio or every frame of a period was
+refused (nothing is segmented). The message lists every finding.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ RATE_TOLERANCE = 0.1
 MIN_CAMERA_INFOS = 3
 # Relative aspect-ratio difference above which resizing visibly stretches the scene.
 ASPECT_TOLERANCE = 0.01
+# Frames refused in a row, none published in the period: the input is useless as configured
+# (fewer could be a slow model that finished no good frame in a short period).
+REFUSED_IN_A_ROW = 3
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,18 @@ class Expectations:
     warn_drop_ratio: float
     warn_bad_ratio: float
     warn_novel_ratio: float = 1.0  # 1 = never
+    max_pixels: int = 0  # the cap frames are refused above (0: none given)
+    random_weights: bool = False  # the bundle's model was trained on random backbone weights
+
+
+RANDOM_WEIGHTS = "random weights: segmentation means nothing"
+
+
+def trained_on_random_weights(provenance: Mapping[str, Any]) -> bool:
+    """Whether a bundle's provenance says its backbone had random weights (``uwstego train
+    --random-weights``: ``training.random_weights``, written by training/pipeline.py)."""
+    training = provenance.get("training")
+    return isinstance(training, Mapping) and training.get("random_weights") is True
 
 
 def _fmt(value: Any) -> str:
@@ -66,11 +82,15 @@ def _size_finding(input_size: str, camera: Size | None) -> tuple[bytes, str] | N
 def findings(snap: Snapshot, state: str, expect: Expectations,
              error: str = "") -> list[tuple[bytes, str]]:
     """Every (level, message) that keeps the status from OK, most severe first."""
+    trust = [(DiagnosticStatus.WARN, RANDOM_WEIGHTS)] if expect.random_weights else []
     if state == "error":
         return [(DiagnosticStatus.ERROR, error or "inference failed")]
     if state != "running":
-        return [(DiagnosticStatus.WARN, state)]
+        return [(DiagnosticStatus.WARN, state), *trust]
     out: list[tuple[bytes, str]] = []
+    refused = _all_refused(snap, expect)
+    if refused:
+        out.append(refused)
     if snap.since_frame_s >= expect.stale_after:
         out.append((DiagnosticStatus.STALE,
                     f"no frame on {expect.topic} ({expect.transport}) for "
@@ -105,7 +125,18 @@ def findings(snap: Snapshot, state: str, expect: Expectations,
                     f"{snap.novel_fraction:.1%} of pixels are novel (beyond every class's "
                     f"threshold; warn above {expect.warn_novel_ratio:.1%}): the scene leaves "
                     "what the model was trained on"))
-    return out
+    return out + trust
+
+
+def _all_refused(snap: Snapshot, expect: Expectations) -> tuple[bytes, str] | None:
+    """ERROR when frames come and are all refused: the camera is useless as configured."""
+    if snap.refused_streak < REFUSED_IN_A_ROW or snap.out_since_last:
+        return None
+    text = f"every frame is refused ({snap.refused_streak} in a row): {snap.last_bad}"
+    if snap.last_bad_kind == "too_large":
+        text += (f"; frames above max_pixels ({expect.max_pixels}) are refused: set the "
+                 "max_pixels parameter to at least the camera's width x height")
+    return DiagnosticStatus.ERROR, text
 
 
 def _level(found: list[tuple[bytes, str]]) -> bytes:
@@ -134,6 +165,8 @@ def build_diagnostics(name: str, stamp: Time, snap: Snapshot, state: str,
         "input_topic": f"{expect.topic} ({expect.transport})",
         "input_size": snap.input_size,
         "camera_size": str(expect.camera or ""),
+        "max_pixels": expect.max_pixels,
+        "random_weights": expect.random_weights,
         "input_rate_hz": snap.input_hz,
         "camera_info_rate_hz": snap.camera_info_hz,
         "output_rate_hz": snap.output_hz,

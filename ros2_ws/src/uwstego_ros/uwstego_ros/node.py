@@ -5,18 +5,32 @@ Transitions: ``configure`` loads the bundle and builds the backend (a TensorRT e
 minutes on first start) on the inference thread, and creates the publishers; ``activate``
 subscribes to the camera; ``deactivate`` unsubscribes and drops the pending frame; ``cleanup``
 stops the inference thread, which releases the backend (GPU memory) on the thread that owns it;
-``shutdown`` does what is needed from any state. With ``autostart`` (default) the node configures
-and activates itself at start. Callbacks only store the newest message; the worker decodes,
-segments and publishes with the input's header. Run it with ``ros2 run uwstego_ros
+``shutdown`` does what is needed from any state. With ``autostart`` (default) the node
+configures and activates itself at start. Callbacks only store the newest message; the worker
+decodes, segments and publishes with the input's header.
+
+Transitions run on executor threads while the camera callbacks run on others, so they never
+create or destroy a subscription themselves: destroying one while the executor builds its wait
+set kills the process (``InvalidHandle``, docs/ros2.md section 8). A transition opens or closes
+the gate of the camera callbacks at once and records which subscriptions it wants;
+``sync_inputs``, called by the thread that spins the executor between two spins, makes them.
+Everything the inference thread reads of one configuration (bundle, publishers, class names) is
+one ``Configuration``, replaced whole by a model swap and never edited, so a frame is published
+with the model that segmented it or not at all.
+
+Run it with ``ros2 run uwstego_ros
 segmentation_node --ros-args -p bundle:=/path/to/bundle`` or, without colcon, ``python -m
-uwstego_ros.node --ros-args ...``.
+uwstego_ros --ros-args ...`` (``uwstego_ros/__main__.py``: signals are handled from the first
+import on; exit codes in ``uwstego_ros/stopping.py``).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import rclpy
@@ -34,6 +48,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32MultiArray
@@ -50,17 +65,32 @@ from uwstego_ros.conversions import (
     qos_profile,
     scale_camera_info,
 )
-from uwstego_ros.diagnostics import Expectations, build_diagnostics
+from uwstego_ros.diagnostics import (
+    RANDOM_WEIGHTS,
+    Expectations,
+    build_diagnostics,
+    trained_on_random_weights,
+)
 from uwstego_ros.mailbox import Letter, Mailbox
-from uwstego_ros.params import NodeSettings, declare_settings, refused_while_active, updates_from
+from uwstego_ros.params import (
+    NodeSettings,
+    declare_settings,
+    pixel_cap,
+    refused_while_active,
+    updates_from,
+)
 from uwstego_ros.stats import StreamStats
+from uwstego_ros.stopping import (
+    EXIT_BACKEND_FAILED,
+    EXIT_START_FAILED,
+    EXIT_STOPPED,
+    StopRequest,
+)
 from uwstego_ros.worker import InferenceWorker
 
-EXIT_START_FAILED = 1
-EXIT_BACKEND_FAILED = 2
-# max_pixels:=0 caps frames at this many times the bundle's camera size.
-MAX_PIXELS_FACTOR = 4
 PROGRESS_EVERY_S = 10.0
+# How often the spin loop and a configure waiting for the backend check for a stop request.
+STOP_CHECK_S = 0.2
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 
@@ -80,9 +110,14 @@ def output_qos(settings: NodeSettings) -> QoSProfile:
 
 
 class Outputs:
-    """The publishers of one configuration (created by configure, destroyed by cleanup)."""
+    """The publishers of one configuration (created by configure, destroyed by cleanup).
+
+    The inference thread publishes one frame's results holding ``lock``, and ``destroy`` takes
+    it too: a frame is published whole or, once the publishers are gone, not at all."""
 
     def __init__(self, node: LifecycleNode, qos: QoSProfile) -> None:
+        self.lock = threading.Lock()
+        self.destroyed = False
         self.labels = node.create_publisher(Image, "~/labels", qos)
         self.overlay = node.create_publisher(Image, "~/overlay", qos)
         self.confidence = node.create_publisher(Image, "~/confidence", qos)
@@ -91,25 +126,45 @@ class Outputs:
         self.coverage = node.create_publisher(Float32MultiArray, "~/coverage", qos)
 
     def destroy(self, node: LifecycleNode) -> None:
-        for pub in (self.labels, self.overlay, self.confidence, self.novelty, self.camera_info,
-                    self.coverage):
-            node.destroy_publisher(pub)
+        with self.lock:
+            self.destroyed = True
+            for pub in (self.labels, self.overlay, self.confidence, self.novelty,
+                        self.camera_info, self.coverage):
+                node.destroy_publisher(pub)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What one ``configure`` made and the inference thread reads."""
+
+    bundle: Bundle
+    class_names: list[str]
+    coverage_names: list[str]
+    lut: np.ndarray
+    outputs: Outputs
 
 
 class SegmentationNode(LifecycleNode):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, stopping: threading.Event | None = None, **kwargs) -> None:
+        """``stopping``: set when the process is to end (a signal): a configure waiting for the
+        backend gives up instead of holding the process until the engine is built."""
         super().__init__(NODE_NAME, **kwargs)
         self.settings = declare_settings(self)
         self.lifecycle = "unconfigured"
         self.failure = ""  # why the last transition failed
         self.stats = StreamStats()
         self.mailbox = Mailbox()
-        self.bundle: Bundle | None = None
+        self.config: Configuration | None = None
         self.worker: InferenceWorker | None = None
-        self.outputs: Outputs | None = None
-        self._subscriptions: list = []
+        # The camera subscriptions: the settings the last transition wants them made from
+        # (None: none), the settings they were made from, and the subscriptions themselves.
+        self._inputs_wanted: NodeSettings | None = None
+        self._inputs_made: NodeSettings | None = None
+        self._inputs: list = []
+        self._taking = False  # the gate of the camera callbacks
         self._topic = ""
         self._camera_info: CameraInfo | None = None
+        self.stopping = stopping or threading.Event()
         self._input_group = MutuallyExclusiveCallbackGroup()
         # Diagnostics keep coming while a transition (an engine build) blocks the services.
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -126,55 +181,58 @@ class SegmentationNode(LifecycleNode):
             bundle = load_bundle(s.bundle)
         except (BundleError, ValueError) as exc:
             return self._failed(str(exc))
-        self.bundle = bundle
-        self.class_names = [c.name for c in bundle.meta.classes]
+        class_names = [c.name for c in bundle.meta.classes]
         try:
-            self.coverage_names = coverage_names(self.class_names, bundle.meta.novelty is not None)
+            names = coverage_names(class_names, bundle.meta.novelty is not None)
         except ValueError as exc:
             return self._failed(str(exc))
+        if trained_on_random_weights(bundle.meta.provenance):
+            self.get_logger().warning(f"bundle {bundle.path}: {RANDOM_WEIGHTS} (its backbone was "
+                                      "trained from random weights, provenance "
+                                      "training.random_weights); for tests and demos only")
         if s.publish_novelty and bundle.meta.novelty is None:
             self.get_logger().warning(f"publish_novelty: bundle {bundle.path} has no novelty "
                                       "calibration; ~/novelty stays silent")
-        self.lut = palette(bundle.meta.classes)
         self.stats = StreamStats()
         self.mailbox = Mailbox()
-        self.outputs = Outputs(self, output_qos(s))
+        config = Configuration(bundle, class_names, names, palette(bundle.meta.classes),
+                               Outputs(self, output_qos(s)))
+        self.config = config
         self.get_logger().info(
-            f"configuring: bundle {bundle.path} ({len(self.class_names)} classes, camera "
+            f"configuring: bundle {bundle.path} ({len(class_names)} classes, camera "
             f"{bundle.meta.camera}); backend {s.backend} (a TensorRT engine build takes minutes "
             "on the first start)")
-        self.worker = InferenceWorker(self._make_segmenter, self.mailbox, self.stats,
-                                      self._publish, lambda: self.settings.max_rate,
-                                      self._max_pixels, lambda: self.settings.reduced_decode,
-                                      self.get_logger())
-        started = time.monotonic()
-        self.worker.start()
-        while not self.worker.ready.wait(PROGRESS_EVERY_S):
-            self.get_logger().info(f"still configuring the {s.backend} backend "
-                                   f"({time.monotonic() - started:.0f} s)")
-        if self.worker.failed:
-            error = self.worker.error
+        self.worker = InferenceWorker(lambda: self._make_segmenter(bundle), self.mailbox,
+                                      self.stats, lambda *result: self._publish(config, *result),
+                                      lambda: self.settings.max_rate,
+                                      lambda: self._max_pixels(bundle),
+                                      lambda: self.settings.reduced_decode, self.get_logger())
+        worker = self.worker
+        started = reported = time.monotonic()
+        worker.start()
+        while not worker.ready.wait(STOP_CHECK_S):
+            if self.stopping.is_set():  # main() says why and releases the backend
+                return FAILURE
+            if time.monotonic() - reported >= PROGRESS_EVERY_S:
+                reported = time.monotonic()
+                self.get_logger().info(f"still configuring the {s.backend} backend "
+                                       f"({reported - started:.0f} s)")
+        if worker.failed:
             self._release()
-            return self._failed(f"backend {s.backend}: {error}")
+            return self._failed(f"backend {s.backend}: {worker.error}")
         self.get_logger().info(f"configured in {time.monotonic() - started:.1f} s: "
-                               f"{self.worker.backend_info}")
+                               f"{worker.backend_info}")
         self.lifecycle = "inactive"
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self.settings
-        qos = input_qos(s)
-        msg_type, topic = ((CompressedImage, "image/compressed") if s.transport == "compressed"
-                           else (Image, "image"))
-        sub = self.create_subscription(msg_type, topic, self._on_image, qos,
-                                       callback_group=self._input_group)
-        self._subscriptions = [sub]
-        self._topic = sub.topic_name
-        if s.use_camera_info:
-            self._subscriptions.append(self.create_subscription(
-                CameraInfo, "camera_info", self._on_camera_info, qos,
-                callback_group=self._input_group))
+        self._topic = self.resolve_topic_name(_image_topic(s))
         self.stats.waiting_since_now()
+        self.mailbox.discard()  # a frame a callback stored while the gate was closing
+        self._inputs_wanted = s
+        self._taking = True
+        self._wake_executor()
         self.lifecycle = "active"
         self.get_logger().info(f"active: segmenting {self._topic} ({s.transport}, {s.qos} QoS)")
         return SUCCESS
@@ -211,20 +269,47 @@ class SegmentationNode(LifecycleNode):
         return FAILURE
 
     def _unsubscribe(self) -> None:
-        for sub in self._subscriptions:
-            self.destroy_subscription(sub)
-        self._subscriptions = []
+        """Stop taking frames now; the subscriptions go at the next ``sync_inputs``."""
+        self._taking = False
+        self._inputs_wanted = None
         self.mailbox.discard()
+        self._wake_executor()
+
+    def _wake_executor(self) -> None:
+        executor = self.executor
+        if executor is not None:
+            executor.wake()
+
+    def sync_inputs(self) -> None:
+        """Make the camera subscriptions the last transition asked for. Call it only from the
+        thread that spins the executor, between spins, where no wait set is being built."""
+        wanted = self._inputs_wanted
+        if wanted is self._inputs_made:
+            return
+        for sub in self._inputs:
+            self.destroy_subscription(sub)
+        self._inputs = []
+        self._inputs_made = wanted
+        if wanted is None:
+            return
+        qos = input_qos(wanted)
+        msg_type = CompressedImage if wanted.transport == "compressed" else Image
+        self._inputs.append(self.create_subscription(msg_type, _image_topic(wanted),
+                                                     self._on_image, qos,
+                                                     callback_group=self._input_group))
+        if wanted.use_camera_info:
+            self._inputs.append(self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, qos,
+                callback_group=self._input_group))
 
     def _release(self) -> None:
         if self.worker is not None:
             # The worker closes the backend on its own thread (CUDA contexts are per thread).
             self.worker.stop()
             self.worker = None
-        if self.outputs is not None:
-            self.outputs.destroy(self)
-            self.outputs = None
-        self.bundle = None
+        if self.config is not None:
+            self.config.outputs.destroy(self)
+            self.config = None
         self._camera_info = None
 
     @property
@@ -235,19 +320,23 @@ class SegmentationNode(LifecycleNode):
 
     # executor callbacks: store and return
 
-    def _max_pixels(self) -> int:
-        return self.settings.max_pixels or MAX_PIXELS_FACTOR * self.bundle.meta.camera.pixels
+    def _max_pixels(self, bundle: Bundle) -> int:
+        return pixel_cap(self.settings.max_pixels, bundle.meta.camera)
 
-    def _make_segmenter(self) -> Segmenter:
+    def _make_segmenter(self, bundle: Bundle) -> Segmenter:
         s = self.settings
-        return Segmenter(self.bundle, backend=s.backend, precision=s.precision,
+        return Segmenter(bundle, backend=s.backend, precision=s.precision,
                          cache_dir=s.engine_cache_dir or None)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        if not self._taking:  # taken in the moment between deactivate and unsubscribing
+            return
         self.stats.received()
         self.mailbox.put(msg)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        if not self._taking:
+            return
         self.stats.camera_info_received()
         self._camera_info = msg
 
@@ -273,13 +362,16 @@ class SegmentationNode(LifecycleNode):
                 "finalized": "finalized"}[self.lifecycle]
 
     def _publish_diagnostics(self) -> None:
-        s, worker, bundle = self.settings, self.worker, self.bundle
+        s, worker, config = self.settings, self.worker, self.config
         backend = (worker.backend_info if worker is not None else {}) or {"backend": s.backend}
-        camera = bundle.meta.camera if bundle else None
+        bundle = config.bundle if config else None
         expect = Expectations(
-            topic=self._topic, transport=s.transport, camera=camera, stale_after=s.stale_after,
-            expected_rate=s.expected_rate, warn_drop_ratio=s.warn_drop_ratio,
-            warn_bad_ratio=s.warn_bad_ratio, warn_novel_ratio=s.warn_novel_ratio)
+            topic=self._topic, transport=s.transport, camera=bundle.meta.camera if bundle else None,
+            stale_after=s.stale_after, expected_rate=s.expected_rate,
+            warn_drop_ratio=s.warn_drop_ratio, warn_bad_ratio=s.warn_bad_ratio,
+            warn_novel_ratio=s.warn_novel_ratio,
+            max_pixels=self._max_pixels(bundle) if bundle else s.max_pixels,
+            random_weights=bundle is not None and trained_on_random_weights(bundle.meta.provenance))
         snap = self.stats.snapshot(self.mailbox.dropped)
         self.pub_diagnostics.publish(build_diagnostics(
             f"{self.get_name()}: segmentation", self.get_clock().now().to_msg(), snap,
@@ -287,25 +379,31 @@ class SegmentationNode(LifecycleNode):
 
     # worker thread
 
-    def _publish(self, letter: Letter, rgb: np.ndarray, seg: Segmentation) -> None:
-        outputs = self.outputs
-        if outputs is None:  # cleaned up while this frame was being segmented
-            return
+    def _publish(self, config: Configuration, letter: Letter, rgb: np.ndarray,
+                 seg: Segmentation) -> None:
+        with config.outputs.lock:
+            if config.outputs.destroyed:  # cleaned up while this frame was being segmented
+                return
+            self._publish_results(config, letter, rgb, seg)
+
+    def _publish_results(self, config: Configuration, letter: Letter, rgb: np.ndarray,
+                         seg: Segmentation) -> None:
+        outputs = config.outputs
         header = letter.msg.header
         settings = self.settings
         outputs.labels.publish(array_to_image(seg.labels, header))
-        fractions = coverage(seg.labels, len(self.class_names))
+        fractions = coverage(seg.labels, len(config.class_names))
         novel = seg.novel_fraction
         if novel is not None:
             fractions = np.append(fractions, np.float32(novel))
-        outputs.coverage.publish(coverage_to_msg(fractions, self.coverage_names))
+        outputs.coverage.publish(coverage_to_msg(fractions, config.coverage_names))
         info = self._camera_info
         if info is not None:
             h, w = seg.labels.shape
             outputs.camera_info.publish(scale_camera_info(info, w, h, header))
         if settings.publish_overlay:
             outputs.overlay.publish(array_to_image(
-                overlay(rgb, seg.labels, self.lut, settings.overlay_alpha), header))
+                overlay(rgb, seg.labels, config.lut, settings.overlay_alpha), header))
         if settings.publish_confidence:
             outputs.confidence.publish(array_to_image(seg.confidence, header))
         if settings.publish_novelty and seg.novelty is not None:
@@ -314,6 +412,10 @@ class SegmentationNode(LifecycleNode):
         stamp_delay = (now - Time.from_msg(header.stamp)).nanoseconds / 1e6
         self.stats.published((time.monotonic() - letter.received) * 1000.0,
                              seg.timings_ms["total"], stamp_delay, novel)
+
+
+def _image_topic(settings: NodeSettings) -> str:
+    return "image/compressed" if settings.transport == "compressed" else "image"
 
 
 def _autostart(node: SegmentationNode) -> bool:
@@ -325,39 +427,58 @@ def _autostart(node: SegmentationNode) -> bool:
     return True
 
 
+def _stopped(stop: StopRequest, logger) -> int:
+    if stop.during in ("active", "inactive"):
+        logger.info(f"stopped by {stop.signal_name} while {stop.during}")
+    else:  # never segmented: a supervisor's log must not read like a clean run
+        logger.warning(f"stopped by {stop.signal_name} while {stop.during}; the node never ran"
+                       + (" (the backend was still being built)" if stop.during == "configuring"
+                          else ""))
+    return EXIT_STOPPED
+
+
 def main(args: Sequence[str] | None = None) -> int:
-    rclpy.init(args=args)
-    logger = get_logger(NODE_NAME)
+    """Run the node until shutdown or a signal; exit codes in uwstego_ros/stopping.py."""
     node = None
+    stop = StopRequest(lambda: node.lifecycle if node is not None else "starting")
+    stop.install()
+    logger = get_logger(NODE_NAME)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     executor = None
     try:
         try:
-            node = SegmentationNode()
+            node = SegmentationNode(stopping=stop.event)
         except (BundleError, ValueError, ParameterException) as exc:
             logger.fatal(f"cannot start: {exc}")
             return EXIT_START_FAILED
         # Transitions, diagnostics and the camera callbacks each get a thread of their own.
         executor = MultiThreadedExecutor(num_threads=3)
         executor.add_node(node)
-        if node.settings.autostart and not _autostart(node):
+        if node.settings.autostart and not stop.requested and not _autostart(node) \
+                and not stop.requested:
             logger.fatal(f"cannot start: {node.failure}")
             return EXIT_START_FAILED
-        while rclpy.ok() and node.lifecycle != "finalized" and not node.fatal_error:
-            executor.spin_once(timeout_sec=0.2)
+        while rclpy.ok() and not stop.requested and node.lifecycle != "finalized" \
+                and not node.fatal_error:
+            node.sync_inputs()
+            executor.spin_once(timeout_sec=STOP_CHECK_S)
         if node.fatal_error:
             logger.fatal(node.fatal_error)
             return EXIT_BACKEND_FAILED
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
+        stop.event.set()  # a configure still waiting on an executor thread gives up
         if node is not None:
             node.on_shutdown(None)
             node.destroy_node()
         if executor is not None:
             executor.shutdown()
         rclpy.try_shutdown()
-    return 0
+    if not stop.signal_name:
+        return EXIT_STOPPED
+    return _stopped(stop, node.get_logger() if node is not None else logger)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m uwstego_ros also covers signals while modules load
     sys.exit(main())

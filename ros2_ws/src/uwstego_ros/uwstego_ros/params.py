@@ -23,8 +23,13 @@ from rclpy.parameter import Parameter
 
 from edge.backends import BACKEND_NAMES, PRECISIONS
 from edge.contract import DEFAULT_INPUT_QOS, OUTPUT_QOS, QOS_PROFILES
+from edge.image_size import Size
 
 TRANSPORTS = ("raw", "compressed")
+# max_pixels:=0 accepts every camera up to 4K UHD, and up to this many times the bundle's camera
+# size when that is more: a common camera is never refused by default, a decode bomb still is.
+ALWAYS_ACCEPTED = Size(3840, 2160)
+CAMERA_SIZE_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,12 @@ SPECS: dict[str, ParamSpec] = {
                                  applies="runtime"),
     "max_rate": ParamSpec("at most this many inferences per second; 0 = as fast as possible",
                           applies="runtime", float_range=(0.0, 1000.0)),
-    "max_pixels": ParamSpec("refuse frames declaring more pixels than this, before decoding; "
-                            "0 = 4 x the bundle's camera size", applies="runtime",
-                            int_range=(0, 2**30)),
+    "max_pixels": ParamSpec(
+        "refuse frames declaring more pixels than this, before decoding (a 4 KB JPEG can "
+        f"declare gigapixels); 0 = {ALWAYS_ACCEPTED} (4K UHD) or {CAMERA_SIZE_FACTOR} x the "
+        "bundle's camera size, whichever is more. Set it above width x height of a larger "
+        "camera: a frame costs about 10 bytes per pixel while it is decoded and resized",
+        applies="runtime", int_range=(0, 2**30)),
     "reduced_decode": ParamSpec("decode JPEGs at 1/2, 1/4 or 1/8 scale when that still gives at "
                                 "least the bundle's camera size (much cheaper than a full "
                                 "decode and a resize); outputs then come at the decoded size",
@@ -135,6 +143,11 @@ SPECS: dict[str, ParamSpec] = {
                                   float_range=(0.0, 1.0)),
 }
 DEFAULTS = NodeSettings()
+
+
+def pixel_cap(max_pixels: int, camera: Size) -> int:
+    """The pixel count above which frames are refused: ``max_pixels``, or its default (0)."""
+    return max_pixels or max(ALWAYS_ACCEPTED.pixels, CAMERA_SIZE_FACTOR * camera.pixels)
 
 
 def check_value(name: str, value: Any) -> str | None:

@@ -85,6 +85,9 @@ class Snapshot:
     # mean fraction of novel pixels (beyond their cluster's threshold) over the frames published
     # since the previous snapshot; None without calibration or without frames
     novel_fraction: float | None = None
+    out_since_last: int = 0
+    last_bad_kind: str = ""
+    refused_streak: int = 0  # bad frames since the last published one
 
 
 @dataclass
@@ -95,10 +98,13 @@ class StreamStats:
     bad_frames: int = 0
     resolution_changes: int = 0
     last_bad: str = ""
+    last_bad_kind: str = ""
+    refused_streak: int = 0
     input_size: str = ""
     bad_by_kind: dict[str, int] = field(default_factory=dict)
     _last_frame: float = field(default_factory=time.monotonic)
-    _reported: tuple[int, int, int] = (0, 0, 0)  # frames_in, dropped, bad at the last snapshot
+    # frames_in, dropped, bad, frames_out at the last snapshot
+    _reported: tuple[int, int, int, int] = (0, 0, 0, 0)
     _in: RateMeter = field(default_factory=RateMeter)
     _out: RateMeter = field(default_factory=RateMeter)
     _info: RateMeter = field(default_factory=RateMeter)
@@ -127,6 +133,8 @@ class StreamStats:
             self.bad_frames += 1
             self.bad_by_kind[kind] = self.bad_by_kind.get(kind, 0) + 1
             self.last_bad = reason
+            self.last_bad_kind = kind
+            self.refused_streak += 1
 
     def size_changed(self, size: str) -> bool:
         """Record the input size; True when it differs from a previous one."""
@@ -144,6 +152,7 @@ class StreamStats:
                 self._novel[1] += 1
             now = time.monotonic()
             self.frames_out += 1
+            self.refused_streak = 0
             self._out.tick(now)
             self._latency.add(now, latency_ms)
             self._inference.add(now, inference_ms)
@@ -152,7 +161,7 @@ class StreamStats:
     def snapshot(self, dropped: int) -> Snapshot:
         with self._lock:
             now = time.monotonic()
-            last_in, last_dropped, last_bad = self._reported
+            last_in, last_dropped, last_bad, last_out = self._reported
             snap = Snapshot(
                 frames_in=self.frames_in, frames_out=self.frames_out, dropped=dropped,
                 bad_frames=self.bad_frames, resolution_changes=self.resolution_changes,
@@ -165,7 +174,9 @@ class StreamStats:
                 bad_by_kind=dict(self.bad_by_kind), since_frame_s=now - self._last_frame,
                 in_since_last=self.frames_in - last_in, dropped_since_last=dropped - last_dropped,
                 bad_since_last=self.bad_frames - last_bad,
-                novel_fraction=self._novel[0] / self._novel[1] if self._novel[1] else None)
+                novel_fraction=self._novel[0] / self._novel[1] if self._novel[1] else None,
+                out_since_last=self.frames_out - last_out, last_bad_kind=self.last_bad_kind,
+                refused_streak=self.refused_streak)
             self._novel = [0.0, 0.0]
-            self._reported = (self.frames_in, dropped, self.bad_frames)
+            self._reported = (self.frames_in, dropped, self.bad_frames, self.frames_out)
             return snap
