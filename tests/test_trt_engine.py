@@ -15,12 +15,12 @@ trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (GPU hos
 cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install pycuda)")
 
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.backends.tensorrt import TensorRTBackend  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.sample_frames import host_stage, synthetic_frames  # noqa: E402
 from edge.trt.cache import is_stale, read_sidecar  # noqa: E402
 from edge.trt.check import check_engine  # noqa: E402
 from edge.trt.engine import ensure_engine, system_key  # noqa: E402
-from edge.trt.runner import TensorRTBackend  # noqa: E402
 from tests.support.bundles import make_tiny_bundle  # noqa: E402
 
 CAMERA = (96, 64)
