@@ -26,6 +26,7 @@ from export.cli import main as export_main
 from export.opcheck import GraphCheckError, check_graph, trt_problems
 from export.pipeline import ExportError, default_network_size, export_bundle
 from export.reference import ReferenceSegmenter
+from export.settings import ExportSettings
 from export.validate import ParityError, ort_session
 from tests.support.tiny_export import make_tiny_model
 from training.artifact import save_trained_model
@@ -52,7 +53,8 @@ def checkpoint(model, tmp_path_factory) -> Path:
 def exported(request, checkpoint, tmp_path_factory):
     camera, network = (Size(*s) for s in request.param)
     out = tmp_path_factory.mktemp("bundle") / "b"
-    bundle = export_bundle(checkpoint, camera, network, out, num_frames=2, engine="skip")
+    bundle = export_bundle(checkpoint, out, ExportSettings(camera=camera, network=network, frames=2,
+                                                           engine="skip"))
     return bundle, camera, network
 
 
@@ -121,8 +123,10 @@ def test_parity_on_real_underwater_photos(checkpoint, tmp_path):
     photos = DATA / "suim" / "images"
     if not photos.is_dir():
         pytest.skip(f"underwater photos not found at {photos} (set UWSTEGO_DATA)")
-    bundle = export_bundle(checkpoint, "96x64", "96x64", tmp_path / "b", samples=photos,
-                           num_frames=2, engine="skip")
+    bundle = export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64",
+                                                                      network="96x64",
+                                                                      samples=photos, frames=2,
+                                                                      engine="skip"))
     parity = bundle.meta.validation["onnxruntime_cpu_vs_pytorch"]
     assert parity["frame_source"] == str(photos) and parity["frames"] == 2
     assert parity["label_agreement"] >= 0.995
@@ -222,17 +226,18 @@ def test_default_network_size_keeps_aspect_in_patch_multiples():
 ])
 def test_bad_network_sizes_are_refused_before_writing(checkpoint, tmp_path, network, message):
     with pytest.raises(ExportError, match=message):
-        export_bundle(checkpoint, "96x64", network, tmp_path / "b", engine="skip")
+        export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64", network=network,
+                                                                 engine="skip"))
     assert not (tmp_path / "b").exists()
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path):
     with pytest.raises(ExportError, match="does not exist"):
-        export_bundle(tmp_path / "nope.pt", "96x64", None, tmp_path / "b")
+        export_bundle(tmp_path / "nope.pt", tmp_path / "b", ExportSettings(camera="96x64"))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00not a torch file" * 64)
     with pytest.raises(ExportError, match=r"corrupt\.pt: not a readable uwstego model file"):
-        export_bundle(corrupt, "96x64", None, tmp_path / "b")
+        export_bundle(corrupt, tmp_path / "b", ExportSettings(camera="96x64"))
     assert not (tmp_path / "b").exists()
 
 
@@ -244,19 +249,19 @@ def test_too_many_clusters_for_uint8(model, tmp_path):
     data["classes"] = [{"name": f"c{i}", "color": [i % 256, 0, 0]} for i in range(300)]
     torch.save(data, tmp_path / "k300.pt")
     with pytest.raises(ExportError, match="300 classes: labels are uint8"):
-        export_bundle(tmp_path / "k300.pt", "96x64", None, tmp_path / "b")
+        export_bundle(tmp_path / "k300.pt", tmp_path / "b", ExportSettings(camera="96x64"))
 
 
 def test_unwritable_or_foreign_output_folders(checkpoint, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(ExportError, match="is not a folder"):
-        export_bundle(checkpoint, "96x64", None, blocker / "bundle")
+        export_bundle(checkpoint, blocker / "bundle", ExportSettings(camera="96x64"))
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "dive.jpg").write_bytes(b"jpeg")
     with pytest.raises(ExportError, match="refusing to overwrite"):
-        export_bundle(checkpoint, "96x64", None, foreign)
+        export_bundle(checkpoint, foreign, ExportSettings(camera="96x64"))
     assert [p.name for p in foreign.iterdir()] == ["dive.jpg"]
 
 
@@ -264,8 +269,9 @@ def test_failed_validation_leaves_the_previous_bundle_intact(exported, checkpoin
     bundle, camera, network = exported
     before = load_bundle(bundle.path).model_sha256
     with pytest.raises(ParityError, match="nothing written"):
-        export_bundle(checkpoint, camera, network, bundle.path, num_frames=1,
-                      min_agreement=1.01, engine="skip")
+        export_bundle(checkpoint, bundle.path, ExportSettings(camera=camera, network=network,
+                                                              frames=1, min_agreement=1.01,
+                                                              engine="skip"))
     assert load_bundle(bundle.path).model_sha256 == before
     leftovers = [p.name for p in bundle.path.parent.iterdir() if p.name != bundle.path.name]
     assert leftovers == []
@@ -290,5 +296,5 @@ def test_engine_required_without_tensorrt_fails_before_writing(checkpoint, tmp_p
     if not missing_packages():
         pytest.skip("TensorRT and pycuda are installed here")
     with pytest.raises(ExportError, match=r"--engine require, but .* cannot be imported"):
-        export_bundle(checkpoint, "96x64", None, tmp_path / "b", engine="require")
+        export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64", engine="require"))
     assert not (tmp_path / "b").exists()
