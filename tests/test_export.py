@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from edge.bundle import BUNDLE_FILE, MODEL_FILE, load_bundle
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
 from edge.sample_frames import host_stage, synthetic_frames
+from edge.trust import NAME_KEY, OFFICIAL, RANDOM, TRUST_KEY, ModelTrust, read_trust
 from export.cli import main as export_main
 from export.opcheck import GraphCheckError, check_graph, trt_problems
 from export.pipeline import ExportError, default_network_size, export_bundle
@@ -298,3 +300,52 @@ def test_engine_required_without_tensorrt_fails_before_writing(checkpoint, tmp_p
     with pytest.raises(ExportError, match=r"--engine require, but .* cannot be imported"):
         export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64", engine="require"))
     assert not (tmp_path / "b").exists()
+
+
+def test_export_names_the_model_and_states_its_trust(model, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    # A model trained before the trust facts were recorded: they are derived from provenance.
+    random_model = dataclasses.replace(model, provenance={
+        "random_weights": True, "train_settings": {"steps": 7}, "images": 12,
+        "sources": [{"kind": "images", "path": "/dives/reef"}]})
+    ckpt = save_trained_model(tmp_path / "runs" / "reef" / "model.pt", random_model)
+    args = ["--camera-size", "64x48", "--frames", "1", "--engine", "skip"]
+    assert export_main([str(ckpt), "--out", str(tmp_path / "bundle"), *args]) == 0
+    provenance = load_bundle(tmp_path / "bundle").meta.provenance
+    assert provenance[NAME_KEY] == "reef"  # the run's folder, not the bundle's
+    assert read_trust(provenance) == ModelTrust(RANDOM, model.backbone,
+                                                "12 crops from images /dives/reef", 7,
+                                                model.num_clusters)
+    assert ExportSettings.from_dict(provenance["export_settings"]) == \
+        ExportSettings(camera=Size(64, 48), frames=1, engine="skip")
+    random_warnings = [r for r in caplog.records
+                       if r.levelno == logging.WARNING and "RANDOM weights" in r.getMessage()]
+    assert len(random_warnings) == 1
+    assert f"trust: weights random, backbone {model.backbone}" in caplog.text
+
+    caplog.clear()
+    trusted = dataclasses.replace(model, provenance={TRUST_KEY: ModelTrust(
+        OFFICIAL, model.backbone, "40 crops from images /dives/reef", 5000, 5).to_dict()})
+    ckpt = save_trained_model(tmp_path / "trusted.pt", trusted)
+    assert export_main([str(ckpt), "--out", str(tmp_path / "named"), "--name", "reef v2",
+                        *args]) == 0
+    provenance = load_bundle(tmp_path / "named").meta.provenance
+    assert provenance[NAME_KEY] == "reef v2" and read_trust(provenance).weights == OFFICIAL
+    assert "RANDOM" not in caplog.text and "model reef v2" in caplog.text
+
+
+def test_export_settings_are_read_back_strictly():
+    settings = ExportSettings(camera="1280x720", network="448x252", samples="frames", int8=True)
+    assert settings.camera == Size(1280, 720) and settings.samples == Path("frames")
+    assert ExportSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    with pytest.raises(ValueError, match=r"unknown export settings \['precison'\]"):
+        ExportSettings.from_dict({**settings.to_dict(), "precison": "fp16"})
+    with pytest.raises(ValueError, match="precision 'int4'"):
+        ExportSettings(camera="64x48", precision="int4")
+
+
+def test_export_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        export_main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and ":mod:" not in text and "--name NAME" in text
