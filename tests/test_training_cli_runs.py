@@ -19,12 +19,15 @@ pytest.importorskip("torch")
 import torch
 
 from edge.bags import BagWriter
+from edge.trust import SELF_PRETRAINED, ModelTrust, read_trust
 from tests.support.commands import REPO, assert_one_line_error, run_tool
 from tests.support.media import DT, T0, TOPIC, scene, write_image
 from training.artifact import load_trained_model
 from training.backbones import save_random_checkpoint
 from training.train_log import LOG_FILE
 from training.train_state import STATE_FILE
+
+pytestmark = pytest.mark.slow  # real subprocesses that each import torch
 
 FRAMES = 10  # KNN keeps 8 neighbours of each of these; positives come from ranks 1..7
 
@@ -62,6 +65,9 @@ def test_a_refused_first_run_does_not_block_the_corrected_command(weights, tmp_p
     assert corrected.returncode == 0, corrected.stderr[-2000:]
     model = load_trained_model(out / "model.pt")
     assert model.provenance["sources"][0]["topic"] == TOPIC
+    # A weights file that is not the backbone's published one.
+    assert read_trust(model.provenance) == ModelTrust(
+        SELF_PRETRAINED, "tiny_vit8", f"{FRAMES} crops from bag {bag}", 2, 2)
 
 
 def _last_logged_step(out: Path) -> int:
