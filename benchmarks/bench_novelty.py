@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edge.contract import IGNORE_LABEL
 from edge.segmenter import Segmenter
 from export.pipeline import export_bundle
+from export.settings import ExportSettings
 from training.artifact import load_trained_model, save_trained_model
-from training.pipeline import PipelineSettings, run_training
-from training.settings import TrainSettings
+from training.pipeline import run_training
+from training.settings import PipelineSettings, TrainSettings
 from training.synth.classes import CLASS_NAMES
 from training.synth.sequence import generate_dive
 from training.synth.settings import HOLD_OUT_CLASSES, DiveSettings
@@ -126,10 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         plain = save_trained_model(root / "plain.pt",
                                    dataclasses.replace(model, calibration=None))
         size = f"{width}x{height}"
-        novel_bundle = export_bundle(result.model_path, size, None, root / "bundle_novelty",
-                                     engine="skip").path
-        plain_bundle = export_bundle(plain, size, None, root / "bundle_plain",
-                                     engine="skip").path
+        settings = ExportSettings(camera=size, engine="skip")
+        novel_bundle = export_bundle(result.model_path, root / "bundle_novelty", settings).path
+        plain_bundle = export_bundle(plain, root / "bundle_plain", settings).path
 
         with_class = list(generate_dive(DiveSettings(seed=args.test_seed, frames=test_frames,
                                                      **dive)))

@@ -27,10 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training.backbones import build_backbone
+from training.batches import draw_positives
 from training.distributed import DistInfo
 from training.features import build_feature_cache
 from training.settings import TrainSettings
-from training.train import build_run, draw_positives, train_step
+from training.step import build_run, train_step
 
 from timing import emit, time_ms
 

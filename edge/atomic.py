@@ -56,18 +56,18 @@ def _disk_full(folder: Path) -> bool:
 def _naming(path: Path) -> Iterator[None]:
     """Give an OSError raised without a file name (a write() that hit a full disk) ``path``.
 
-    Writers that wrap the OSError in their own exception (torch.save raises RuntimeError
-    "file write failed") get it back as ENOSPC on ``path`` when the disk is indeed full.
+    Writers that hide the cause (torch.save raises RuntimeError "file write failed", numpy's
+    tofile() an OSError without errno) get it back as ENOSPC on ``path`` when the disk is
+    indeed full.
     """
     try:
         yield
-    except OSError as exc:
-        if exc.filename is None:
-            exc.filename = str(path)
-        raise
-    except RuntimeError as exc:
-        if _disk_full(path.parent if path.parent.exists() else Path.cwd()):
+    except (OSError, RuntimeError) as exc:
+        hidden = isinstance(exc, RuntimeError) or exc.errno is None
+        if hidden and _disk_full(path.parent if path.parent.exists() else Path.cwd()):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)
         raise
 
 

@@ -32,8 +32,3 @@ def coverage_dimension(class_names: Sequence[str]) -> dict[str, Any]:
                              "names in a coverage message; rename the class")
     n = len(class_names)
     return {"label": SEPARATOR.join(class_names), "size": n, "stride": n}
-
-
-def coverage_class_names(label: str) -> list[str]:
-    """The class names of a coverage message, back from its dimension's ``label``."""
-    return label.split(SEPARATOR) if label else []

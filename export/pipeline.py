@@ -49,6 +49,7 @@ from edge.classes import MAX_CLASSES
 from edge.image_size import Size
 from edge.sample_frames import host_stage
 from edge.trt import missing_packages
+from edge.trust import NAME_KEY, TRUST_KEY, ModelTrust
 from export.fp16 import FP32_OPS, to_fp16
 from export.frames import validation_frames
 from export.fused import FusedSegmenter, check_network_size
@@ -57,19 +58,15 @@ from export.int8 import quantize_int8
 from export.onnx_export import OPSET, export_onnx
 from export.opcheck import check_graph
 from export.reference import ReferenceSegmenter
-from export.validate import (
-    MIN_AGREEMENT,
-    ParityReport,
-    PrecisionReport,
-    check_parity,
-    compare_graphs,
-)
+from export.settings import ExportSettings
+from export.validate import ParityReport, PrecisionReport, check_parity, compare_graphs
+from training.artifact import MODEL_FILE as MODEL_FILE_NAME
 from training.artifact import ModelFileError, TrainedModel, load_trained_model
 from training.backbones import IMAGENET_MEAN, IMAGENET_STD
+from training.trust import model_trust
 
 log = logging.getLogger(__name__)
 
-ENGINE_MODES = ("auto", "skip", "require")
 # Labels of a reduced-precision graph that agree with the FP32 graph on fewer pixels than this
 # are reported loudly. FP16 (11-bit mantissa) and INT8 only flip pixels where the two best
 # centroid scores nearly tie, i.e. along class boundaries; a one-pixel band along every
@@ -150,9 +147,24 @@ def _load_model(checkpoint: Path) -> TrainedModel:
     return model
 
 
-def _provenance(checkpoint: Path, model: TrainedModel) -> dict[str, Any]:
-    file = checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint
+def model_name(checkpoint: Path, settings: ExportSettings) -> str:
+    """``settings.name``, else the training run's folder name (``runs/reef/model.pt``: reef),
+    else the file's stem."""
+    if settings.name:
+        return settings.name
+    path = checkpoint.resolve()
+    if path.is_dir():
+        return path.name
+    return path.parent.name if path.name == MODEL_FILE_NAME and path.parent.name else path.stem
+
+
+def _provenance(checkpoint: Path, model: TrainedModel, settings: ExportSettings,
+                trust: ModelTrust) -> dict[str, Any]:
+    file = checkpoint / MODEL_FILE_NAME if checkpoint.is_dir() else checkpoint
     return {
+        NAME_KEY: model_name(checkpoint, settings),
+        TRUST_KEY: trust.to_dict(),
+        "export_settings": settings.to_dict(),
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(file),
         "centroids_sha256": hashlib.sha256(model.centroids.tobytes()).hexdigest(),
@@ -185,40 +197,20 @@ def split_frames(frames: Sequence[np.ndarray], validate: int, calibrate: int
             [f for f, cal in zip(frames, is_calibration, strict=True) if cal])
 
 
-def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | str | None,
-                  out: str | Path, precision: str = "fp16", *,
-                  samples: str | Path | None = None, num_frames: int = 4, seed: int = 0,
-                  min_agreement: float = MIN_AGREEMENT, engine: str = "auto",
-                  cache_dir: str | Path | None = None, workspace_mb: int = 1024,
-                  int8: bool = False, calibration_frames: int = 8,
-                  strict_precision: bool = False, unknown_label: bool = False) -> Bundle:
+def export_bundle(checkpoint: str | Path, out: str | Path, settings: ExportSettings) -> Bundle:
     """Write a validated deploy bundle for one camera size; build the engine where possible.
 
-    ``network=None`` keeps the camera aspect with the short side at the training resolution.
-    ``samples`` is a folder of images for the checks (default: the model's training frames,
-    else seeded synthetic frames). ``int8`` adds ``model_int8.onnx``, calibrated on
-    ``calibration_frames`` other frames of the same source. ``strict_precision`` refuses a
-    check that is not informative or a reduced-precision graph below 99 % agreement.
-    ``engine``: ``auto`` builds when TensorRT imports, ``require`` fails when it does not,
-    ``skip`` never builds. Calibrated models get the ``novelty`` output; ``unknown_label`` also
-    marks pixels beyond their cluster's threshold with 255 in ``labels`` (edge/novelty.py).
+    ``settings`` says how (export/settings.py). Calibrated models get the ``novelty`` output.
     """
-    if engine not in ENGINE_MODES:
-        raise ExportError(f"engine {engine!r}: expected one of {ENGINE_MODES}")
-    if precision not in ("fp16", "fp32"):
-        raise ExportError(f"precision {precision!r}: expected fp16 or fp32")
-    if num_frames < 1:
-        raise ExportError(f"need at least one sample frame, got {num_frames}")
-    if int8 and calibration_frames < 1:
-        raise ExportError(f"INT8 needs at least one calibration frame, got {calibration_frames}")
     checkpoint, out = Path(checkpoint), Path(out)
-    camera = Size.parse(camera) if isinstance(camera, str) else camera
+    camera, int8 = settings.camera, settings.int8
     check_output_dir(out)
     missing = missing_packages()
-    if engine == "require" and missing:
+    if settings.engine == "require" and missing:
         raise ExportError(f"--engine require, but {', '.join(missing)} cannot be imported here")
     model = _load_model(checkpoint)
-    if unknown_label and model.calibration is None:
+    trust = model_trust(model.provenance, model.backbone, model.num_clusters)
+    if settings.unknown_label and model.calibration is None:
         raise ExportError(f"{checkpoint} has no novelty calibration (trained before it existed "
                           "or imported): it cannot mark unknown pixels; retrain, or export "
                           "without the unknown label")
@@ -229,31 +221,31 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
     except (RuntimeError, ValueError) as exc:  # weights that do not fit the named architecture
         raise ExportError(f"cannot rebuild the network stored in {checkpoint}: {exc}") from exc
     patch = backbone.patch_size
-    if network is None:
-        network = default_network_size(camera, model.resolution, patch)
-    network = Size.parse(network) if isinstance(network, str) else network
+    network = settings.network or default_network_size(camera, model.resolution, patch)
     check_sizes(camera, network, patch)
     log.info("exporting %s (%s, %d clusters) for camera %s at network size %s", checkpoint,
              model.backbone, model.num_clusters, camera, network)
 
     fused = FusedSegmenter(backbone, head, model.centroids, camera, network,
-                           calibration=model.calibration, mark_unknown=unknown_label,
+                           calibration=model.calibration,
+                           mark_unknown=settings.unknown_label,
                            cluster_classes=model.cluster_classes)
     graph = export_onnx(fused)
     check_graph(graph, camera)
-    wanted = num_frames + (calibration_frames if int8 else 0)
-    frames, source = validation_frames(model, camera, wanted, samples, seed)
-    frames, calibration = split_frames(frames, num_frames, calibration_frames if int8 else 0)
+    calibration_frames = settings.calibration_frames if int8 else 0
+    frames, source = validation_frames(model, camera, settings.frames + calibration_frames,
+                                       settings.samples, settings.seed)
+    frames, calibration = split_frames(frames, settings.frames, calibration_frames)
     parity = check_parity(graph, fused, ReferenceSegmenter(backbone, head, model.centroids,
                                                            network, model.cluster_classes),
                           frames, model.enhancement, frame_source=source,
-                          min_agreement=min_agreement)
+                          min_agreement=settings.min_agreement)
     validation: dict[str, Any] = {"onnxruntime_cpu_vs_pytorch": parity.to_dict()}
     warnings = [] if parity.status == PASSED else [
         f"FP32 parity is {parity.status}: {parity.labels.describe()}; pass --samples with "
         "frames where the model's classes split"]
     files = {MODEL_FILE: graph.SerializeToString()}
-    if precision == "fp16":
+    if settings.precision == "fp16":
         fp16 = compare_graphs(graph, to_fp16(graph), frames, model.enhancement, "fp16",
                               FP16_METHOD, source, MIN_REDUCED_AGREEMENT)
         validation["fp16_vs_fp32"] = fp16.to_dict()
@@ -269,27 +261,29 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
         files[INT8_MODEL_FILE] = quantised.SerializeToString()
     for warning in warnings:
         log.warning("PRECISION WARNING: %s", warning)
-    if warnings and strict_precision:
+    if warnings and settings.strict_precision:
         raise ExportError("--strict-precision: " + "; ".join(warnings) + "; nothing written")
     validation["warnings"] = warnings
 
     meta = BundleMeta(camera=camera, network=network, patch_size=patch, classes=model.classes,
                       enhancement=model.enhancement, backbone=model.backbone,
-                      provenance=_provenance(checkpoint, model),
+                      provenance=_provenance(checkpoint, model, settings, trust),
                       validation=validation, opset=OPSET, novelty=model.calibration,
-                      unknown_label=unknown_label)
+                      unknown_label=settings.unknown_label)
     bundle = write_bundle(out, meta, files)
     log.info("wrote bundle %s (model.onnx sha256 %s...)", out, bundle.model_sha256[:12])
-    if engine == "skip":
+    if trust.random:
+        log.warning("WARNING: %s", trust.warning())
+    if settings.engine == "skip":
         log.info("engine build skipped (--engine skip): the target builds it on first use")
     elif missing:
         log.info("TensorRT is not usable here (%s not importable). The bundle is complete and "
                  "validated; the engine will be built on the target (`uwstego build-engine %s` "
                  "or the node's first start)", ", ".join(missing), bundle.path)
     else:
-        for engine_precision in (precision, "int8") if int8 else (precision,):
-            _build_and_check_engine(bundle, engine_precision, cache_dir, workspace_mb, frames,
-                                    parity)
+        for engine_precision in (settings.precision, "int8") if int8 else (settings.precision,):
+            _build_and_check_engine(bundle, engine_precision, settings.cache_dir,
+                                    settings.workspace_mb, frames, parity)
     return bundle
 
 

@@ -32,10 +32,10 @@ from edge.novelty import NoveltyCalibration, novelty_map
 from edge.sample_frames import host_stage, synthetic_frames
 from export.fused import FusedSegmenter
 from export.reference import ReferenceSegmenter
+from export.settings import MIN_AGREEMENT
 
 log = logging.getLogger(__name__)
 
-MIN_AGREEMENT = 0.995
 MAX_GRAPH_ERROR = 1e-3
 
 

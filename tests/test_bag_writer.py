@@ -281,8 +281,8 @@ def test_train_on_a_synth_bag_takes_the_camera_frames_only(synth_dive: Path,
     pytest.importorskip("torch")
     from training.backbones import save_random_checkpoint
     from training.features import FeatureCache
-    from training.pipeline import PipelineSettings, run_training
-    from training.settings import TrainSettings
+    from training.pipeline import run_training
+    from training.settings import PipelineSettings, TrainSettings
 
     weights = save_random_checkpoint("tiny_vit8", tmp_path / "w.pth", seed=0)
     pipeline = PipelineSettings(backbone="tiny_vit8", weights=weights, resolution=32,

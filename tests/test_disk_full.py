@@ -85,8 +85,9 @@ def earlier_bundle(tmp_path_factory) -> tuple[Path, Path]:
     ckpt = _tiny_checkpoint(root / "model.pt")
     pytest.importorskip("onnx")
     from export.pipeline import export_bundle
+    from export.settings import ExportSettings
 
-    export_bundle(ckpt, "64x48", None, root / "outputs" / "bundle", engine="skip")
+    export_bundle(ckpt, root / "outputs" / "bundle", ExportSettings(camera="64x48", engine="skip"))
     return ckpt, root / "outputs"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,10 +23,12 @@ from edge.bundle import BUNDLE_FILE, MODEL_FILE, load_bundle
 from edge.enhance import EnhanceSettings
 from edge.image_size import Size
 from edge.sample_frames import host_stage, synthetic_frames
+from edge.trust import NAME_KEY, OFFICIAL, RANDOM, TRUST_KEY, ModelTrust, read_trust
 from export.cli import main as export_main
 from export.opcheck import GraphCheckError, check_graph, trt_problems
 from export.pipeline import ExportError, default_network_size, export_bundle
 from export.reference import ReferenceSegmenter
+from export.settings import ExportSettings
 from export.validate import ParityError, ort_session
 from tests.support.tiny_export import make_tiny_model
 from training.artifact import save_trained_model
@@ -52,7 +55,8 @@ def checkpoint(model, tmp_path_factory) -> Path:
 def exported(request, checkpoint, tmp_path_factory):
     camera, network = (Size(*s) for s in request.param)
     out = tmp_path_factory.mktemp("bundle") / "b"
-    bundle = export_bundle(checkpoint, camera, network, out, num_frames=2, engine="skip")
+    bundle = export_bundle(checkpoint, out, ExportSettings(camera=camera, network=network, frames=2,
+                                                           engine="skip"))
     return bundle, camera, network
 
 
@@ -121,8 +125,10 @@ def test_parity_on_real_underwater_photos(checkpoint, tmp_path):
     photos = DATA / "suim" / "images"
     if not photos.is_dir():
         pytest.skip(f"underwater photos not found at {photos} (set UWSTEGO_DATA)")
-    bundle = export_bundle(checkpoint, "96x64", "96x64", tmp_path / "b", samples=photos,
-                           num_frames=2, engine="skip")
+    bundle = export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64",
+                                                                      network="96x64",
+                                                                      samples=photos, frames=2,
+                                                                      engine="skip"))
     parity = bundle.meta.validation["onnxruntime_cpu_vs_pytorch"]
     assert parity["frame_source"] == str(photos) and parity["frames"] == 2
     assert parity["label_agreement"] >= 0.995
@@ -222,17 +228,18 @@ def test_default_network_size_keeps_aspect_in_patch_multiples():
 ])
 def test_bad_network_sizes_are_refused_before_writing(checkpoint, tmp_path, network, message):
     with pytest.raises(ExportError, match=message):
-        export_bundle(checkpoint, "96x64", network, tmp_path / "b", engine="skip")
+        export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64", network=network,
+                                                                 engine="skip"))
     assert not (tmp_path / "b").exists()
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path):
     with pytest.raises(ExportError, match="does not exist"):
-        export_bundle(tmp_path / "nope.pt", "96x64", None, tmp_path / "b")
+        export_bundle(tmp_path / "nope.pt", tmp_path / "b", ExportSettings(camera="96x64"))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00not a torch file" * 64)
     with pytest.raises(ExportError, match=r"corrupt\.pt: not a readable uwstego model file"):
-        export_bundle(corrupt, "96x64", None, tmp_path / "b")
+        export_bundle(corrupt, tmp_path / "b", ExportSettings(camera="96x64"))
     assert not (tmp_path / "b").exists()
 
 
@@ -244,19 +251,19 @@ def test_too_many_clusters_for_uint8(model, tmp_path):
     data["classes"] = [{"name": f"c{i}", "color": [i % 256, 0, 0]} for i in range(300)]
     torch.save(data, tmp_path / "k300.pt")
     with pytest.raises(ExportError, match="300 classes: labels are uint8"):
-        export_bundle(tmp_path / "k300.pt", "96x64", None, tmp_path / "b")
+        export_bundle(tmp_path / "k300.pt", tmp_path / "b", ExportSettings(camera="96x64"))
 
 
 def test_unwritable_or_foreign_output_folders(checkpoint, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(ExportError, match="is not a folder"):
-        export_bundle(checkpoint, "96x64", None, blocker / "bundle")
+        export_bundle(checkpoint, blocker / "bundle", ExportSettings(camera="96x64"))
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "dive.jpg").write_bytes(b"jpeg")
     with pytest.raises(ExportError, match="refusing to overwrite"):
-        export_bundle(checkpoint, "96x64", None, foreign)
+        export_bundle(checkpoint, foreign, ExportSettings(camera="96x64"))
     assert [p.name for p in foreign.iterdir()] == ["dive.jpg"]
 
 
@@ -264,8 +271,9 @@ def test_failed_validation_leaves_the_previous_bundle_intact(exported, checkpoin
     bundle, camera, network = exported
     before = load_bundle(bundle.path).model_sha256
     with pytest.raises(ParityError, match="nothing written"):
-        export_bundle(checkpoint, camera, network, bundle.path, num_frames=1,
-                      min_agreement=1.01, engine="skip")
+        export_bundle(checkpoint, bundle.path, ExportSettings(camera=camera, network=network,
+                                                              frames=1, min_agreement=1.01,
+                                                              engine="skip"))
     assert load_bundle(bundle.path).model_sha256 == before
     leftovers = [p.name for p in bundle.path.parent.iterdir() if p.name != bundle.path.name]
     assert leftovers == []
@@ -290,5 +298,54 @@ def test_engine_required_without_tensorrt_fails_before_writing(checkpoint, tmp_p
     if not missing_packages():
         pytest.skip("TensorRT and pycuda are installed here")
     with pytest.raises(ExportError, match=r"--engine require, but .* cannot be imported"):
-        export_bundle(checkpoint, "96x64", None, tmp_path / "b", engine="require")
+        export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64", engine="require"))
     assert not (tmp_path / "b").exists()
+
+
+def test_export_names_the_model_and_states_its_trust(model, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    # A model trained before the trust facts were recorded: they are derived from provenance.
+    random_model = dataclasses.replace(model, provenance={
+        "random_weights": True, "train_settings": {"steps": 7}, "images": 12,
+        "sources": [{"kind": "images", "path": "/dives/reef"}]})
+    ckpt = save_trained_model(tmp_path / "runs" / "reef" / "model.pt", random_model)
+    args = ["--camera-size", "64x48", "--frames", "1", "--engine", "skip"]
+    assert export_main([str(ckpt), "--out", str(tmp_path / "bundle"), *args]) == 0
+    provenance = load_bundle(tmp_path / "bundle").meta.provenance
+    assert provenance[NAME_KEY] == "reef"  # the run's folder, not the bundle's
+    assert read_trust(provenance) == ModelTrust(RANDOM, model.backbone,
+                                                "12 crops from images /dives/reef", 7,
+                                                model.num_clusters)
+    assert ExportSettings.from_dict(provenance["export_settings"]) == \
+        ExportSettings(camera=Size(64, 48), frames=1, engine="skip")
+    random_warnings = [r for r in caplog.records
+                       if r.levelno == logging.WARNING and "RANDOM weights" in r.getMessage()]
+    assert len(random_warnings) == 1
+    assert f"trust: weights random, backbone {model.backbone}" in caplog.text
+
+    caplog.clear()
+    trusted = dataclasses.replace(model, provenance={TRUST_KEY: ModelTrust(
+        OFFICIAL, model.backbone, "40 crops from images /dives/reef", 5000, 5).to_dict()})
+    ckpt = save_trained_model(tmp_path / "trusted.pt", trusted)
+    assert export_main([str(ckpt), "--out", str(tmp_path / "named"), "--name", "reef v2",
+                        *args]) == 0
+    provenance = load_bundle(tmp_path / "named").meta.provenance
+    assert provenance[NAME_KEY] == "reef v2" and read_trust(provenance).weights == OFFICIAL
+    assert "RANDOM" not in caplog.text and "model reef v2" in caplog.text
+
+
+def test_export_settings_are_read_back_strictly():
+    settings = ExportSettings(camera="1280x720", network="448x252", samples="frames", int8=True)
+    assert settings.camera == Size(1280, 720) and settings.samples == Path("frames")
+    assert ExportSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    with pytest.raises(ValueError, match=r"unknown export settings \['precison'\]"):
+        ExportSettings.from_dict({**settings.to_dict(), "precison": "fp16"})
+    with pytest.raises(ValueError, match="precision 'int4'"):
+        ExportSettings(camera="64x48", precision="int4")
+
+
+def test_export_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        export_main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and ":mod:" not in text and "--name NAME" in text

@@ -25,8 +25,8 @@ from training.backbones import build_backbone, save_random_checkpoint
 from training.data.sources import ImageFolder, ReadReport
 from training.features import FeatureCache, build_feature_cache
 from training.knn import compute_knn, compute_knn_ranks, query_blocks
-from training.pipeline import KNN_FILE, PipelineSettings, run_training
-from training.settings import TrainSettings
+from training.pipeline import KNN_FILE, run_training
+from training.settings import PipelineSettings, TrainSettings
 
 RES = 64
 BUILD = {"resolution": RES, "batch_size": 3, "crop_type": "five+full", "shard_items": 12}
@@ -137,8 +137,8 @@ def test_a_rank_killed_mid_build_resumes_shard_by_shard(data, reference, tmp_pat
 _KILLED_RUN = """
 import json, os, signal, sys
 import training.data.sources as sources
-from training.pipeline import PipelineSettings, run_training
-from training.settings import TrainSettings
+from training.pipeline import run_training
+from training.settings import PipelineSettings, TrainSettings
 
 real = sources.ImageFolder.frames
 def dying(self, report):  # SIGKILL while frame 5 is read: no cleanup code runs

@@ -139,11 +139,12 @@ def test_bundle_carries_calibration_to_the_segmenter(bundles, tmp_path):
 
 def test_unknown_label_needs_a_calibrated_model(tmp_path):
     from export.pipeline import ExportError, export_bundle
+    from export.settings import ExportSettings
 
     checkpoint = save_trained_model(tmp_path / "model.pt", make_tiny_model(k=3))
     with pytest.raises(ExportError, match="no novelty calibration"):
-        export_bundle(checkpoint, "64x48", None, tmp_path / "b", engine="skip",
-                      unknown_label=True)
+        export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="64x48", engine="skip",
+                                                                 unknown_label=True))
 
 
 def test_novelty_graphs_pass_the_tensorrt_op_check(bundles):

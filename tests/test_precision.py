@@ -29,10 +29,11 @@ from edge.segmenter import Segmenter
 from export.cli import main as export_main
 from export.opcheck import check_graph, trt_problems
 from export.pipeline import ExportError, export_bundle, split_frames
+from export.settings import ExportSettings
 from tests.support.tiny_export import make_tiny_model
 from training.artifact import load_trained_model, save_trained_model
-from training.pipeline import PipelineSettings, run_training
-from training.settings import TrainSettings
+from training.pipeline import run_training
+from training.settings import PipelineSettings, TrainSettings
 
 CAMERA = "96x64"
 
@@ -94,24 +95,27 @@ def one_class_checkpoint(tmp_path_factory):
 def test_export_reports_a_one_class_check_as_not_informative(one_class_checkpoint, tmp_path,
                                                              caplog):
     caplog.set_level(logging.WARNING)
-    bundle = export_bundle(one_class_checkpoint, CAMERA, None, tmp_path / "b", num_frames=2,
-                           engine="skip")
+    bundle = export_bundle(one_class_checkpoint, tmp_path / "b", ExportSettings(camera=CAMERA,
+                                                                                frames=2,
+                                                                                engine="skip"))
     parity = load_bundle(bundle.path).meta.validation["onnxruntime_cpu_vs_pytorch"]
     assert parity["classes_present"] == 1 and parity["status"] == NOT_INFORMATIVE
     assert parity["label_agreement_percent"] == "100.0000"
     assert bundle.meta.validation["warnings"]
     assert "PRECISION WARNING: FP32 parity is not informative" in caplog.text
     with pytest.raises(ExportError, match="--strict-precision: FP32 parity is not informative"):
-        export_bundle(one_class_checkpoint, CAMERA, None, tmp_path / "strict", num_frames=2,
-                      engine="skip", strict_precision=True)
+        export_bundle(one_class_checkpoint, tmp_path / "strict", ExportSettings(camera=CAMERA,
+                                                                                frames=2,
+                                                                                engine="skip",
+                                                                                strict_precision=True))
     assert not (tmp_path / "strict").exists()
 
 
 @pytest.fixture(scope="module")
 def int8_bundle(checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "b"
-    return export_bundle(checkpoint, CAMERA, None, out, num_frames=2, int8=True,
-                         calibration_frames=3, engine="skip")
+    return export_bundle(checkpoint, out, ExportSettings(camera=CAMERA, frames=2, int8=True,
+                                                         calibration_frames=3, engine="skip"))
 
 
 def test_fp16_check_on_a_model_whose_classes_split(int8_bundle):
@@ -167,8 +171,9 @@ def test_segmenter_runs_the_int8_graph(int8_bundle):
 
 
 def test_int8_on_a_bundle_without_the_graph_is_a_clear_error(checkpoint, tmp_path):
-    bundle = export_bundle(checkpoint, CAMERA, None, tmp_path / "b", num_frames=1,
-                           precision="fp32", engine="skip")
+    bundle = export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera=CAMERA, frames=1,
+                                                                      precision="fp32",
+                                                                      engine="skip"))
     assert "fp16_vs_fp32" not in bundle.meta.validation
     with pytest.raises(BundleError, match=r"has no INT8 graph .* --int8"):
         Segmenter(bundle, backend="onnxruntime", precision="int8")
@@ -235,7 +240,8 @@ def trained(tmp_path_factory):
 
 
 def test_validation_defaults_to_the_training_frames(trained, tmp_path, caplog):
-    bundle = export_bundle(trained, CAMERA, None, tmp_path / "b", num_frames=3, engine="skip")
+    bundle = export_bundle(trained, tmp_path / "b", ExportSettings(camera=CAMERA, frames=3,
+                                                                   engine="skip"))
     parity = bundle.meta.validation["onnxruntime_cpu_vs_pytorch"]
     assert parity["frame_source"].startswith("3 of the model's training frames")
     assert parity["frames"] == 3 and parity["classes_present"] >= 1
@@ -245,8 +251,8 @@ def test_validation_defaults_to_the_training_frames(trained, tmp_path, caplog):
     cache.rename(moved)
     try:
         caplog.set_level(logging.WARNING)
-        bundle = export_bundle(trained, CAMERA, None, tmp_path / "c", num_frames=1,
-                               engine="skip")
+        bundle = export_bundle(trained, tmp_path / "c", ExportSettings(camera=CAMERA, frames=1,
+                                                                       engine="skip"))
     finally:
         moved.rename(cache)
     assert "training frames are unavailable" in caplog.text

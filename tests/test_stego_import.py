@@ -25,6 +25,7 @@ from edge.image_size import Size
 from edge.sample_frames import synthetic_frames
 from edge.segmenter import Segmenter
 from export.pipeline import export_bundle
+from export.settings import ExportSettings
 from training.artifact import load_trained_model
 from training.backbones import DinoViT, backbone_config
 from training.inference import segment, to_network_input
@@ -188,8 +189,9 @@ def test_cli_then_export_gives_the_official_labels_on_the_vehicle(ckpt, tmp_path
     assert args.func(args) == 0
     model = load_trained_model(tmp_path / "model.pt")
     assert model.backbone == BACKBONE and model.num_clusters == K
-    bundle = export_bundle(tmp_path / "model.pt", Size(SIDE, SIDE), Size(SIDE, SIDE),
-                           tmp_path / "bundle", num_frames=2, engine="skip")
+    settings = ExportSettings(camera=Size(SIDE, SIDE), network=Size(SIDE, SIDE), frames=2,
+                              engine="skip")
+    bundle = export_bundle(tmp_path / "model.pt", tmp_path / "bundle", settings)
     seg = Segmenter(bundle.path, backend="onnxruntime")
     frames = _frames(3)
     got = np.stack([seg.segment(f).labels for f in frames])

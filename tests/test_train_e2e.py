@@ -25,19 +25,21 @@ pytest.importorskip("torch")
 import torch
 import torch.nn.functional as F
 
+from edge.scoring import unsupervised_scores
 from training.artifact import load_trained_model
 from training.backbones import build_backbone, save_random_checkpoint
 from training.clusters import spherical_kmeans
 from training.features import FeatureCache
 from training.head import SegmentationHead
 from training.inference import assign
-from training.metrics import unsupervised_scores
-from training.pipeline import KNN_FILE, PipelineSettings, run_training
-from training.settings import TrainSettings
+from training.pipeline import KNN_FILE, run_training
+from training.settings import PipelineSettings, TrainSettings
 from training.synth.classes import CLASSES
 from training.synth.sequence import generate_dive
 from training.synth.settings import DiveSettings
-from training.train import LOG_FILE, STATE_FILE, train_head
+from training.train import train_head
+from training.train_log import LOG_FILE
+from training.train_state import STATE_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +132,7 @@ def test_training_learns_the_structure(dive, trained):
                              ("online probe", head(feats), result.probe_centroids),
                              ("k-means on raw features", feats, raw)):
         preds, _ = assign(code.detach(), cent, (RES, RES))
-        scores[name] = unsupervised_scores(preds, labels, len(CLASSES))
+        scores[name] = unsupervised_scores(preds.numpy(), labels, len(CLASSES))
     print("mIoU / accuracy on the dive frames: " + "; ".join(
         f"{k} {s.miou:.1f} / {s.accuracy:.1f}" for k, s in scores.items()))
 
@@ -141,18 +143,19 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(dive, trained, tmp_p
     script = textwrap.dedent(f"""
         import os, signal
         import numpy as np
+        import training.step as ts
         import training.train as tt
         from training.backbones import build_backbone
         from training.features import FeatureCache
         from training.settings import TrainSettings
 
-        real_step, calls = tt.train_step, [0]
+        real_step, calls = ts.train_step, [0]
         def dying_step(*args, **kwargs):
             calls[0] += 1
             if calls[0] == {KILL_AT}:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_step(*args, **kwargs)
-        tt.train_step = dying_step
+        ts.train_step = dying_step
         tt.train_head(FeatureCache.open({cache_dir!r}),
                       np.load({str(trained["out"] / KNN_FILE)!r})["indices"],
                       TrainSettings(**{json.dumps(SETTINGS.to_dict())}), {str(out)!r},

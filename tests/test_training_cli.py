@@ -52,7 +52,8 @@ def test_clusters_apply_names_the_model(tmp_path):
 
 
 def test_training_a_real_backbone_needs_its_weights(tmp_path):
-    from training.pipeline import PipelineSettings, run_training
+    from training.pipeline import run_training
+    from training.settings import PipelineSettings
 
     (tmp_path / "imgs").mkdir()
     with pytest.raises(ValueError, match="--weights is required for dino_vits8"):

@@ -15,12 +15,12 @@ trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (GPU hos
 cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install pycuda)")
 
 from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from edge.backends.tensorrt import TensorRTBackend  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.sample_frames import host_stage, synthetic_frames  # noqa: E402
 from edge.trt.cache import is_stale, read_sidecar  # noqa: E402
 from edge.trt.check import check_engine  # noqa: E402
 from edge.trt.engine import ensure_engine, system_key  # noqa: E402
-from edge.trt.runner import TensorRTBackend  # noqa: E402
 from tests.support.bundles import make_tiny_bundle  # noqa: E402
 
 CAMERA = (96, 64)
@@ -95,12 +95,15 @@ def test_int8_engine_from_the_qdq_graph(tmp_path):
     pytest.importorskip("torch", reason="the INT8 graph is exported here (workstation)")
     from edge.agreement import PASSED
     from export.pipeline import export_bundle
+    from export.settings import ExportSettings
     from tests.support.tiny_export import make_tiny_model
     from training.artifact import save_trained_model
 
     checkpoint = save_trained_model(tmp_path / "model.pt", make_tiny_model(seed=3, k=5))
-    bundle = export_bundle(checkpoint, "96x64", None, tmp_path / "b", num_frames=2, int8=True,
-                           calibration_frames=3, engine="skip")
+    bundle = export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64", frames=2,
+                                                                      int8=True,
+                                                                      calibration_frames=3,
+                                                                      engine="skip"))
     report = check_engine(bundle, synthetic_frames(bundle.meta.camera, 2, seed=9),
                           precision="int8", repeats=3, warmup=1)
     assert report["labels"]["classes_present"] >= 2

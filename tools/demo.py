@@ -31,10 +31,11 @@ from edge.image_size import Size
 from edge.replay.loop import ReplaySettings, replay
 from edge.replay.summary import SUMMARY_FILE, ReplaySummary, read_summary
 from export.pipeline import export_bundle
+from export.settings import ExportSettings
 from training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
 from training.backbones.build import DEFAULT_CACHE_DIR
-from training.pipeline import PipelineSettings, run_training
-from training.settings import TrainSettings
+from training.pipeline import run_training
+from training.settings import PipelineSettings, TrainSettings
 from training.synth import CLASS_NAMES, CLASSES, DiveSettings
 from training.synth.writer import write_dive
 
@@ -126,8 +127,8 @@ def run_demo(out: Path, size: DemoSize, weights: Path | None, seed: int) -> dict
     if fresh_bundle:
         log.info("reusing %s", bundle_dir)
     else:
-        timed("3/4 export", timings, lambda: export_bundle(
-            model, size.camera, size.network, bundle_dir, engine="auto"))
+        settings = ExportSettings(camera=size.camera, network=size.network, engine="auto")
+        timed("3/4 export", timings, lambda: export_bundle(model, bundle_dir, settings))
 
     summary_file = report_dir / SUMMARY_FILE
     if is_newer(summary_file, bundle_dir / "bundle.json"):

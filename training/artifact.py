@@ -34,6 +34,8 @@ from training.head import HeadConfig, SegmentationHead
 
 FORMAT = "uwstego.trained_model"
 FORMAT_VERSION = 1
+# The model file of a training output folder.
+MODEL_FILE = "model.pt"
 log = logging.getLogger(__name__)
 
 
@@ -172,9 +174,9 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     """Read a ``model.pt``; every refusal names the file and the problem."""
     path = Path(path)
     if path.is_dir():
-        candidate = path / "model.pt"
+        candidate = path / MODEL_FILE
         if not candidate.is_file():
-            raise FileNotFoundError(f"{path} is a folder without model.pt: pass the model file "
+            raise FileNotFoundError(f"{path} is a folder without {MODEL_FILE}: pass the model file "
                                     "or a training output folder")
         path = candidate
     if not path.is_file():

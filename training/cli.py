@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,9 +33,9 @@ ENHANCEMENTS = {"default": EnhanceSettings, "raw": EnhanceSettings.raw,
 
 def register_train(subparsers: argparse._SubParsersAction) -> None:
     from training.presets import DEFAULT_PRESET, PRESETS
-    from training.settings import TrainSettings
+    from training.settings import PipelineSettings, TrainSettings
 
-    d = TrainSettings()
+    d, pd = TrainSettings(), PipelineSettings()
     p = subparsers.add_parser(
         "train", formatter_class=_FORMATTER,
         help="train the STEGO head on image folders, videos or rosbags",
@@ -43,14 +45,16 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sources", nargs="+", type=Path,
                    help="image folders, video files or rosbag2 folders")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--backbone", default="dino_vits8", help="backbone id")
+    p.add_argument("--backbone", default=pd.backbone, help="backbone id")
     p.add_argument("--weights", type=Path, help="official DINO weights file for the backbone")
     p.add_argument("--clusters", type=int, default=d.clusters, help="number of clusters K")
     p.add_argument("--steps", type=int, default=d.steps, help="head training steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--resolution", type=int, default=224, help="training crop size (px)")
-    p.add_argument("--crop-type", help="crops per frame: five, full, or five+full (STEGO's "
-                   "five-crop plus the whole frame; the default when not given)")
+    p.add_argument("--resolution", type=int, default=pd.resolution,
+                   help="training crop size (px)")
+    p.add_argument("--crop-type", default=pd.crop_type,
+                   help="crops per frame: five, full, or five+full (STEGO's five-crop plus the "
+                        "whole frame)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                    help="published STEGO loss weights and shifts to train with")
     p.add_argument("--code-dim", type=int, default=d.code_dim,
@@ -63,8 +67,9 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--knn-exclude-window", type=int, default=None, metavar="FRAMES",
                    help="rank neighbours within this many frames of the same video last "
                         "(not given: no such rule)")
-    p.add_argument("--topic", help="image topic of the bags (not given: every image topic)")
-    p.add_argument("--video-stride", type=int, default=1,
+    p.add_argument("--topic", help="image topic of the bags (not given: the bag's camera "
+                   "topic; a bag with several cameras is refused with their list: name one)")
+    p.add_argument("--video-stride", type=int, default=pd.video_stride,
                    help="keep every N-th frame of each video file and of each bag topic "
                         "(image folders are never thinned)")
     p.add_argument("--novelty-quantile", type=float, default=d.novelty_quantile,
@@ -84,8 +89,9 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from training import distributed as ddp
-    from training.pipeline import PipelineSettings, run_training
-    from training.settings import TrainSettings
+    from training.pipeline import run_training
+    from training.settings import PipelineSettings, TrainSettings
+    from training.stop import TrainingInterrupted
 
     if args.random_weights and args.weights is None:
         log.warning("%s\n--random-weights: training on a RANDOMLY INITIALISED %s. Its features "
@@ -96,12 +102,11 @@ def _train(args: argparse.Namespace) -> int:
     info = ddp.init_from_env(args.device)
     device = str(ddp.process_device(args.device, info))
     try:
-        crop = {"crop_type": args.crop_type} if args.crop_type else {}
         pipeline = PipelineSettings(
             backbone=args.backbone, weights=args.weights, resolution=args.resolution,
-            enhancement=ENHANCEMENTS[args.enhancement](),
+            crop_type=args.crop_type, enhancement=ENHANCEMENTS[args.enhancement](),
             knn_exclude_window=args.knn_exclude_window, topic=args.topic,
-            video_stride=args.video_stride, allow_random_weights=args.random_weights, **crop)
+            video_stride=args.video_stride, allow_random_weights=args.random_weights)
         train = TrainSettings(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                               lr=args.lr, clusters=args.clusters, code_dim=args.code_dim,
                               seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -109,11 +114,24 @@ def _train(args: argparse.Namespace) -> int:
                               novelty_quantile=args.novelty_quantile)
         result = run_training(args.sources, args.out, pipeline, train, resume=args.resume,
                               device=device)
+    except TrainingInterrupted as stopped:
+        if info.is_main:
+            log.warning("%s; resume with: %s", stopped, resume_command())
+        return stopped.exit_code
     finally:
         ddp.shutdown()
     if info.is_main:
         log.info("model written to %s", result.model_path)
     return 0
+
+
+def resume_command() -> str:
+    """This process's ``uwstego train`` command line with ``--resume``, ready to paste."""
+    argv = sys.argv[1:]
+    if "train" not in argv:  # called as a library, not from the command line
+        return "the same uwstego train command with --resume"
+    argv = argv[argv.index("train"):]
+    return shlex.join(["uwstego", *argv, *([] if "--resume" in argv else ["--resume"])])
 
 
 def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
@@ -196,7 +214,8 @@ def _views(model: TrainedModel, args: argparse.Namespace) -> Iterator[View]:
     """Where the gallery's examples come from: the sources given, else the training cache."""
     from training.features import FeatureCache
     from training.gallery import cache_views, source_views
-    from training.pipeline import PipelineSettings, open_sources
+    from training.pipeline import open_sources
+    from training.settings import PipelineSettings
 
     if args.sources:
         sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
@@ -213,7 +232,7 @@ def _clusters(args: argparse.Namespace) -> int:
     from training.artifact import load_trained_model
     from training.gallery import write_gallery
     from training.naming import apply_names, model_file
-    from training.trust import trust_facts
+    from training.trust import model_trust
 
     model_path = model_file(args.model)
     if args.apply:
@@ -227,8 +246,7 @@ def _clusters(args: argparse.Namespace) -> int:
 
         for line in describe(model.calibration, [c.name for c in model.classes]):
             log.info("%s", line)
-    facts = trust_facts(model.backbone, model.provenance, model.num_clusters,
-                        len(model.classes))
+    facts = model_trust(model.provenance, model.backbone, model.num_clusters)
     if facts.random:
         log.warning("%s was trained on RANDOM backbone weights: its clusters mean nothing "
                     "(the gallery says so in a banner)", model_path)

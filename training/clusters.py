@@ -45,10 +45,6 @@ class ClusterProbe(nn.Module):
         loss = -(probs * scores).sum(1).mean()
         return loss, probs
 
-    def log_probs(self, code: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
-        """The CRF unaries of the official evaluation: ``log_softmax(alpha * cos)``."""
-        return torch.log_softmax(cosine_scores(code, self.clusters) * alpha, dim=1)
-
     def unit_centroids(self) -> np.ndarray:
         return F.normalize(self.clusters.detach(), dim=1).cpu().numpy().astype(np.float32)
 

@@ -40,7 +40,6 @@ from edge.enhance import EnhanceSettings
 from training import distributed as ddp
 from training.backbones import DinoViT
 from training.data.crops import (
-    DEFAULT_CROP_TYPE,
     crop_box,
     crop_names,
     enhance_params,
@@ -60,11 +59,11 @@ from training.data.sources import (
     read_frame,
 )
 from training.data.totals import total_frames
+from training.settings import DEFAULT_CROP_TYPE, SHARD_ITEMS
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-SHARD_ITEMS = 256
 DEFAULT_ENHANCEMENT = EnhanceSettings()
 META = "meta.json"
 
@@ -266,18 +265,28 @@ def _done_shards(root: Path) -> dict[int, dict[str, Any]]:
 
 
 def _start(root: Path, header: dict[str, Any]) -> dict[str, Any]:
-    """A fresh meta, or the one of an interrupted build with exactly the same header."""
+    """A fresh meta, or the one of an interrupted build with exactly the same header.
+
+    A build that was refused or stopped before its first shard (a bag with two cameras, no
+    frames found) protects nothing: its meta is replaced, so the corrected command can run.
+    """
     meta_path = root / META
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         changed = sorted(k for k in header if meta.get(k) != header[k])
+        done = len(_done_shards(root))
         if meta.get("format") == FORMAT_VERSION and not changed:
-            done = len(_done_shards(root))
             if done and not meta["complete"]:
                 logger.info("resuming feature cache %s after %d complete shards", root, done)
             return meta
-        raise CacheError(f"{root} holds a feature cache built with other settings (differs in "
-                         f"{changed or ['format']}); delete it or choose another folder")
+        if not done and not meta.get("complete"):
+            logger.info("%s: replacing the meta of a build that cached nothing", root)
+            for stale in (meta_path, *root.glob(".*")):
+                if stale.is_file():
+                    stale.unlink()
+        else:
+            raise CacheError(f"{root} holds a feature cache built with other settings (differs "
+                             f"in {changed or ['format']}); delete it or choose another folder")
     if root.exists() and any(root.iterdir()):
         raise CacheError(f"{root} exists and is not a feature cache; choose an empty folder")
     root.mkdir(parents=True, exist_ok=True)

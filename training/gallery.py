@@ -28,13 +28,14 @@ from tqdm import tqdm
 
 from edge.atomic import atomic_path, write_text_atomic
 from edge.classes import ClassInfo, load_classes_yaml, save_classes_yaml
+from edge.trust import ModelTrust
 from training.artifact import TrainedModel
 from training.data.crops import enhance_params, make_crops, render, to_uint8
 from training.data.sources import FrameRef, ReadReport, Source, iter_frames
 from training.features import FeatureCache
 from training.gallery_frames import FRAMES_DIR, ExampleSource, describe, write_full_frame
 from training.inference import assign, to_network_input
-from training.trust import TrustFacts, trust_facts
+from training.trust import model_trust
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +180,14 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
         tmp.write_bytes(data.tobytes())
 
 
-def _facts_html(facts: TrustFacts) -> str:
+def _facts_html(facts: ModelTrust, classes: int) -> str:
+    merged = f" ({classes} classes after merging)" if classes < facts.clusters else ""
+    steps = "not recorded" if facts.steps is None else str(facts.steps)
+    table = [("weights", facts.weights), ("backbone", facts.backbone),
+             ("training data", facts.data), ("training steps", steps),
+             ("clusters", f"{facts.clusters}{merged}")]
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                   for k, v in facts.rows())
+                   for k, v in table)
     banner = ('<p class="banner">RANDOM WEIGHTS: this model was trained on a randomly '
               "initialised backbone. Its clusters mean nothing; name them only to test the "
               "workflow, and never deploy it.</p>") if facts.random else ""
@@ -205,8 +211,7 @@ def _html(model: TrainedModel, coverage: np.ndarray, tiles: list[list[Tile]],
     # Full paths: the command must work from whatever folder the page is read in.
     apply = shlex.join(["uwstego", "clusters", str(Path(model_path).resolve()), "--apply",
                         str(names_path.resolve())])
-    facts = trust_facts(model.backbone, model.provenance, model.num_clusters,
-                        len(model.classes))
+    facts = model_trust(model.provenance, model.backbone, model.num_clusters)
     rows = []
     for c, cls in enumerate(model.cluster_names):
         r, g, b = cls.color
@@ -226,7 +231,7 @@ def _html(model: TrainedModel, coverage: np.ndarray, tiles: list[list[Tile]],
 figure{{display:inline-block;margin:2px;font-size:11px;text-align:center;max-width:{TILE}px}}
 figure img{{display:block}}</style></head>
 <body><h1>Clusters of {html.escape(model_path)}</h1>
-{_facts_html(facts)}
+{_facts_html(facts, len(model.classes))}
 <p>Each row shows the most confident examples of one cluster, outlined in its class's colour;
 click an example for its whole frame. Name the clusters in <code>{CLASSES_FILE}</code> (same
 order, one entry per cluster; clusters given the same name merge into one class), then run

@@ -17,45 +17,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edge.atomic import atomic_path
-from edge.enhance import EnhanceSettings
+from edge.trust import TRUST_KEY, ModelTrust
 from training import distributed as ddp
 from training.backbones import OFFICIAL_WEIGHTS, build_backbone, weights_hint
-from training.data.crops import DEFAULT_CROP_TYPE
 from training.data.sources import Source, source_from_path
-from training.features import SHARD_ITEMS, FeatureCache, build_feature_cache, cache_key
+from training.features import FeatureCache, build_feature_cache, cache_key
 from training.knn import compute_knn_ranks
-from training.train import STATE_FILE, TrainResult, TrainSettings, train_head
+from training.settings import PipelineSettings, TrainSettings
+from training.train import TrainResult, check_new_run, train_head
+from training.train_state import STATE_FILE
+from training.trust import describe_data, weights_origin
 
 log = logging.getLogger(__name__)
 
 KNN_FILE = "knn.npz"
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    backbone: str = "dino_vits8"
-    weights: Path | None = None
-    resolution: int = 224
-    crop_type: str = DEFAULT_CROP_TYPE
-    enhancement: EnhanceSettings = field(default_factory=EnhanceSettings)
-    feature_batch_size: int = 16
-    # Items per cache shard: the unit of resuming and of sharing the extraction among ranks.
-    feature_shard_items: int = SHARD_ITEMS
-    knn_k: int = 30
-    # Our addition to STEGO: neighbours within this many frames of the same stream rank last.
-    knn_exclude_window: int | None = None
-    topic: str | None = None
-    video_stride: int = 1
-    video_rate_hz: float | None = None
-    # Only for demos and smoke runs: train on a randomly initialised official architecture.
-    allow_random_weights: bool = False
 
 
 def open_sources(paths: Sequence[str | Path], settings: PipelineSettings) -> list[Source]:
@@ -109,9 +90,7 @@ def run_training(sources: Sequence[str | Path], out_dir: str | Path,
     train = train or TrainSettings()
     out_dir = Path(out_dir)
     info = ddp.dist_info()
-    if (out_dir / STATE_FILE).exists() and not resume:
-        raise ValueError(f"{out_dir} already holds a training run ({STATE_FILE}); pass "
-                         "--resume to continue it or choose another output folder")
+    check_new_run(out_dir, resume)
     source_list = open_sources(sources, pipeline)
     if pipeline.weights is None and pipeline.backbone in OFFICIAL_WEIGHTS \
             and not pipeline.allow_random_weights:
@@ -132,8 +111,12 @@ def run_training(sources: Sequence[str | Path], out_dir: str | Path,
             log.info("--resume: %s holds no training state yet; training starts at step 0",
                      out_dir)
         resume = False
+    sources_described = [s.describe() for s in source_list]
+    trust = ModelTrust(weights_origin(pipeline.backbone, pipeline.weights), pipeline.backbone,
+                       describe_data(sources_described, len(cache)), train.steps, train.clusters)
     provenance = {
-        "sources": [s.describe() for s in source_list],
+        TRUST_KEY: trust.to_dict(),
+        "sources": sources_described,
         "feature_cache": str(cache_dir.resolve()),
         "crop_type": pipeline.crop_type,
         "knn": {"k": pipeline.knn_k, "exclude_window": pipeline.knn_exclude_window},

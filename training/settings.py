@@ -7,13 +7,41 @@ without importing torch (the vehicle installs ``uwstego`` without it).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from edge.enhance import EnhanceSettings
 from edge.settings_io import from_dict_strict
 from training.presets import DEFAULT_PRESET, get_preset
 
 INTERPOLATIONS = ("nearest", "area", "bilinear")
+# STEGO's five-crop plus the whole frame (training/data/crops.py, docs/stego.md §6).
+DEFAULT_CROP_TYPE = "five+full"
+# Items per feature-cache shard: the unit of resuming and of sharing the extraction among ranks.
+SHARD_ITEMS = 256
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What ``uwstego train`` does before the head trains: data, backbone, features, KNN."""
+
+    backbone: str = "dino_vits8"
+    weights: Path | None = None
+    resolution: int = 224
+    crop_type: str = DEFAULT_CROP_TYPE
+    enhancement: EnhanceSettings = field(default_factory=EnhanceSettings)
+    feature_batch_size: int = 16
+    feature_shard_items: int = SHARD_ITEMS
+    knn_k: int = 30
+    # Our addition to STEGO: neighbours within this many frames of the same stream rank last.
+    knn_exclude_window: int | None = None
+    # None: the bag's one camera topic (a bag with several cameras is refused: name one).
+    topic: str | None = None
+    video_stride: int = 1
+    video_rate_hz: float | None = None
+    # Only for demos and smoke runs: train on a randomly initialised official architecture.
+    allow_random_weights: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from training.stego_import_read import (
     StegoCheckpointError,
     read_lightning_checkpoint,
 )
+from training.trust import STEGO_IMPORT_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def convert_stego_checkpoint(path: str | Path, probe: str = "cluster",
             classes = named([f"class_{i}" for i in range(count)])
     log.info("%s: %s, code dim %d, %s probe with %d classes", path, backbone,
              found["code_dim"], probe, count)
-    provenance = {"source": "official STEGO checkpoint", "checkpoint": str(path.resolve()),
+    provenance = {"source": STEGO_IMPORT_SOURCE, "checkpoint": str(path.resolve()),
                   "checkpoint_sha256": sha256_file(path), "probe": probe, **found,
                   "hyper_parameters": ckpt.hyper_parameters}
     return TrainedModel(backbone=backbone, backbone_state=backbone_state, head_config=config,

@@ -1,69 +1,46 @@
-"""The trust facts of a trained model, read from its provenance: what its weights are, what it
-was trained on (sources, feature-cache crops) and for how long. A model on random weights
-segments, but its clusters mean nothing; every page that shows a model's clusters says which
-kind it is."""
+"""The trust facts (edge/trust.py) of a trained model: recorded by training, derived for older
+models and imported STEGO checkpoints."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePath
 from typing import Any
 
-from training.backbones import OFFICIAL_WEIGHTS
+from edge.trust import OFFICIAL, RANDOM, SELF_PRETRAINED, TRUST_KEY, UNKNOWN, ModelTrust
+from training.backbones.registry import OFFICIAL_WEIGHTS
 
-RANDOM = "random"
-OFFICIAL = "official"
-SELF_PRETRAINED = "self-pretrained"
-NOT_RECORDED = "not recorded"
-_OFFICIAL_FILES = {url.rsplit("/", 1)[-1] for url in OFFICIAL_WEIGHTS.values()}
+# training/stego_import.py's provenance "source" of an imported official checkpoint.
+STEGO_IMPORT_SOURCE = "official STEGO checkpoint"
 
 
-@dataclass(frozen=True)
-class TrustFacts:
-    weights: str  # RANDOM, OFFICIAL, SELF_PRETRAINED or NOT_RECORDED
-    weights_detail: str  # the weights file, or where the model came from
-    backbone: str
-    data: str  # the training sources, e.g. "video dive.mp4, images reef/"
-    images: int | None  # feature-cache items: crops of the training frames
-    steps: int | None
-    clusters: int
-    classes: int
-
-    @property
-    def random(self) -> bool:
-        return self.weights == RANDOM
-
-    def rows(self) -> list[tuple[str, str]]:
-        def known(value: int | None) -> str:
-            return NOT_RECORDED if value is None else str(value)
-
-        weights = self.weights + (f" ({self.weights_detail})" if self.weights_detail else "")
-        merged = f" ({self.classes} classes after merging)" if self.classes < self.clusters \
-            else ""
-        return [("weights", weights), ("backbone", self.backbone),
-                ("training data", self.data or NOT_RECORDED),
-                ("training crops", known(self.images)), ("training steps", known(self.steps)),
-                ("clusters", f"{self.clusters}{merged}")]
+def weights_origin(backbone: str, weights: str | Path | None) -> str:
+    """``random`` without a file; ``official`` for the published file of ``backbone`` (by its
+    name: the file is downloaded under it); else ``self-pretrained``."""
+    if weights is None:
+        return RANDOM
+    url = OFFICIAL_WEIGHTS.get(backbone)
+    return OFFICIAL if url and PurePath(url).name == Path(weights).name else SELF_PRETRAINED
 
 
-def _weights(provenance: Mapping[str, Any]) -> tuple[str, str]:
-    if provenance.get("random_weights"):
-        return RANDOM, "randomly initialised backbone: the clusters mean nothing"
-    file = provenance.get("weights_file")
-    if file:
-        return (OFFICIAL if Path(file).name in _OFFICIAL_FILES else SELF_PRETRAINED), str(file)
-    if provenance.get("source") == "official STEGO checkpoint":
-        return OFFICIAL, f"STEGO checkpoint {provenance.get('checkpoint', '')}".strip()
-    return NOT_RECORDED, ""
+def describe_data(sources: Sequence[Mapping[str, Any]], items: int) -> str:
+    """``"96 crops from images /data/dive1, bag /data/dive2"``."""
+    where = ", ".join(f"{s.get('kind', '?')} {s.get('path', '?')}" for s in sources)
+    return f"{items} crops from {where or 'unknown sources'}"
 
 
-def trust_facts(backbone: str, provenance: Mapping[str, Any], clusters: int,
-                classes: int) -> TrustFacts:
-    weights, detail = _weights(provenance)
+def model_trust(provenance: Mapping[str, Any], backbone: str, clusters: int) -> ModelTrust:
+    """The facts training recorded in ``provenance``, or what older provenance still tells."""
+    if TRUST_KEY in provenance:
+        return ModelTrust.from_dict(provenance[TRUST_KEY])
+    if provenance.get("source") == STEGO_IMPORT_SOURCE:
+        return ModelTrust(OFFICIAL, backbone, "STEGO's own training set (imported checkpoint)",
+                          None, clusters)
+    if "random_weights" in provenance:
+        weights = weights_origin(backbone, None if provenance["random_weights"]
+                                 else provenance.get("weights_file"))
+    else:
+        weights = UNKNOWN
     steps = provenance.get("train_settings", {}).get("steps")
-    images = provenance.get("images")
-    data = ", ".join(f"{s.get('kind', '?')} {Path(str(s.get('path', '?'))).name}"
-                     for s in provenance.get("sources", []))
-    return TrustFacts(weights, detail, backbone, data, None if images is None else int(images),
-                      None if steps is None else int(steps), clusters, classes)
+    data = describe_data(provenance.get("sources", []), int(provenance.get("images", 0)))
+    return ModelTrust(weights, backbone, data, steps, clusters)

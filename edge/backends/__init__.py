@@ -17,77 +17,15 @@ import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
 
-import numpy as np
-
+from edge.backends.base import PRECISIONS, Backend, BackendOptions, BackendUnavailable
 from edge.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
-# int8 runs the bundle's INT8 QDQ graph (model_int8.onnx) on every backend.
-PRECISIONS = ("fp16", "fp32", "int8")
-
-
-class GraphMaps(NamedTuple):
-    """The fused graph's per-pixel outputs for one frame."""
-
-    labels: np.ndarray  # uint8 HxW
-    confidence: np.ndarray  # float32 HxW
-    novelty: np.ndarray | None  # float32 HxW in [0, 1]; None: the bundle has no calibration
-
-
-def graph_maps(outputs: dict[str, np.ndarray]) -> GraphMaps:
-    """Batch-1 graph outputs by name -> :class:`GraphMaps`, uint8/float32 whatever the graph
-    carried (graphs for TensorRT may hold int32 labels or float16 maps)."""
-    from edge.contract import GRAPH_CONFIDENCE, GRAPH_LABELS, GRAPH_NOVELTY
-
-    novelty = outputs.get(GRAPH_NOVELTY)
-    return GraphMaps(outputs[GRAPH_LABELS][0].astype(np.uint8, copy=False),
-                     outputs[GRAPH_CONFIDENCE][0].astype(np.float32, copy=False),
-                     None if novelty is None else novelty[0].astype(np.float32, copy=False))
-
-
-class Backend(Protocol):
-    """What the Segmenter needs from an inference runtime."""
-
-    name: str
-
-    def run(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> tuple[np.ndarray,
-                                                                               np.ndarray]:
-        """``image_u8`` HxWx3 RGB and ``enhance_params[5]`` -> (labels HxW, confidence HxW)."""
-        ...
-
-    def run_maps(self, image_u8: np.ndarray, enhance_params: np.ndarray) -> GraphMaps:
-        """As :meth:`run`, with the novelty map where the bundle has one."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """Facts for logs and diagnostics: runtime version, active providers, engine, ..."""
-        ...
-
-    def close(self) -> None:
-        """Release the runtime's memory (and a CUDA context) on the thread that used it."""
-        ...
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend cannot run on this machine (missing package, no GPU, provider refused)."""
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    """Backend settings: ``precision`` picks the graph (ONNX Runtime runs the FP32 graph for
-    fp16 and fp32, the INT8 graph for int8) and the engine precision (TensorRT);
-    ``cache_dir`` is TensorRT's only."""
-
-    precision: str = "fp16"
-    cache_dir: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
+# The front door: callers import these from edge.backends, the backend modules from .base.
+__all__ = ["AUTO_ORDER", "BACKEND_NAMES", "PRECISIONS", "Backend", "BackendChoice",
+           "BackendOptions", "BackendUnavailable", "check_backend_name", "create_backend"]
 
 
 def _onnxruntime_cpu(bundle: Bundle, options: BackendOptions) -> Backend:
@@ -108,9 +46,9 @@ def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:
         raise BackendUnavailable(f"python package(s) {', '.join(missing)} not installed "
                                  "(JetPack ships tensorrt; pip install pycuda)")
     try:
-        from edge.trt.runner import TensorRTBackend
+        from edge.backends.tensorrt import TensorRTBackend
     except ImportError as exc:
-        raise BackendUnavailable(f"edge.trt.runner does not import: {exc}") from exc
+        raise BackendUnavailable(f"edge.backends.tensorrt does not import: {exc}") from exc
     return TensorRTBackend(bundle, precision=options.precision, cache_dir=options.cache_dir)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends import BackendUnavailable, GraphMaps, graph_maps
+from edge.backends.base import BackendUnavailable, GraphMaps, graph_maps
 from edge.bundle import Bundle, BundleError, check_graph
 from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS
 

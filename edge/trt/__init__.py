@@ -1,4 +1,4 @@
-"""TensorRT engines for the fused graph: cache keys, the build recipe and the runtime backend.
+"""TensorRT engines for the fused graph: cache keys, the build recipe and the engine check.
 
 Torch-free, like the rest of ``edge``: the vehicle builds and runs its engine with TensorRT and
 pycuda alone. Nothing here imports either at module import time, so this package (and its cache

@@ -37,7 +37,7 @@ def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = 
                  warmup: int = 5) -> dict[str, Any]:
     """Label agreement and confidence error of the engine vs ORT CPU, and engine latency."""
     from edge.backends.onnxruntime import OnnxRuntimeBackend
-    from edge.trt.runner import TensorRTBackend
+    from edge.backends.tensorrt import TensorRTBackend
 
     engine = TensorRTBackend(bundle, precision=precision, cache_dir=cache_dir)
     try:

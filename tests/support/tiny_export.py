@@ -20,6 +20,7 @@ from edge.image_size import Size
 from edge.sample_frames import synthetic_frames
 from export.fused import imagenet_affine
 from export.pipeline import default_network_size, export_bundle
+from export.settings import ExportSettings
 from tests.support.bundles import BundleSpec
 from training.artifact import TrainedModel, save_trained_model
 from training.backbones import backbone_config, build_backbone, save_random_checkpoint
@@ -69,6 +70,7 @@ def export_tiny_bundle(spec: BundleSpec, out_dir: Path) -> Path:
         net = Size(*spec.network)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = save_trained_model(Path(tmp) / "model.pt", model)
-        export_bundle(checkpoint, cam, net, out_dir, num_frames=2, seed=spec.seed, engine="skip",
-                      unknown_label=spec.unknown)
+        export_bundle(checkpoint, out_dir, ExportSettings(camera=cam, network=net, frames=2,
+                                                          seed=spec.seed, engine="skip",
+                                                          unknown_label=spec.unknown))
     return out_dir

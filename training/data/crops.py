@@ -32,7 +32,6 @@ CROP_TYPES: dict[str, tuple[str, ...]] = {
     "five": FIVE_CROP,
     "full": ("full",),
 }
-DEFAULT_CROP_TYPE = "five+full"
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.asarray(IMAGENET_STD, dtype=np.float32)
 

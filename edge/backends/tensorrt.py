@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends import GraphMaps, graph_maps
+from edge.backends.base import GraphMaps, graph_maps
 from edge.bundle import Bundle, BundleError
 from edge.contract import (
     GRAPH_ENHANCE,
