@@ -31,6 +31,7 @@ from edge.bags import (
     open_bag,
     typestore,
 )
+from edge.bags.topics import why_not_camera
 from edge.contract import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_GT_TOPIC
 from tests.support.media import scene
 
@@ -131,12 +132,11 @@ def test_killed_writer_leaves_staging_that_the_next_run_removes(tmp_path: Path, 
     assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    left = list(tmp_path.iterdir())
-    assert not (tmp_path / "b").exists() and len(left) == 1 and left[0].name.endswith(".partial")
-    with caplog.at_level(logging.WARNING, logger="edge.bags.writer"), \
-            BagWriter(tmp_path / "b", storage="sqlite3") as w:
+    left = sorted(p.name for p in tmp_path.iterdir())  # its claim on the path, and its bag
+    assert len(left) == 2 and left[1] == ".b.lock" and left[0].endswith(".partial")
+    with caplog.at_level(logging.WARNING), BagWriter(tmp_path / "b", storage="sqlite3") as w:
         w.write_image(IMAGE_TOPIC, T0, scene(0))
-    assert "killed before closing it" in caplog.text and left[0].name in caplog.text
+    assert "was killed" in caplog.text and left[0] in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
     assert len(list(open_bag(tmp_path / "b").images(IMAGE_TOPIC))) == 1
 
@@ -208,16 +208,23 @@ def test_camera_rule_marked_named_and_label_like_topics(tmp_path: Path) -> None:
         w.write_image("/truth", T0, scene(1))  # marked in the bag
         w.write_image("/front/labels", T0, labels, "mono8")  # named like labels
         w.write_image("/ids", T0, labels, "mono8")  # mono8 with six levels
-        w.write_image("/range", T0, np.ones((64, 80), np.uint16), "mono16")
+        w.write_image("/range", T0, np.ones((64, 80), np.uint16), "mono16")  # two levels
+        w.write_image("/depth", T0, np.ones((64, 80), np.float32), "32FC1")
         w.write_image("/grey/image", T0, grey, "mono8")  # a grey camera
+        w.write_image("/thermal/image", T0, grey.astype(np.uint16) * 200, "mono16")  # decodable
     bag = open_bag(tmp_path / "b")
     assert bag.label_topics == ("/truth",)
-    assert set(camera_topics(bag)) == {IMAGE_TOPIC, "/grey/image"}
-    with pytest.raises(ValueError, match=r"2 camera topics; choose one with --topic: "
-                                         r"/camera/image_raw \(Image\), /grey/image \(Image\)"):
+    assert set(camera_topics(bag)) == {IMAGE_TOPIC, "/grey/image", "/thermal/image"}
+    with pytest.raises(ValueError, match=r"3 camera topics; choose one with --topic: "
+                                         r"/camera/image_raw \(Image\), /grey/image \(Image\), "
+                                         r"/thermal/image \(Image\)"):
         choose_camera_topic(bag)
     assert choose_camera_topic(bag, "/ids") == "/ids"  # named: the user's choice
-    assert choose_camera_topic(bag, exclude=("/grey/image",)) == IMAGE_TOPIC
+    assert choose_camera_topic(bag, exclude=("/grey/image", "/thermal/image")) == IMAGE_TOPIC
+    assert why_not_camera(bag, "/depth") == "32FC1 frames (depth, range or label ids, not a " \
+                                            "picture)"
+    assert why_not_camera(bag, "/range") == "mono16 frames with at most 32 grey levels (label " \
+                                            "images)"
 
 
 @pytest.fixture(scope="module")
