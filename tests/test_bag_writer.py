@@ -227,6 +227,54 @@ def test_camera_rule_marked_named_and_label_like_topics(tmp_path: Path) -> None:
                                             "images)"
 
 
+def _nv21_camera(path: Path) -> Path:
+    """A bag whose camera (/camera/image_raw) records nv21, an encoding the decoder lacks."""
+    with BagWriter(path) as bag:
+        for i in range(3):
+            t = T0 + i * DT
+            msg = bag.store.types[IMAGE_TYPE](
+                header=bag.header(t, "cam"), height=48, width=64, encoding="nv21",
+                is_bigendian=0, step=64, data=np.full(64 * 48 * 3 // 2, 128, np.uint8))
+            bag.write_message(IMAGE_TOPIC, t, IMAGE_TYPE, msg)
+    return path
+
+
+def test_a_camera_the_decoder_cannot_read_is_one_line_in_replay_and_training(
+        tmp_path: Path, bundle: Path) -> None:
+    from tests.support.commands import assert_one_line_error, run_tool
+    from training.data.sources import ReadReport, RosBag
+
+    bag = _nv21_camera(tmp_path / "bag")
+    outcome = run_tool("uwstego", "replay", bag, "--bundle", bundle, "--out", tmp_path / "out",
+                       "--no-progress")
+    assert_one_line_error(outcome, f"camera topic {IMAGE_TOPIC} of {bag} holds nv21 frames",
+                          "supported: bayer_bggr8", "mono16", "yuyv", "--topic")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=f"camera topic {IMAGE_TOPIC} of .* holds nv21 frames, an "
+                                         "encoding the decoder cannot read"):
+        next(RosBag(bag).frames(ReadReport()))
+
+
+def test_the_reports_frames_to_look_at_are_read_past_the_damage_replay_read_past(
+        tmp_path: Path, bundle: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from edge.replay.loop import ReplaySettings, replay
+
+    with BagWriter(tmp_path / "dive") as w:
+        for i in range(12):
+            w.write_image(IMAGE_TOPIC, T0 + i * DT, scene(i, h=48, w=64))
+    store = next((tmp_path / "dive").glob("*.mcap"))
+    store.write_bytes(store.read_bytes()[:store.stat().st_size * 2 // 3])  # no summary left
+    report = tmp_path / "report"
+    result = replay(tmp_path / "dive", bundle,
+                    ReplaySettings(backend="onnxruntime", progress=False), report_dir=report)
+    assert result.summary.frames.damage and 0 < result.summary.frames.processed < 12
+    looks = result.summary.outputs.looks
+    assert looks, "no frame to look at was drawn"
+    for look in looks:
+        assert (report / look.image).is_file() and (report / look.thumbnail).is_file()
+
+
 @pytest.fixture(scope="module")
 def synth_dive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("training.synth.sequence")
