@@ -218,7 +218,7 @@ class BagWriter:
                         os.rename(staging / self.path.name, self.path)
                 except BaseException:
                     _discard(writer, staging)
-                    log.error("could not close bag %s; nothing is written there", self.path)
+                    log.warning("could not close bag %s; nothing is written there", self.path)
                     raise
                 shutil.rmtree(staging, ignore_errors=True)
         if exc_type is not None:
