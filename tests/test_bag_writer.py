@@ -275,6 +275,69 @@ def test_the_reports_frames_to_look_at_are_read_past_the_damage_replay_read_past
         assert (report / look.image).is_file() and (report / look.thumbnail).is_file()
 
 
+# -- one writer per output path, and the leftovers of killed ones --------------------------------
+
+
+def _replay_cli(*args: str | Path) -> subprocess.Popen[str]:
+    code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, "replay", *map(str, args)],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while not list(folder.glob(pattern)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no {pattern} in {folder}"
+        time.sleep(0.02)
+
+
+def _paced_dive(path: Path, frames: int = 30, dt: int = DT) -> Path:
+    """``frames`` at 1 / ``dt``: ``--realtime`` replays them in ``frames * dt``."""
+    with BagWriter(path) as w:
+        for i in range(frames):
+            w.write_image(IMAGE_TOPIC, T0 + i * dt, scene(i, h=48, w=64))
+    return path
+
+
+def test_two_replays_into_one_output_the_second_is_refused(tmp_path: Path,
+                                                           bundle: Path) -> None:
+    from tests.support.commands import assert_one_line_error, run_tool
+
+    dive, out = _paced_dive(tmp_path / "dive", 60, 1_000_000_000), tmp_path / "out"
+    first = _replay_cli(dive, "--bundle", bundle, "--out", out, "--realtime",
+                        "--backend", "onnxruntime", "--no-progress")
+    _wait_for(".out.*.partial", tmp_path, first)  # the first is writing its bag, for a minute
+    second = run_tool("uwstego", "replay", dive, "--bundle", bundle, "--out", out,
+                      "--backend", "onnxruntime", "--no-progress")
+    assert_one_line_error(second, f"{out} is being written by another process "
+                                  f"(process {first.pid})")
+    assert first.poll() is None
+    first.send_signal(signal.SIGINT)  # the first ends with the frames it has: a valid bag
+    assert first.wait(timeout=120) == 130, first.communicate()
+    assert 0 < len(list(open_bag(out).images(IMAGE_TOPIC))) < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dive", "out"]  # nothing hidden
+
+
+def test_the_next_replay_removes_what_a_killed_replay_left(tmp_path: Path,
+                                                           bundle: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from edge.replay.loop import ReplaySettings, replay
+
+    dive, out, report = _paced_dive(tmp_path / "dive"), tmp_path / "out", tmp_path / "report"
+    killed = _replay_cli(dive, "--bundle", bundle, "--out", out, "--report", report,
+                         "--realtime", "--backend", "onnxruntime", "--no-progress")
+    _wait_for(".out.*.partial", tmp_path, killed)  # the report is staged before the bag opens
+    killed.kill()
+    killed.wait(timeout=30)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert any(n.startswith(".report.") and n.endswith(".staging") for n in left), left
+    replay(dive, bundle, ReplaySettings(backend="onnxruntime", progress=False), out_bag=out,
+           report_dir=report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dive", "out", "report"]
+
+
 @pytest.fixture(scope="module")
 def synth_dive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("training.synth.sequence")
