@@ -3,10 +3,10 @@
 ``open_bag(path)`` takes a rosbag2 folder (MCAP or sqlite3, storage- file- or message-compressed),
 a single storage file, a rosbag1 file, or a synthetic dive folder (``dive.json`` plus ``bag/``).
 The :class:`Bag` it returns says what the index promises (topics, types, message counts,
-QoS profiles, ground-truth topics) and reads the messages with :mod:`edge.bags.salvage`, which
-uses every part of a damaged file that survives. Whatever was found damaged is in
-:attr:`Bag.damage`, one line per finding; after a whole topic was read, the count its index
-promised is compared with what was read, and a shortfall is reported per topic
+QoS profiles, ground-truth topics and their class names) and reads the messages with
+:mod:`edge.bags.salvage`, which uses every part of a damaged file that survives. Whatever was
+found damaged is in :attr:`Bag.damage`, one line per finding; after a whole topic was read, the
+count its index promised is compared with what was read, and a shortfall is reported per topic
 (:attr:`Bag.losses`), so that no loss is silent. Training, replay and play all read through this,
 so they read past the same damage and report it the same way.
 """

@@ -18,8 +18,8 @@ from edge.contract import SYNTH_BAG_DIR, SYNTH_DIVE_FILE
 METADATA_FILE = "metadata.yaml"
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 SQLITE_MAGIC = b"SQLite format 3\x00"
-STORAGE_SUFFIXES = (".mcap", ".db3")
-_COMPRESSED_SUFFIXES = tuple(f"{s}.zstd" for s in STORAGE_SUFFIXES)
+_STORAGE_SUFFIXES = (".mcap", ".db3")
+_COMPRESSED_SUFFIXES = tuple(f"{s}.zstd" for s in _STORAGE_SUFFIXES)
 
 # custom_data keys: comma-separated ground-truth topics; JSON {label topic: [name of id 0, ...]}
 LABEL_TOPICS_KEY = "uwstego.label_topics"
@@ -28,7 +28,7 @@ CLASS_NAMES_KEY = "uwstego.class_names"
 
 def is_storage_file(path: Path) -> bool:
     """A storage file by its name (plain or file-compressed)."""
-    return path.suffix in STORAGE_SUFFIXES or path.name.endswith(_COMPRESSED_SUFFIXES)
+    return path.suffix in _STORAGE_SUFFIXES or path.name.endswith(_COMPRESSED_SUFFIXES)
 
 
 def _describe_folder(path: Path) -> str:

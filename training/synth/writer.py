@@ -46,6 +46,7 @@ from edge.contract import (
     SYNTH_DIVE_FILE,
     SYNTH_IMAGES_DIR,
 )
+from edge.disk_full import naming
 from edge.writer_lock import claim
 from training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
 from training.synth.sequence import Dive, SynthFrame
@@ -174,7 +175,7 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     out = Path(out)
-    with claim(out):
+    with claim(out), naming(out):
         out.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(out)
         return _write(settings, out, folders, bag, storage, compressed, quality, save_range,
