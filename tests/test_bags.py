@@ -334,3 +334,27 @@ def test_rosbag1_messages_come_out_as_ros2_cdr(tmp_path: Path) -> None:
     np.testing.assert_array_equal(msg.data, image.reshape(-1))
     (cdr,) = iter_bag_messages(bag, [INFO])
     np.testing.assert_array_equal(typestore().deserialize_cdr(cdr.data, cdr.msgtype).k, k)
+
+
+def test_the_bags_package_has_no_import_circle() -> None:
+    """Every import between the modules of edge/bags (type-only ones too) points one way."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "edge" / "bags"
+    graph: dict[str, set[str]] = {}
+    for source in folder.glob("*.py"):
+        if source.name == "__init__.py":  # the package's front, importing every module
+            continue
+        names = set()
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edge.bags."):
+                names.add(node.module.rsplit(".", 1)[1])
+        graph[source.stem] = names
+
+    def reaches(start: str, seen: tuple[str, ...]) -> None:
+        for name in graph.get(start, ()):
+            assert name not in seen, f"import circle: {' -> '.join((*seen, name))}"
+            reaches(name, (*seen, name))
+
+    for module in graph:
+        reaches(module, (module,))
