@@ -10,7 +10,6 @@ whatever hidden leftovers of the path the claimant finds belong to dead writers
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import logging
 import os
@@ -20,6 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edge.disk_full import naming
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; claims then hold within one process only
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,9 @@ def _lock_file(path: Path) -> Path:
 def _acquire(lock: Path) -> int:
     """An open descriptor holding an exclusive flock on ``lock``, or -1 if another holds it."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        if fcntl is None:
+            return fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
