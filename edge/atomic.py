@@ -1,4 +1,9 @@
-"""Crash-safe writes: a file or folder is either complete at its final path or absent."""
+"""Crash-safe writes: a file or folder is either complete at its final path or absent.
+
+A full disk is raised as :class:`edge.disk_full.DiskFull` naming the final path; a folder has
+one writer at a time (:func:`edge.writer_lock.claim`), which removes what killed writers of the
+same folder left.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edge.disk_full import naming
+from edge.writer_lock import TEMP_NAME, claim, remove_abandoned
+
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +39,9 @@ _FILE_MODE = 0o666 & ~_umask()
 _DIR_MODE = 0o777 & ~_umask()
 
 
+_TMP_SUFFIX = ".tmp"
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -40,55 +51,43 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-# Less free space than this after a failed write means the disk is what failed it.
-_FULL_BELOW_BYTES = 1 << 20
-
-
-def _disk_full(folder: Path) -> bool:
-    try:
-        stat = os.statvfs(folder)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
-    return stat.f_bavail * stat.f_frsize < _FULL_BELOW_BYTES
-
-
-@contextlib.contextmanager
-def _naming(path: Path) -> Iterator[None]:
-    """Give an OSError raised without a file name (a write() that hit a full disk) ``path``.
-
-    Writers that hide the cause (torch.save raises RuntimeError "file write failed", numpy's
-    tofile() an OSError without errno) get it back as ENOSPC on ``path`` when the disk is
-    indeed full.
-    """
-    try:
-        yield
-    except (OSError, RuntimeError) as exc:
-        hidden = isinstance(exc, RuntimeError) or exc.errno is None
-        if hidden and _disk_full(path.parent if path.parent.exists() else Path.cwd()):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(path)
-        raise
-
-
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with _naming(path), os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_leftovers(folder: str | Path, names: str) -> int:
+    """Remove the temporary files that killed :func:`write_bytes_atomic` calls left in
+    ``folder`` for files named like ``names`` (a glob, e.g. ``*.png``); returns how many.
+
+    Only for a caller that owns those files (holds :func:`claim` on what holds them): a live
+    writer's temporary file looks the same.
+    """
+    removed = 0
+    for tmp in Path(folder).glob(f".{names}.{TEMP_NAME}{_TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    if removed:
+        log.warning("%s: removed %d temporary files of an earlier run that was killed", folder,
+                    removed)
+    return removed
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -112,7 +111,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        with _naming(path):
+        with naming(path):
             yield tmp_path
         os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
@@ -197,29 +196,41 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     missing, two renames are used (the old folder into the sibling as ``content``, ``new`` into
     place); a kill between them, where ``path`` is missing, is completed by :func:`recover_dir`,
     which this function and ``edge.bundle.load_bundle`` run first, and which also removes a
-    sibling left by a kill during the final delete. Only a kill while the block is still writing
-    leaves its ``.NAME.*.staging`` folder.
+    sibling left by a kill during the final delete. A kill while the block is still writing
+    leaves its ``.NAME.*.staging`` folder, which the next writer of ``path`` removes. Writers of
+    one ``path`` take turns (:func:`edge.writer_lock.claim`): a second is refused while the
+    first writes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recover_dir(path)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    with claim(path):
+        remove_abandoned(path, ".staging")
+        recover_dir(path)
+        with naming(path):
+            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging",
+                                            dir=path.parent))
+        try:
+            with naming(path):
+                yield staging
+                os.chmod(staging, _DIR_MODE)
+                _move_into_place(staging, path)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, path: Path) -> None:
+    if not path.exists():
+        os.replace(staging, path)
+        _fsync_dir(path.parent)
+        return
+    # Everything in flight lives in one hidden sibling that recover_dir knows how to finish.
+    held = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
     try:
-        with _naming(path):
-            yield staging
-        os.chmod(staging, _DIR_MODE)
-        if not path.exists():
-            os.replace(staging, path)
-            _fsync_dir(path.parent)
-            return
-        # Everything in flight lives in one hidden sibling that recover_dir knows how to finish.
-        held = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
         os.replace(staging, held / "new")
         if not _exchange(held / "new", path):
             os.replace(path, held / "content")
             os.replace(held / "new", path)
         _fsync_dir(path.parent)
-        shutil.rmtree(held, ignore_errors=True)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        if path.exists():  # else recover_dir puts back what is held
+            shutil.rmtree(held, ignore_errors=True)

@@ -106,3 +106,38 @@ def test_the_next_write_also_recovers(tmp_path: Path):
     assert atomic.recover_dir(target)
     assert load_bundle(target).model_path.read_bytes() == b"new graph"
     assert not atomic.recover_dir(target)
+
+
+_SYNTH_CHILD = r"""
+import os, signal, sys
+from pathlib import Path
+from training.synth.settings import DiveSettings
+from training.synth.writer import write_dive
+
+real_replace = os.replace
+def replace(src, dst):
+    if str(dst).endswith("labels/000003.png"):  # the label PNG written, not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+os.replace = replace
+write_dive(DiveSettings(seed=1, frames=6, width=80, height=64), sys.argv[1], folders=True)
+"""
+
+
+def _hidden(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
+
+
+def test_the_next_synth_removes_what_a_killed_synth_left(tmp_path: Path):
+    pytest.importorskip("training.synth.sequence")
+    from training.synth.settings import DiveSettings
+    from training.synth.writer import write_dive
+
+    out = tmp_path / "dive"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", _SYNTH_CHILD, str(out)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert any(p.startswith("dive/labels/.000003.png.") for p in _hidden(tmp_path))
+    report = write_dive(DiveSettings(seed=1, frames=6, width=80, height=64), out, folders=True)
+    assert report.complete and _hidden(tmp_path) == []

@@ -31,6 +31,7 @@ from edge.bags import (
     open_bag,
     typestore,
 )
+from edge.bags.topics import why_not_camera
 from edge.contract import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_GT_TOPIC
 from tests.support.media import scene
 
@@ -131,12 +132,12 @@ def test_killed_writer_leaves_staging_that_the_next_run_removes(tmp_path: Path, 
     assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    left = list(tmp_path.iterdir())
-    assert not (tmp_path / "b").exists() and len(left) == 1 and left[0].name.endswith(".partial")
-    with caplog.at_level(logging.WARNING, logger="edge.bags.writer"), \
-            BagWriter(tmp_path / "b", storage="sqlite3") as w:
+    left = sorted(p.name for p in tmp_path.iterdir())  # its claim on the path, and its bag
+    staging = [n for n in left if n.endswith(".partial")]
+    assert len(left) == 2 and ".b.lock" in left and len(staging) == 1
+    with caplog.at_level(logging.WARNING), BagWriter(tmp_path / "b", storage="sqlite3") as w:
         w.write_image(IMAGE_TOPIC, T0, scene(0))
-    assert "killed before closing it" in caplog.text and left[0].name in caplog.text
+    assert "was killed" in caplog.text and staging[0] in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
     assert len(list(open_bag(tmp_path / "b").images(IMAGE_TOPIC))) == 1
 
@@ -208,16 +209,134 @@ def test_camera_rule_marked_named_and_label_like_topics(tmp_path: Path) -> None:
         w.write_image("/truth", T0, scene(1))  # marked in the bag
         w.write_image("/front/labels", T0, labels, "mono8")  # named like labels
         w.write_image("/ids", T0, labels, "mono8")  # mono8 with six levels
-        w.write_image("/range", T0, np.ones((64, 80), np.uint16), "mono16")
+        w.write_image("/range", T0, np.ones((64, 80), np.uint16), "mono16")  # two levels
+        w.write_image("/depth", T0, np.ones((64, 80), np.float32), "32FC1")
         w.write_image("/grey/image", T0, grey, "mono8")  # a grey camera
+        w.write_image("/thermal/image", T0, grey.astype(np.uint16) * 200, "mono16")  # decodable
     bag = open_bag(tmp_path / "b")
     assert bag.label_topics == ("/truth",)
-    assert set(camera_topics(bag)) == {IMAGE_TOPIC, "/grey/image"}
-    with pytest.raises(ValueError, match=r"2 camera topics; choose one with --topic: "
-                                         r"/camera/image_raw \(Image\), /grey/image \(Image\)"):
+    assert set(camera_topics(bag)) == {IMAGE_TOPIC, "/grey/image", "/thermal/image"}
+    with pytest.raises(ValueError, match=r"3 camera topics; choose one with --topic: "
+                                         r"/camera/image_raw \(Image\), /grey/image \(Image\), "
+                                         r"/thermal/image \(Image\)"):
         choose_camera_topic(bag)
     assert choose_camera_topic(bag, "/ids") == "/ids"  # named: the user's choice
-    assert choose_camera_topic(bag, exclude=("/grey/image",)) == IMAGE_TOPIC
+    assert choose_camera_topic(bag, exclude=("/grey/image", "/thermal/image")) == IMAGE_TOPIC
+    assert why_not_camera(bag, "/depth") == "32FC1 frames (depth, range or label ids, not a " \
+                                            "picture)"
+    assert why_not_camera(bag, "/range") == "mono16 frames with at most 32 grey levels (label " \
+                                            "images)"
+
+
+def _nv21_camera(path: Path) -> Path:
+    """A bag whose camera (/camera/image_raw) records nv21, an encoding the decoder lacks."""
+    with BagWriter(path) as bag:
+        for i in range(3):
+            t = T0 + i * DT
+            msg = bag.store.types[IMAGE_TYPE](
+                header=bag.header(t, "cam"), height=48, width=64, encoding="nv21",
+                is_bigendian=0, step=64, data=np.full(64 * 48 * 3 // 2, 128, np.uint8))
+            bag.write_message(IMAGE_TOPIC, t, IMAGE_TYPE, msg)
+    return path
+
+
+def test_a_camera_the_decoder_cannot_read_is_one_line_in_replay_and_training(
+        tmp_path: Path, bundle: Path) -> None:
+    from tests.support.commands import assert_one_line_error, run_tool
+    from training.data.sources import ReadReport, RosBag
+
+    bag = _nv21_camera(tmp_path / "bag")
+    outcome = run_tool("uwstego", "replay", bag, "--bundle", bundle, "--out", tmp_path / "out",
+                       "--no-progress")
+    assert_one_line_error(outcome, f"camera topic {IMAGE_TOPIC} of {bag} holds nv21 frames",
+                          "supported: bayer_bggr8", "mono16", "yuyv", "--topic")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=f"camera topic {IMAGE_TOPIC} of .* holds nv21 frames, an "
+                                         "encoding the decoder cannot read"):
+        next(RosBag(bag).frames(ReadReport()))
+
+
+def test_the_reports_frames_to_look_at_are_read_past_the_damage_replay_read_past(
+        tmp_path: Path, bundle: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from edge.replay.loop import ReplaySettings, replay
+
+    with BagWriter(tmp_path / "dive") as w:
+        for i in range(12):
+            w.write_image(IMAGE_TOPIC, T0 + i * DT, scene(i, h=48, w=64))
+    store = next((tmp_path / "dive").glob("*.mcap"))
+    store.write_bytes(store.read_bytes()[:store.stat().st_size * 2 // 3])  # no summary left
+    report = tmp_path / "report"
+    result = replay(tmp_path / "dive", bundle,
+                    ReplaySettings(backend="onnxruntime", progress=False), report_dir=report)
+    assert result.summary.frames.damage and 0 < result.summary.frames.processed < 12
+    looks = result.summary.outputs.looks
+    assert looks, "no frame to look at was drawn"
+    for look in looks:
+        assert (report / look.image).is_file() and (report / look.thumbnail).is_file()
+
+
+# -- one writer per output path, and the leftovers of killed ones --------------------------------
+
+
+def _replay_cli(*args: str | Path) -> subprocess.Popen[str]:
+    code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, "replay", *map(str, args)],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while not list(folder.glob(pattern)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no {pattern} in {folder}"
+        time.sleep(0.02)
+
+
+def _paced_dive(path: Path, frames: int = 30, dt: int = DT) -> Path:
+    """``frames`` at 1 / ``dt``: ``--realtime`` replays them in ``frames * dt``."""
+    with BagWriter(path) as w:
+        for i in range(frames):
+            w.write_image(IMAGE_TOPIC, T0 + i * dt, scene(i, h=48, w=64))
+    return path
+
+
+def test_two_replays_into_one_output_the_second_is_refused(tmp_path: Path,
+                                                           bundle: Path) -> None:
+    from tests.support.commands import assert_one_line_error, run_tool
+
+    dive, out = _paced_dive(tmp_path / "dive", 60, 1_000_000_000), tmp_path / "out"
+    first = _replay_cli(dive, "--bundle", bundle, "--out", out, "--realtime",
+                        "--backend", "onnxruntime", "--no-progress")
+    _wait_for(".out.*.partial", tmp_path, first)  # the first is writing its bag, for a minute
+    second = run_tool("uwstego", "replay", dive, "--bundle", bundle, "--out", out,
+                      "--backend", "onnxruntime", "--no-progress")
+    assert_one_line_error(second, f"{out} is being written by another process "
+                                  f"(process {first.pid})")
+    assert first.poll() is None
+    first.send_signal(signal.SIGINT)  # the first ends with the frames it has: a valid bag
+    assert first.wait(timeout=120) == 130, first.communicate()
+    assert 0 < len(list(open_bag(out).images(IMAGE_TOPIC))) < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dive", "out"]  # nothing hidden
+
+
+def test_the_next_replay_removes_what_a_killed_replay_left(tmp_path: Path,
+                                                           bundle: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from edge.replay.loop import ReplaySettings, replay
+
+    dive, out, report = _paced_dive(tmp_path / "dive"), tmp_path / "out", tmp_path / "report"
+    killed = _replay_cli(dive, "--bundle", bundle, "--out", out, "--report", report,
+                         "--realtime", "--backend", "onnxruntime", "--no-progress")
+    _wait_for(".out.*.partial", tmp_path, killed)  # the report is staged before the bag opens
+    killed.kill()
+    killed.wait(timeout=30)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert any(n.startswith(".report.") and n.endswith(".staging") for n in left), left
+    replay(dive, bundle, ReplaySettings(backend="onnxruntime", progress=False), out_bag=out,
+           report_dir=report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dive", "out", "report"]
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_export_on_a_full_disk_keeps_the_earlier_bundle(small_disk: Path, earlie
     outcome, after = run_on_full_disk(small_disk, used + 96, outputs, tool, *command, ckpt,
                                       "--camera-size", "64x48", "--out", "{disk}/bundle",
                                       "--engine", "skip", "--seed", "1")
-    line = assert_one_line_error(outcome, "No space left on device", str(small_disk / "disk"))
+    line = assert_one_line_error(outcome, "no space left on", str(small_disk / "disk"))
     assert snapshot(after) == snapshot(outputs), line
     assert _leftovers(after) == []
 
@@ -116,7 +116,7 @@ def test_synth_on_a_full_disk_keeps_earlier_dives(small_disk: Path, tmp_path: Pa
     outcome, after = run_on_full_disk(small_disk / "run", used + 120, earlier, "uwstego",
                                       "synth", "{disk}/new", "--frames", "30", "--size",
                                       "80x64", "--format", "folders")
-    assert_one_line_error(outcome, "No space left on device", str(small_disk / "run" / "disk"))
+    assert_one_line_error(outcome, "no space left on", str(small_disk / "run" / "disk"))
     assert {k: v for k, v in snapshot(after).items() if k.startswith("old_dive")} == \
         snapshot(earlier)
     assert _leftovers(after) == []
@@ -133,6 +133,41 @@ def test_a_model_save_on_a_full_disk_keeps_the_earlier_model(small_disk: Path, t
     outcome, after = run_on_full_disk(small_disk / "run", used + 64, earlier, "uwstego",
                                       "clusters", "run", "--apply", "names.yaml")
     assert model.stat().st_size > 64 * 1024  # a second copy cannot fit
-    assert_one_line_error(outcome, "run/model.pt: No space left on device")
+    assert_one_line_error(outcome, "no space left on run/model.pt")
     assert snapshot(after) == snapshot(earlier)
+    assert _leftovers(after) == []
+
+
+@pytest.fixture(scope="module")
+def replay_inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """A 60-frame dive (about 0.6 MB) and a bundle for its camera, outside the small disk."""
+    from tests.support.bundles import make_tiny_bundle
+    from tests.support.media import scene, write_bag
+
+    root = tmp_path_factory.mktemp("replay")
+    bag = write_bag(root / "dive", [scene(i, h=48, w=64) for i in range(60)])
+    return bag, make_tiny_bundle(root / "bundle", camera=(64, 48))
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("report", [False, True])
+def test_replay_on_a_full_disk_leaves_the_disk_as_it_was(small_disk: Path, replay_inputs,
+                                                         storage: str, report: bool):
+    if report:
+        pytest.importorskip("matplotlib")
+    bag, bundle = replay_inputs
+    outcome, after = run_on_full_disk(
+        small_disk, 256, None, "uwstego", "replay", bag, "--bundle", bundle, "--out",
+        "{disk}/out", "--storage", storage, "--backend", "onnxruntime", "--no-progress",
+        *(["--report", "{disk}/report"] if report else []))
+    assert_one_line_error(outcome, "no space left on", str(small_disk / "disk"))
+    # Nothing hidden is left to keep the disk full for the next dive.
+    assert _leftovers(after) == []
+    assert not (after / "out").exists() or (after / "out" / "metadata.yaml").is_file()
+
+
+def test_synth_writing_its_bag_on_a_full_disk_leaves_no_staging(small_disk: Path):
+    outcome, after = run_on_full_disk(small_disk, 256, None, "uwstego", "synth", "{disk}/new",
+                                      "--frames", "30", "--size", "80x64", "--format", "bag")
+    assert_one_line_error(outcome, "no space left on", str(small_disk / "disk"))
     assert _leftovers(after) == []

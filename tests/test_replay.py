@@ -534,13 +534,14 @@ def _problem_lines(stderr: str) -> list[str]:
 
 
 def _unusable_bag(path: Path, n: int) -> Path:
-    """A bag whose camera frames are all in an encoding no segmenter takes."""
+    """A bag whose camera frames are all cut short (an encoding the decoder lacks is refused
+    before any frame: tests/test_bag_writer.py)."""
     with BagWriter(path) as w:
         types = w.store.types
         for i in range(n):
             odd = types["sensor_msgs/msg/Image"](
-                header=w.header(T0 + i * DT, "cam"), height=2, width=2, encoding="32FC3",
-                is_bigendian=0, step=24, data=np.zeros(48, np.uint8))
+                header=w.header(T0 + i * DT, "cam"), height=2, width=2, encoding="rgb8",
+                is_bigendian=0, step=6, data=np.zeros(5, np.uint8))
             w.write_message(RAW, T0 + i * DT, "sensor_msgs/msg/Image", odd)
     return path
 
@@ -557,14 +558,14 @@ def test_no_usable_frame_gives_an_empty_bag_a_report_and_one_line(tmp_path, bund
     assert not any("Traceback" in line for line in problems), done.stderr
     errors = [line for line in problems if "ERROR" in line]
     assert len(errors) == 1 and f"no frame of {RAW} was usable" in errors[0]
-    assert "3 frames read, 3 skipped" in errors[0] and "32FC3" in errors[0]
+    assert "3 frames read, 3 skipped" in errors[0] and "truncated rgb8 image" in errors[0]
     assert topic_counts(out) == {}  # a valid, empty bag
     summary = read_summary(report / SUMMARY_FILE)
     assert (summary.stopped, summary.frames.processed, summary.frames.skipped) == (
         "completed", 0, 3)
     assert summary.outputs.plots == () and summary.primary.series.latency_ms == ()
     page = (report / "index.html").read_text()
-    assert "No frame was processed" in page and "32FC3" in page
+    assert "No frame was processed" in page and "truncated rgb8 image" in page
 
 
 @pytest.mark.parametrize("call", [1, 2], ids=["during-warm-up", "during-first-frame"])

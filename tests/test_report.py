@@ -13,8 +13,9 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from edge.bags import BagWriter, typestore
+from edge.bags.layout import CLASS_NAMES_KEY
 from edge.enhance import EnhanceSettings
-from edge.replay.class_names import CLASS_NAMES_KEY, bag_class_names, store_class_names
+from edge.replay.class_names import bag_class_names
 from edge.replay.loop import ReplaySettings, replay
 from edge.replay.outputs import NODE_NAMESPACE
 from edge.replay.summary import SUMMARY_FILE, read_summary
@@ -80,7 +81,7 @@ def test_synth_bags_name_their_classes_and_the_report_uses_them(dive, compare_re
     assert bag_class_names(plain, GT) is None
     odd = tmp_path / "odd"
     with BagWriter(odd) as bag:
-        store_class_names(bag, {GT: []})
+        bag.set_class_names({GT: []})
         bag.write_image(GT, 1, np.zeros((4, 4), np.uint8), "mono8")
     assert CLASS_NAMES_KEY in (odd / "metadata.yaml").read_text()
     assert bag_class_names(odd, GT) is None

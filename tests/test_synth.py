@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bags import iter_bag_images, list_image_topics, topic_message_counts
+from edge.bags import bag_info, iter_bag_images
 from training.synth import (
     CLASS_NAMES,
     CLASSES,
@@ -241,9 +241,9 @@ def test_write_folders_and_bag_then_resume(tmp_path: Path) -> None:
         np.testing.assert_allclose(mm[finite] / 1000, frame.range_m[finite], atol=6e-4)
 
     bag = tmp_path / "bag"
-    assert list_image_topics(bag) == {"/camera/image_raw": "sensor_msgs/msg/Image",
+    assert bag_info(bag).image_topics == {"/camera/image_raw": "sensor_msgs/msg/Image",
                                       "/camera/labels_gt": "sensor_msgs/msg/Image"}
-    assert topic_message_counts(bag)["/camera/camera_info"] == 4
+    assert bag_info(bag).counts["/camera/camera_info"] == 4
     images = list(iter_bag_images(bag, "/camera/image_raw"))
     labels = list(iter_bag_images(bag, "/camera/labels_gt"))
     for img, lab, frame in zip(images, labels, expected, strict=True):
@@ -273,7 +273,7 @@ def test_cli_writes_a_compressed_bag(tmp_path: Path) -> None:
                               "--format", "bag", "--compressed", "--seed", "3"])
     assert args.func(args) == 0
     bag = tmp_path / "out" / "bag"
-    assert list_image_topics(bag)["/camera/image_raw/compressed"].endswith("CompressedImage")
+    assert bag_info(bag).image_topics["/camera/image_raw/compressed"].endswith("CompressedImage")
     assert len(list(iter_bag_images(bag, "/camera/image_raw/compressed"))) == 2
     assert not (tmp_path / "out" / "images").exists()
     with pytest.raises(SystemExit):
@@ -297,12 +297,12 @@ def test_interrupted_write_is_kept_reported_and_resumed(tmp_path: Path,
     assert not summary["complete"] and [f["index"] for f in summary["frames"]] == [0, 1]
     assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == ["000000.png",
                                                                        "000001.png"]
-    assert topic_message_counts(tmp_path / "bag")["/camera/labels_gt"] == 2  # partial, valid
+    assert bag_info(tmp_path / "bag").counts["/camera/labels_gt"] == 2  # partial, valid
 
     monkeypatch.setattr(Dive, "frame", real_frame)
     report = write_dive(settings, tmp_path, folders=True, bag=True)
     assert report.complete and report.reused == 2 and report.rendered == 4  # bag rewritten
-    assert topic_message_counts(tmp_path / "bag")["/camera/labels_gt"] == 4
+    assert bag_info(tmp_path / "bag").counts["/camera/labels_gt"] == 4
     assert json.loads((tmp_path / "dive.json").read_text())["complete"]
 
 

@@ -4,14 +4,18 @@ One front door, :func:`open_bag`, for every reader that must survive damage (tra
 play): it says what the index promises, reads past damage and reports it per topic. Modules:
 
 * :mod:`edge.bags.bag`: :func:`open_bag` and :class:`Bag`;
-* :mod:`edge.bags.salvage`: the storage files read record by record, using what survives;
+* :mod:`edge.bags.layout`: a bag's paths, storage files and the project's metadata keys;
+* :mod:`edge.bags.salvage`: the storage files read past damage, one reader per storage
+  (:mod:`edge.bags.salvage_mcap` over :mod:`edge.bags.mcap_records`,
+  :mod:`edge.bags.salvage_sqlite`), sharing :mod:`edge.bags.findings`;
 * :mod:`edge.bags.topics`: which topic is the camera (one rule everywhere);
 * :mod:`edge.bags.writer`: :class:`BagWriter`, bags that are valid or absent, with real QoS;
 * :mod:`edge.bags.reader`: strict reading through rosbags (exact checks of fresh bags);
 * :mod:`edge.bags.messages`: stored messages, decoded frames and their counters.
 """
 
-from edge.bags.bag import Bag, TopicLoss, open_bag, resolve_bag_path
+from edge.bags.bag import Bag, TopicLoss, open_bag
+from edge.bags.layout import resolve_bag_path
 from edge.bags.messages import (
     CAMERA_INFO_TYPE,
     CAMERA_TYPES,
@@ -31,8 +35,6 @@ from edge.bags.reader import (
     bag_info,
     iter_bag_images,
     iter_bag_messages,
-    list_image_topics,
-    topic_message_counts,
 )
 from edge.bags.topics import camera_info_topic, camera_topics, choose_camera_topic
 from edge.bags.writer import BagWriter, qos_profile
@@ -41,7 +43,6 @@ __all__ = [
     "CAMERA_INFO_TYPE", "CAMERA_TYPES", "COMPRESSED_TYPE", "FLOAT32_ARRAY_TYPE", "IMAGE_TYPE",
     "IMAGE_TYPES", "Bag", "BagImage", "BagInfo", "BagWriter", "RawMessage", "ReadStats",
     "TopicLoss", "bag_info", "camera_info_topic", "camera_topics", "choose_camera_topic",
-    "decode_bag_image", "describe_topics", "iter_bag_images", "iter_bag_messages",
-    "list_image_topics", "open_bag", "qos_profile", "resolve_bag_path", "topic_message_counts",
-    "typestore",
+    "decode_bag_image", "describe_topics", "iter_bag_images", "iter_bag_messages", "open_bag",
+    "qos_profile", "resolve_bag_path", "typestore",
 ]

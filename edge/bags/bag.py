@@ -3,10 +3,10 @@
 ``open_bag(path)`` takes a rosbag2 folder (MCAP or sqlite3, storage- file- or message-compressed),
 a single storage file, a rosbag1 file, or a synthetic dive folder (``dive.json`` plus ``bag/``).
 The :class:`Bag` it returns says what the index promises (topics, types, message counts,
-QoS profiles, ground-truth topics) and reads the messages with :mod:`edge.bags.salvage`, which
-uses every part of a damaged file that survives. Whatever was found damaged is in
-:attr:`Bag.damage`, one line per finding; after a whole topic was read, the count its index
-promised is compared with what was read, and a shortfall is reported per topic
+QoS profiles, ground-truth topics and their class names) and reads the messages with
+:mod:`edge.bags.salvage`, which uses every part of a damaged file that survives. Whatever was
+found damaged is in :attr:`Bag.damage`, one line per finding; after a whole topic was read, the
+count its index promised is compared with what was read, and a shortfall is reported per topic
 (:attr:`Bag.losses`), so that no loss is silent. Training, replay and play all read through this,
 so they read past the same damage and report it the same way.
 """
@@ -14,6 +14,7 @@ so they read past the same damage and report it the same way.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -25,6 +26,13 @@ from typing import Any
 
 import yaml
 
+from edge.bags.layout import (
+    CLASS_NAMES_KEY,
+    LABEL_TOPICS_KEY,
+    METADATA_FILE,
+    is_storage_file,
+    resolve_bag_path,
+)
 from edge.bags.messages import (
     IMAGE_TYPES,
     BagImage,
@@ -33,14 +41,10 @@ from edge.bags.messages import (
     decode_bag_image,
     describe_topics,
 )
-from edge.bags.salvage import MCAP_MAGIC, SQLITE_MAGIC, SalvageReader
-from edge.bags.topics import LABEL_TOPICS_KEY
-from edge.contract import SYNTH_BAG_DIR, SYNTH_DIVE_FILE
+from edge.bags.reader import bag_info, iter_bag_messages
+from edge.bags.salvage import SalvageReader
 
 log = logging.getLogger(__name__)
-
-_STORAGE_SUFFIXES = (".mcap", ".db3")
-
 
 @dataclass(frozen=True)
 class TopicLoss:
@@ -54,56 +58,28 @@ class TopicLoss:
         return self.expected - self.read
 
 
-def _describe_folder(path: Path) -> str:
-    kinds: Counter[str] = Counter()
-    folders = []
-    for item in sorted(path.iterdir()):
-        if item.is_dir():
-            folders.append(item.name)
-        else:
-            kinds[item.suffix.lower() or item.name] += 1
-    parts = [f"{n} {kind} file{'s' if n > 1 else ''}" for kind, n in kinds.most_common(4)]
-    if folders:
-        parts.append(f"folders {', '.join(folders[:5])}{' ...' if len(folders) > 5 else ''}")
-    return ", ".join(parts) or "nothing (an empty folder)"
-
-
-def resolve_bag_path(path: str | Path) -> Path:
-    """The bag at ``path``: itself, or the ``bag/`` of a synthetic dive folder.
-
-    Raises FileNotFoundError if nothing is there and a ValueError saying what was found where
-    no bag is.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"bag not found: {path}")
-    if path.is_dir() and (path / SYNTH_DIVE_FILE).is_file():
-        if (path / SYNTH_BAG_DIR).is_dir():
-            return path / SYNTH_BAG_DIR
-        raise ValueError(f"{path} is a synthetic dive written without a bag (it has "
-                         f"{SYNTH_DIVE_FILE} but no {SYNTH_BAG_DIR}/ folder); rerun "
-                         "`uwstego synth` with --bag")
-    if path.is_dir():
-        if (path / "metadata.yaml").exists() or any(
-                p.suffix in _STORAGE_SUFFIXES or p.name.endswith((".mcap.zstd", ".db3.zstd"))
-                for p in path.iterdir()):
-            return path
-        raise ValueError(f"{path} is not a bag: a rosbag2 folder holds metadata.yaml and .mcap "
-                         f"or .db3 files; this folder holds {_describe_folder(path)}")
-    with path.open("rb") as f:
-        head = f.read(16)
-    if path.suffix == ".bag" or head.startswith(MCAP_MAGIC) or head == SQLITE_MAGIC:
-        return path
-    raise ValueError(f"{path} is not a bag: a {path.suffix or 'suffix-less'} file that is "
-                     "neither a rosbag1 file nor MCAP/sqlite3 storage")
-
-
 def _metadata(path: Path) -> dict[str, Any]:
     meta = yaml.safe_load(path.read_text())
     info = meta["rosbag2_bagfile_information"] if isinstance(meta, dict) else None
     if not isinstance(info, dict):
         raise ValueError("no rosbag2_bagfile_information")
     return info
+
+
+def _class_names(path: Path, text: object) -> dict[str, tuple[str, ...]]:
+    """The label topics' class names kept in custom_data (written by BagWriter); an entry that
+    is not a list of names names nothing."""
+    if text is None:
+        return {}
+    try:
+        doc = json.loads(str(text))
+    except json.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        log.warning("%s: ignoring malformed %s in the bag's metadata", path, CLASS_NAMES_KEY)
+        return {}
+    return {str(topic): tuple(names) for topic, names in doc.items()
+            if isinstance(names, list) and names and all(isinstance(n, str) for n in names)}
 
 
 class Bag:
@@ -117,6 +93,7 @@ class Bag:
         self.counts: dict[str, int] | None = None  # per topic, from the index; None: unknown
         self.qos_profiles: dict[str, str] = {}
         self.label_topics: tuple[str, ...] = ()
+        self.class_names: dict[str, tuple[str, ...]] = {}  # label topic -> name of each id
         self.start_ns: int | None = None
         self.duration_ns: int | None = None
         self.storage = "rosbag1" if self.path.suffix == ".bag" else "unknown"
@@ -127,8 +104,9 @@ class Bag:
             self._open_rosbag1()
             return
         files = self._read_metadata()
-        self.reader = SalvageReader(self._storage_files(files))
-        self.reader.hints = [(t, m, (self.counts or {}).get(t, -1)) for t, m in self.topics.items()]
+        self.reader = SalvageReader(self._storage_files(files),
+                                    [(t, m, (self.counts or {}).get(t, -1))
+                                     for t, m in self.topics.items()])
         if self.storage == "unknown":
             self.storage = "mcap" if self.reader.files[0].suffix == ".mcap" else "sqlite3"
         found = self.reader.topics() if not self.topics else {}
@@ -153,7 +131,7 @@ class Bag:
 
     def _read_metadata(self) -> list[str]:
         """Fill in what metadata.yaml says; returns the storage files it lists."""
-        meta_path = self.path / "metadata.yaml"
+        meta_path = self.path / METADATA_FILE
         if self.path.is_file():
             return [self.path.name]
         if not meta_path.exists():
@@ -186,6 +164,7 @@ class Bag:
         custom = info.get("custom_data") or {}
         self.label_topics = tuple(t for t in str(custom.get(LABEL_TOPICS_KEY, "")).split(",")
                                   if t)
+        self.class_names = _class_names(self.path, custom.get(CLASS_NAMES_KEY))
         if int(info.get("message_count") or 0):
             self.start_ns = int(info["starting_time"]["nanoseconds_since_epoch"])
             self.duration_ns = int(info["duration"]["nanoseconds"])
@@ -215,8 +194,7 @@ class Bag:
             missing = sorted(set(listed) - {f.name for f in files})
             self._note([f"storage files listed in metadata.yaml are missing: {', '.join(missing)}"])
         if not files:
-            files = sorted(p for p in base.iterdir() if p.suffix in _STORAGE_SUFFIXES
-                           or p.name.endswith((".mcap.zstd", ".db3.zstd")))
+            files = sorted(p for p in base.iterdir() if is_storage_file(p))
         if not files:
             raise ValueError(f"{self.path} holds no storage file (.mcap or .db3) to read")
         return [self._decompressed(f) if f.suffix == ".zstd" else f for f in files]
@@ -238,8 +216,6 @@ class Bag:
         return out
 
     def _open_rosbag1(self) -> None:
-        from edge.bags.reader import bag_info
-
         info = bag_info(self.path)
         self.topics, self.counts = info.topics, info.counts
         self.start_ns, self.duration_ns = info.start_ns, info.duration_ns
@@ -287,8 +263,6 @@ class Bag:
     def _raw(self, topics: set[str] | None, start_ns: int | None,
              stop_ns: int | None) -> Iterator[RawMessage]:
         if self.storage == "rosbag1":
-            from edge.bags.reader import iter_bag_messages
-
             count = 0
             try:
                 for msg in iter_bag_messages(self.path, topics, start_ns, stop_ns):

@@ -25,7 +25,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag1 import ReaderError as Reader1Error
 from rosbags.rosbag2 import ReaderError as Reader2Error
 
-from edge.bags.bag import resolve_bag_path
+from edge.bags.layout import METADATA_FILE, resolve_bag_path
 from edge.bags.messages import (
     IMAGE_TYPES,
     BagImage,
@@ -67,7 +67,7 @@ def _open_reader(bag_path: str | Path) -> AnyReader:
     path = Path(bag_path)
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
-    if path.is_dir() and not (path / "metadata.yaml").exists():
+    if path.is_dir() and not (path / METADATA_FILE).exists():
         bag = resolve_bag_path(path)  # raises, saying what is there, if it is not a bag at all
         if bag != path:
             raise ValueError(f"{path} is a synthetic dive folder; its bag is {bag}")
@@ -89,7 +89,7 @@ def _storage(path: Path) -> str:
     if path.is_file():
         return "rosbag1"
     # metadata.yaml has been read (and checked) by rosbags already, which does not expose this.
-    meta = yaml.safe_load((path / "metadata.yaml").read_text())
+    meta = yaml.safe_load((path / METADATA_FILE).read_text())
     return str(meta["rosbag2_bagfile_information"]["storage_identifier"])
 
 
@@ -109,16 +109,6 @@ def bag_info(bag_path: str | Path) -> BagInfo:
                        duration_ns=0 if empty else reader.duration, storage=_storage(path))
     finally:
         reader.close()
-
-
-def list_image_topics(bag_path: str | Path) -> dict[str, str]:
-    """Topic -> message type for every Image and CompressedImage topic in the bag."""
-    return bag_info(bag_path).image_topics
-
-
-def topic_message_counts(bag_path: str | Path) -> dict[str, int]:
-    """Messages per topic, from the bag's index (no message is read)."""
-    return bag_info(bag_path).counts
 
 
 def _messages(path: Path, reader: AnyReader, topics: Collection[str] | None,

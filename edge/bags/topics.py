@@ -3,27 +3,31 @@
 With a topic named by the user, that topic is used if it is an image topic (any, ground truth
 included: naming it is the user's choice). Without one, only camera image topics qualify:
 
-* never a topic the bag marks as ground truth (``uwstego synth`` records its label topic under
-  ``custom_data[LABEL_TOPICS_KEY]``, see :class:`edge.bags.BagWriter`);
+* never a topic the bag marks as ground truth (``uwstego synth`` records its label topic in the
+  bag's metadata, see :mod:`edge.bags.layout`);
 * never a topic named like labels (``label``, ``_gt``, ``ground_truth``, ``mask`` ...);
-* never an Image topic whose frames are not camera pictures: single-channel 16-bit, integer or
-  float encodings (depth, range, label ids), or mono8 frames with so few grey levels that they
-  are label images (at most :data:`LABEL_LEVELS` distinct values in the first frame), unless
-  the topic is named as the camera (``edge.contract.PREFERRED_CAMERA_TOPICS``): frames there
-  that cannot be used are skipped and counted, as on any camera topic.
+* never an Image topic whose frames are not camera pictures the decoder reads: an encoding
+  outside :data:`edge.rosimage.SUPPORTED_ENCODINGS` (integer or float encodings are depth, range
+  or label ids; others, such as ``nv21``, are pictures that cannot be decoded), or mono8 frames
+  or mono16 frames with so few grey levels that they are label images (at most
+  :data:`LABEL_LEVELS` distinct values in the first frame), unless the topic is named as the camera
+  (``edge.contract.PREFERRED_CAMERA_TOPICS``).
 
 An Image topic and its ``/compressed`` sibling are one camera (the raw one is taken). If more
-than one camera remains, the choice stops with a message listing them.
+than one camera remains, the choice stops with a message listing them. The chosen topic (or the
+one the user named) is refused with one line when its first frame's encoding cannot be decoded,
+rather than every frame being skipped.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
+from edge.bags.bag import Bag
 from edge.bags.messages import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
@@ -33,17 +37,13 @@ from edge.bags.messages import (
     typestore,
 )
 from edge.contract import PREFERRED_CAMERA_TOPICS
+from edge.rosimage import SUPPORTED_ENCODINGS
 
-if TYPE_CHECKING:
-    from edge.bags.bag import Bag
-
-LABEL_TOPICS_KEY = "uwstego.label_topics"  # custom_data key: comma-separated topics
 LABEL_LEVELS = 32
 _LABEL_NAME = re.compile(r"label|(^|[/_])gt($|[/_])|ground_?truth|mask|segmentation|classes",
                          re.IGNORECASE)
-_CAMERA_ENCODINGS = {"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422", "uyvy", "yuyv",
-                     "yuv422_yuy2", "nv21", "nv24", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8",
-                     "bayer_grbg8", "rgb16", "bgr16", "rgba16", "bgra16"}
+_MONO = {"mono8": np.uint8, "mono16": np.uint16}  # grey encodings that may hold label ids
+_NUMERIC_ENCODING = re.compile(r"^\d+[USF]C\d+$")  # 16UC1, 32FC1 ...: values, not a picture
 
 
 def label_like_name(topic: str) -> bool:
@@ -60,18 +60,50 @@ def why_not_camera(bag: Bag, topic: str) -> str | None:
     if label_like_name(topic):
         return "named like a label topic"
     if msgtype == IMAGE_TYPE and topic not in PREFERRED_CAMERA_TOPICS:
-        first = bag.first_message(topic)
-        if first is not None:
-            try:
-                msg = typestore().deserialize_cdr(first.data, first.msgtype)
-            except Exception:  # unreadable first frame: judged by its name alone
-                return None
-            encoding = str(msg.encoding)
-            if encoding not in _CAMERA_ENCODINGS:
-                return f"{encoding} frames (depth, range or label ids, not a picture)"
-            if encoding == "mono8" and np.unique(np.asarray(msg.data)).size <= LABEL_LEVELS:
-                return f"mono8 frames with at most {LABEL_LEVELS} grey levels (label images)"
+        msg = _first_frame(bag, topic)
+        if msg is None:  # no readable first frame: judged by its name alone
+            return None
+        encoding = str(msg.encoding)
+        if _NUMERIC_ENCODING.match(encoding):
+            return f"{encoding} frames (depth, range or label ids, not a picture)"
+        if encoding not in SUPPORTED_ENCODINGS:
+            return _undecodable(encoding)
+        if encoding in _MONO and _levels(msg.data, _MONO[encoding]) <= LABEL_LEVELS:
+            return f"{encoding} frames with at most {LABEL_LEVELS} grey levels (label images)"
     return None
+
+
+def _levels(data: Any, dtype: type) -> int:
+    """Distinct values of a grey frame's pixels."""
+    raw = np.asarray(data, dtype=np.uint8).reshape(-1)
+    width = np.dtype(dtype).itemsize
+    return int(np.unique(raw[:raw.size - raw.size % width].view(dtype)).size)
+
+
+def _first_frame(bag: Bag, topic: str) -> Any | None:
+    """The topic's first Image message, deserialised; None if there is none or it is unreadable."""
+    first = bag.first_message(topic)
+    if first is None:
+        return None
+    try:
+        return typestore().deserialize_cdr(first.data, first.msgtype)
+    except Exception:  # any malformed CDR: the frames say nothing about the topic
+        return None
+
+
+def _undecodable(encoding: str) -> str:
+    return (f"{encoding} frames, an encoding the decoder cannot read (supported: "
+            f"{', '.join(SUPPORTED_ENCODINGS)})")
+
+
+def _check_decodable(bag: Bag, topic: str) -> str:
+    """``topic``, or a ValueError naming it and its encoding when its frames cannot be decoded."""
+    msg = _first_frame(bag, topic) if bag.topics.get(topic) == IMAGE_TYPE else None
+    if msg is not None and str(msg.encoding) not in SUPPORTED_ENCODINGS:
+        raise ValueError(f"camera topic {topic} of {bag.path} holds "
+                         f"{_undecodable(str(msg.encoding))}; convert the recording or name "
+                         "another topic with --topic")
+    return topic
 
 
 def camera_topics(bag: Bag, exclude: Collection[str] = ()) -> dict[str, str]:
@@ -91,10 +123,10 @@ def choose_camera_topic(bag: Bag, requested: str | None = None,
         if requested not in images:
             raise ValueError(f"topic {requested!r} is not an image topic of {bag.path}; image "
                              f"topics: {describe_topics(images)}")
-        return requested
+        return _check_decodable(bag, requested)
     cameras = camera_topics(bag, exclude)
     if len(cameras) == 1:
-        return next(iter(cameras))
+        return _check_decodable(bag, next(iter(cameras)))
     if not cameras:
         others = "; ".join(f"{t}: {why_not_camera(bag, t)}" for t in sorted(images))
         raise ValueError(f"{bag.path} has no camera image topic"

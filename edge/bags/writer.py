@@ -3,10 +3,14 @@
 ``BagWriter`` builds the bag in a hidden staging folder next to its final path and renames it into
 place when it closes. If the ``with`` block raises (including Ctrl-C), the bag is still closed
 properly and renamed into place holding every message written so far: a partial recording is a
-valid, shorter bag, kept and reported. A block that fails before its first message leaves
-nothing at the path, so that the rerun is not refused. A run killed outright leaves only its
-staging folder; the next writer of the same path removes it and says so in the log (its storage
-was never finished: a killed sqlite3 writer has committed nothing, and the path is free again).
+valid, shorter bag, kept and reported. A block that fails before its first message, or a bag
+that cannot be closed (a full disk), leaves nothing at the path, so that the rerun is not
+refused: the staging folder is removed before anything else that could fail on a full disk, and
+a full disk is one line, "no space left on PATH" (:class:`edge.disk_full.DiskFull`). One writer
+writes a path at a time (:func:`edge.writer_lock.claim`): a second is refused while the first
+writes, so no finished bag can be stranded in a staging folder. A run killed outright leaves
+only its staging folder; the next writer of the same path removes it and says so in the log
+(its storage was never finished: a killed sqlite3 writer has committed nothing).
 
 The writer may be opened on one thread and written and closed from another (replay writes from
 its own thread): every call holds one lock, and the sqlite3 connection is opened to allow that.
@@ -20,6 +24,8 @@ CRC32 of their records (rosbags writes 0, "not stored"), so that readers can tel
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import shutil
@@ -50,6 +56,7 @@ from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys.store import Typestore
 
+from edge.bags.layout import CLASS_NAMES_KEY, LABEL_TOPICS_KEY
 from edge.bags.messages import (
     CAMERA_INFO_TYPE,
     CAMERA_TYPES,
@@ -58,15 +65,15 @@ from edge.bags.messages import (
     IMAGE_TYPE,
     typestore,
 )
-from edge.bags.topics import LABEL_TOPICS_KEY
 from edge.coverage import coverage_dimension
+from edge.disk_full import naming
 from edge.rosimage import encode_jpeg
+from edge.writer_lock import claim, remove_abandoned
 
 log = logging.getLogger(__name__)
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _STAGING_SUFFIX = ".partial"
-_OWNER_FILE = "writer.pid"
 # encoding -> (array ndim, channels, dtype) accepted by BagWriter.write_image
 _WRITE_LAYOUTS = {
     "rgb8": (3, 3, np.uint8), "bgr8": (3, 3, np.uint8),
@@ -115,40 +122,13 @@ class _SharedSqlite3Writer(Sqlite3Writer):
 _PLUGINS = {StoragePlugin.MCAP: _CrcMcapWriter, StoragePlugin.SQLITE3: _SharedSqlite3Writer}
 
 
-def _owner_alive(staging: Path) -> bool:
-    try:
-        pid = int((staging / _OWNER_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_staging(path: Path) -> list[Path]:
-    """Remove the staging folders that killed writers of ``path`` left; returns them.
-
-    Raises FileExistsError while another writer (alive) is writing ``path``.
-    """
-    removed = []
-    for staging in sorted(path.parent.glob(f".{path.name}.*{_STAGING_SUFFIX}")):
-        if not staging.is_dir():
-            continue
-        if _owner_alive(staging):
-            raise FileExistsError(f"bag {path} is being written by another writer (staging "
-                                  f"folder {staging.name}); wait for it or choose another path")
-        size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
-        shutil.rmtree(staging, ignore_errors=True)
-        log.warning("removed %s (%d bytes): the unfinished bag of an earlier run of %s that was "
-                    "killed before closing it", staging.name, size, path)
-        removed.append(staging)
-    return removed
+def _discard(writer: Writer | None, staging: Path) -> None:
+    """Remove an unfinished bag: the folder first, since on a full disk closing the storage
+    fails too (it flushes what it buffered)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    if writer is not None:
+        with contextlib.suppress(Exception):  # the storage is gone already; only handles close
+            writer.abort()
 
 
 class BagWriter:
@@ -156,8 +136,9 @@ class BagWriter:
 
     ``offered_qos`` maps topics (or namespaces, written with a trailing ``/``) to the
     ``offered_qos_profiles`` YAML to record for them, e.g. those of the bag a topic is copied
-    from; ``label_topics`` are recorded in the bag's ``custom_data`` as ground truth, so that
-    no reader takes them for a camera. See the module text for the rest.
+    from; ``label_topics`` are recorded in the bag's metadata as ground truth, so that no reader
+    takes them for a camera (:attr:`edge.bags.Bag.label_topics`). See the module text for the
+    rest.
     """
 
     def __init__(self, path: str | Path, storage: str = "mcap",
@@ -172,50 +153,74 @@ class BagWriter:
         self.label_topics = tuple(label_topics)
         self._staging: Path | None = None
         self._writer: Writer | None = None
+        self._claim: contextlib.ExitStack | None = None
         self._connections: dict[tuple[str, str], Connection] = {}
         self._lock = threading.RLock()
         self.count = 0
 
     def __enter__(self) -> BagWriter:
-        remove_stale_staging(self.path)
-        if self.path.exists():
-            raise FileExistsError(f"bag {self.path} exists already; remove it or choose another "
-                                  "path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.",
-                                              suffix=_STAGING_SUFFIX, dir=self.path.parent))
-        (self._staging / _OWNER_FILE).write_text(str(os.getpid()))
+        held = contextlib.ExitStack()
+        held.enter_context(claim(self.path))
+        try:
+            remove_abandoned(self.path, _STAGING_SUFFIX)
+            if self.path.exists():
+                raise FileExistsError(f"bag {self.path} exists already; remove it or choose "
+                                      "another path")
+            with naming(self.path):
+                self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.",
+                                                      suffix=_STAGING_SUFFIX,
+                                                      dir=self.path.parent))
+                self._writer = self._open(self._staging)
+        except BaseException:
+            if self._staging is not None:
+                _discard(self._writer, self._staging)
+            self._staging = self._writer = None
+            held.close()
+            raise
+        self._claim = held
+        return self
+
+    def _open(self, staging: Path) -> Writer:
         # The bag keeps its final name inside the staging folder, so its storage file is named
         # after the final path too.
-        self._writer = Writer(self._staging / self.path.name, version=8,
-                              storage_plugin=STORAGES[self.storage])
-        self._writer.STORAGE_PLUGINS = _PLUGINS  # type: ignore[misc]
+        writer = Writer(staging / self.path.name, version=8,
+                        storage_plugin=STORAGES[self.storage])
+        writer.STORAGE_PLUGINS = _PLUGINS  # type: ignore[misc]
         if self.label_topics:
-            self._writer.set_custom_data(LABEL_TOPICS_KEY, ",".join(self.label_topics))
-        self._writer.open()
-        return self
+            writer.set_custom_data(LABEL_TOPICS_KEY, ",".join(self.label_topics))
+        writer.open()
+        return writer
+
+    def set_class_names(self, names_by_topic: Mapping[str, Sequence[str]]) -> None:
+        """Record the class names of label topics (``[name of id 0, ...]`` per topic) in the
+        bag's metadata, written when it closes (:attr:`edge.bags.Bag.class_names`)."""
+        with self._lock:
+            if self._writer is None:
+                raise RuntimeError("BagWriter is not open; use it as a context manager")
+            self._writer.set_custom_data(CLASS_NAMES_KEY, json.dumps(
+                {topic: list(names) for topic, names in names_by_topic.items()}))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         with self._lock:
-            writer, staging = self._writer, self._staging
-            assert writer is not None and staging is not None
-            self._writer = None
-            if exc_type is not None and not self.count:
-                writer.abort()
+            writer, staging, held = self._writer, self._staging, self._claim
+            assert writer is not None and staging is not None and held is not None
+            self._writer = self._staging = self._claim = None
+            with held:
+                if exc_type is not None and not self.count:
+                    _discard(writer, staging)
+                    log.warning("no bag written at %s: %s before its first message", self.path,
+                                exc_type.__name__)
+                    return
+                try:
+                    with naming(self.path):
+                        writer.close()
+                        os.rename(staging / self.path.name, self.path)
+                except BaseException:
+                    _discard(writer, staging)
+                    log.warning("could not close bag %s; nothing is written there", self.path)
+                    raise
                 shutil.rmtree(staging, ignore_errors=True)
-                log.warning("no bag written at %s: %s before its first message", self.path,
-                            exc_type.__name__)
-                return
-            try:
-                writer.close()
-            except BaseException:
-                log.error("could not close bag %s; nothing is written there", self.path)
-                writer.abort()
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            os.rename(staging / self.path.name, self.path)
-            shutil.rmtree(staging, ignore_errors=True)
         if exc_type is not None:
             log.warning("bag %s kept with the %d messages written before %s", self.path,
                         self.count, exc_type.__name__)
@@ -259,7 +264,8 @@ class BagWriter:
                 conn = self._writer.add_connection(topic, msgtype, typestore=store,
                                                    offered_qos_profiles=self._qos(topic, msgtype))
                 self._connections[key] = conn
-            self._writer.write(conn, int(t_ns), data)
+            with naming(self.path):
+                self._writer.write(conn, int(t_ns), data)
             self.count += 1
 
     def write_message(self, topic: str, t_ns: int, msgtype: str, msg: Any) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.atomic import write_bytes_atomic
-from edge.bags import BagImage, ReadStats, decode_bag_image, iter_bag_messages
+from edge.bags import BagImage, ReadStats, decode_bag_image, open_bag
 from edge.replay.models import ReplayModel
 from edge.replay.source import DirGroundTruth, fit_labels, labels_from_image
 from edge.replay.summary import LookDoc, ReplaySummary, model_labels
@@ -108,7 +108,7 @@ def truth_palette(summary: ReplaySummary) -> np.ndarray:
 
 
 def _read_frame(bag: Path, topic: str, t_ns: int, index: int) -> BagImage | None:
-    for msg in iter_bag_messages(bag, (topic,), start_ns=t_ns, stop_ns=t_ns + 1):
+    for msg in open_bag(bag).messages((topic,), start_ns=t_ns, stop_ns=t_ns + 1):
         return decode_bag_image(msg, index, ReadStats())
     return None
 
@@ -117,8 +117,8 @@ def _bag_truth(bag: Path, topic: str, frame: BagImage) -> np.ndarray | None:
     """The label image on ``topic`` with the frame's header stamp, stored within the replay's
     matching window of the frame."""
     window = TRUTH_WINDOW_NS
-    for msg in iter_bag_messages(bag, (topic,), start_ns=max(0, frame.t_ns - window),
-                                 stop_ns=frame.t_ns + window):
+    for msg in open_bag(bag).messages((topic,), start_ns=max(0, frame.t_ns - window),
+                                      stop_ns=frame.t_ns + window):
         image = decode_bag_image(msg, 0, ReadStats())
         if image is not None and image.stamp_ns == frame.stamp_ns:
             return labels_from_image(image.rgb)

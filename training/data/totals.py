@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import cv2
 
-from edge.bags import bag_info
+from edge.bags import choose_camera_topic, open_bag
 from training.data.sources import ImageFolder, RosBag, Source, VideoFile
 
 logger = logging.getLogger(__name__)
@@ -41,11 +41,11 @@ def expected_frames(source: Source) -> int | None:
                 return None
             return _sampled(count, source.stride, source.rate_hz, count / fps if fps > 0 else None)
         if isinstance(source, RosBag):
-            info = bag_info(source.path)
-            topics = [source.topic] if source.topic else list(info.image_topics)
-            duration = info.duration_ns / 1e9
-            return sum(_sampled(info.counts.get(t, 0), source.stride, source.rate_hz, duration)
-                       for t in topics)
+            bag = open_bag(source.path)
+            if bag.counts is None:  # the index is lost: only reading the bag would tell
+                return None
+            count = bag.counts.get(choose_camera_topic(bag, source.topic), 0)
+            return _sampled(count, source.stride, source.rate_hz, (bag.duration_ns or 0) / 1e9)
     except (OSError, ValueError) as exc:  # unreadable: the pass itself reports it properly
         logger.debug("no frame count for %s: %s", source.describe(), exc)
     return None

@@ -14,7 +14,9 @@ Output folder::
 
 Frames are pure functions of the settings, so a rerun into the same folder only renders what
 is missing from the folders. A bag cannot be appended to: an incomplete one (kept by an
-interrupted run) is replaced by a full rewrite.
+interrupted run) is replaced by a full rewrite. One run writes a folder at a time
+(:func:`edge.writer_lock.claim`); it first removes the temporary files that a killed run into
+the same folder left.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.atomic import write_bytes_atomic, write_json_atomic
-from edge.bags import BagWriter, topic_message_counts
+from edge.atomic import remove_leftovers, write_bytes_atomic, write_json_atomic
+from edge.bags import BagWriter, open_bag
 from edge.classes import classes_to_list
 from edge.contract import (
     CAMERA_INFO_TOPIC,
@@ -44,7 +46,8 @@ from edge.contract import (
     SYNTH_DIVE_FILE,
     SYNTH_IMAGES_DIR,
 )
-from edge.replay.class_names import store_class_names
+from edge.disk_full import naming
+from edge.writer_lock import claim
 from training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
 from training.synth.sequence import Dive, SynthFrame
 from training.synth.settings import DiveSettings
@@ -81,9 +84,19 @@ def range_to_mm(range_m: np.ndarray) -> np.ndarray:
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
+def _frame_dirs(save_range: bool) -> list[str]:
+    return [SYNTH_IMAGES_DIR, "labels"] + (["range"] if save_range else [])
+
+
 def _frame_files(out: Path, index: int, save_range: bool) -> list[Path]:
-    dirs = [SYNTH_IMAGES_DIR, "labels"] + (["range"] if save_range else [])
-    return [out / d / _name(index) for d in dirs]
+    return [out / d / _name(index) for d in _frame_dirs(save_range)]
+
+
+def _remove_leftovers(out: Path) -> None:
+    """The temporary files of a killed run into ``out`` (its frames and JSON files)."""
+    remove_leftovers(out, "*.json")
+    for folder in _frame_dirs(save_range=True):
+        remove_leftovers(out / folder, "*.png")
 
 
 def _write_folders(out: Path, frame: SynthFrame, save_range: bool) -> None:
@@ -135,9 +148,10 @@ def _load_params(path: Path) -> dict[int, dict[str, Any]]:
 def _bag_is_complete(bag_dir: Path, frames: int) -> bool:
     """Whether an earlier run left a bag holding every frame's labels."""
     try:
-        return topic_message_counts(bag_dir).get(LABELS_GT_TOPIC) == frames
+        found = open_bag(bag_dir)
     except (ValueError, OSError):  # unreadable leftovers are rewritten
         return False
+    return not found.damage and (found.counts or {}).get(LABELS_GT_TOPIC) == frames
 
 
 def _already_done(out: Path, frames: int, folders: bool, bag: bool, save_range: bool) -> bool:
@@ -160,9 +174,17 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
         raise ValueError("nothing to write: enable folders, bag or both")
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-    started = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with claim(out), naming(out):
+        out.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out)
+        return _write(settings, out, folders, bag, storage, compressed, quality, save_range,
+                      progress)
+
+
+def _write(settings: DiveSettings, out: Path, folders: bool, bag: bool, storage: str,
+           compressed: bool, quality: int, save_range: bool, progress: bool) -> WriteReport:
+    started = time.perf_counter()
     _claim(out, settings)
     if _already_done(out, settings.frames, folders, bag, save_range):
         log.info("%s already holds this complete dive", out)
@@ -192,7 +214,7 @@ def write_dive(settings: DiveSettings, out: str | Path, *, folders: bool = True,
                                                    label_topics=(LABELS_GT_TOPIC,))) \
                 if need_bag else None
             if writer is not None:  # the report names the ground truth's classes from these
-                store_class_names(writer, {LABELS_GT_TOPIC: CLASS_NAMES})
+                writer.set_class_names({LABELS_GT_TOPIC: CLASS_NAMES})
             log_file: TextIO | None = (stack.enter_context(frames_log.open("a"))
                                        if folders else None)
             for index in tqdm(todo, desc="synth", unit="frame", disable=not progress):
