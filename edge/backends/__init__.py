@@ -80,10 +80,12 @@ class BackendUnavailable(RuntimeError):
 class BackendOptions:
     """Backend settings: ``precision`` picks the graph (ONNX Runtime runs the FP32 graph for
     fp16 and fp32, the INT8 graph for int8) and the engine precision (TensorRT);
-    ``cache_dir`` is TensorRT's only."""
+    ``cache_dir`` is TensorRT's only; ``threads`` is ONNX Runtime's intra-op thread count
+    (0: one per core; several processes sharing a machine give each its share)."""
 
     precision: str = "fp16"
     cache_dir: Path | None = None
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -93,13 +95,15 @@ class BackendOptions:
 def _onnxruntime_cpu(bundle: Bundle, options: BackendOptions) -> Backend:
     from edge.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(bundle, device="cpu", precision=options.precision)
+    return OnnxRuntimeBackend(bundle, device="cpu", threads=options.threads,
+                              precision=options.precision)
 
 
 def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
     from edge.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(bundle, device="cuda", precision=options.precision)
+    return OnnxRuntimeBackend(bundle, device="cuda", threads=options.threads,
+                              precision=options.precision)
 
 
 def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:

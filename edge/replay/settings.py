@@ -26,8 +26,11 @@ class ReplaySettings:
     bag_overlay: str = "jpeg"  # the output bag's overlay: jpeg (CompressedImage), raw, off
     bag_confidence: str = "mono16"  # mono16/mono8 scaled, 32FC1 (the node's), off
     progress: bool = True
+    threads: int = 0  # ONNX Runtime intra-op threads; 0: one per core
 
     def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.every < 1:
             raise ValueError(f"--every must be >= 1, got {self.every}")
         if self.bag_overlay not in OVERLAY_MODES:
