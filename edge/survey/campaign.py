@@ -7,7 +7,7 @@ Layout of the output folder (docs/survey.md §6)::
                         class, novel share
     campaign_map.png    every dive's track coloured by dominant class    (with matplotlib)
     index.html          the campaign report: the table, the map, links to each dive
-    dives/NAME/         report/ (the replay report) and survey/ (edge/survey/dive.py)
+    dives/NAME/         report/ (the replay report, its survey/ in it: edge/survey/dive.py)
 
 Each dive is one task; a dive's folder appears whole when the dive has finished (a staging
 folder and a swap, ``edge/atomic.py``), so a kill loses nothing finished and a rerun of the same
@@ -41,8 +41,8 @@ from edge.bundle import load_bundle
 from edge.contract import SYNTH_BAG_DIR
 from edge.replay.settings import ReplaySettings
 from edge.settings_io import from_dict_strict
-from edge.survey.dive import survey_dive
-from edge.survey.navigation import DEFAULT_MAX_GAP_S
+from edge.survey.dive import SURVEY_JSON, survey_dive
+from edge.survey.section import SURVEY_DIR
 from edge.survey.table import read_csv
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,12 @@ class CampaignSettings:
 
     bundle: Path
     replay: ReplaySettings = field(default_factory=lambda: ReplaySettings(progress=False))
-    nav_topic: str | None = None
-    max_gap_s: float = DEFAULT_MAX_GAP_S
     workers: int = 0            # local cluster processes; 0: one per core
     scheduler: str | None = None  # address of a running Dask scheduler instead
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.max_gap_s <= 0:
-            raise ValueError(f"the navigation gap tolerance must be > 0 s, got {self.max_gap_s}")
 
     def local_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -96,10 +92,11 @@ def dive_names(bags: Sequence[Path]) -> list[str]:
     return names
 
 
-def process_dive(bag: str, folder: str, bundle: str, replay_settings: dict[str, Any],
-                 nav_topic: str | None, max_gap_s: float) -> dict[str, Any]:
-    """One dive, on a worker: replay with a report, survey, ``done.json``; the folder appears
-    whole at the end. Returns what ``done.json`` holds."""
+def process_dive(bag: str, folder: str, bundle: str,
+                 replay_settings: dict[str, Any]) -> dict[str, Any]:
+    """One dive, on a worker: replay with its report (which holds the survey when the bag has
+    navigation), ``done.json``; the folder appears whole at the end. Returns what
+    ``done.json`` holds."""
     from edge.replay.loop import replay
 
     started = time.perf_counter()
@@ -108,9 +105,14 @@ def process_dive(bag: str, folder: str, bundle: str, replay_settings: dict[str, 
         result = replay(bag, bundle, settings, report_dir=staging / "report")
         if result.summary.stopped != "completed":
             raise RuntimeError(f"the replay stopped: {result.summary.stopped}")
-        survey = survey_dive(result.summary, bag, staging / "survey", nav_topic, max_gap_s)
-        done = {"bag": bag, "bundle": bundle, "replay": replay_settings, "nav_topic": nav_topic,
-                "survey": survey.to_dict(), "wall_s": round(time.perf_counter() - started, 3)}
+        survey_json = staging / "report" / SURVEY_DIR / SURVEY_JSON
+        if survey_json.is_file():
+            survey = json.loads(survey_json.read_text())
+        else:  # no navigation: the dive's row still has its frames and cover
+            survey = survey_dive(result.summary, bag, staging / "report" / SURVEY_DIR,
+                                 settings.nav_topic, settings.max_nav_gap_s).to_dict()
+        done = {"bag": bag, "bundle": bundle, "replay": replay_settings, "survey": survey,
+                "wall_s": round(time.perf_counter() - started, 3)}
         write_json_atomic(staging / DONE_FILE, done)
     return done
 
@@ -158,7 +160,7 @@ def dask_client(settings: CampaignSettings) -> Iterator[Any]:
             return
         with LocalCluster(n_workers=settings.local_workers(), threads_per_worker=1,
                           processes=True, host="127.0.0.1", dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                          silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
             yield client
     finally:
         dask_log.setLevel(level)
@@ -218,8 +220,7 @@ def _run(todo: list[tuple[str, Path]], dives: Path, bundle: Path, settings: Camp
         log.info("campaign: %d dives on %s", len(todo), client.dashboard_link
                  if settings.scheduler else f"a local cluster of {settings.local_workers()} "
                  "workers (loopback)")
-        futures = {client.submit(process_dive, str(bag), str(dives / name), str(bundle),
-                                 as_dict, settings.nav_topic, settings.max_gap_s,
+        futures = {client.submit(process_dive, str(bag), str(dives / name), str(bundle), as_dict,
                                  key=f"dive-{name}-{time.time_ns()}", pure=False): (name, bag)
                    for name, bag in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="dives",
@@ -229,7 +230,7 @@ def _run(todo: list[tuple[str, Path]], dives: Path, bundle: Path, settings: Camp
                 done = future.result()
             except Exception as exc:  # one dive's failure must not stop the others
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                log.error("dive %s (%s) failed: %s", name, bag, reason)
+                log.warning("dive %s (%s) failed: %s", name, bag, reason)
                 outcomes[name] = DiveOutcome(name, str(bag), "failed", error=reason)
             else:
                 outcomes[name] = DiveOutcome(name, str(bag), "done", survey=done["survey"],
@@ -289,7 +290,7 @@ def write_campaign(out: Path, outcomes: Sequence[DiveOutcome],
 
 def _campaign_map(out: Path, outcomes: Sequence[DiveOutcome],
                   settings: CampaignSettings) -> str | None:
-    tables = [read_csv(out / DIVES_DIR / o.name / "survey" / "survey.csv")
+    tables = [read_csv(out / DIVES_DIR / o.name / "report" / SURVEY_DIR / "survey.csv")
               for o in outcomes if o.survey]
     tables = [t for t in tables if t.positions.valid.any()]
     if not tables:
@@ -328,7 +329,7 @@ def _page(outcomes: Sequence[DiveOutcome], header: list[str], rows: list[list[An
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}}.warn{{color:#a00}}</style></head>
 <body><h1>Campaign: {len(outcomes)} dives</h1>{warning}
 <p>Percent cover per class is the dive's mean over its frames; per-frame tables, GeoJSON and
-figures are in each dive's <code>survey/</code> folder (docs/survey.md).</p>
+figures are in each dive's <code>report/survey/</code> folder (docs/survey.md).</p>
 <table><tr>{cells}</tr>{''.join(body)}</table>
 <h2>Map</h2>{figure}</body></html>
 """

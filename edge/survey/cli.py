@@ -53,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     replay = ReplaySettings(backend=args.backend, every=args.every, gt_topic=args.gt_topic,
-                            threads=args.threads, progress=False)
-    settings = CampaignSettings(bundle=args.bundle, replay=replay, nav_topic=args.nav_topic,
-                                max_gap_s=args.max_nav_gap, workers=args.workers,
+                            threads=args.threads, nav_topic=args.nav_topic,
+                            max_nav_gap_s=args.max_nav_gap, progress=False)
+    settings = CampaignSettings(bundle=args.bundle, replay=replay, workers=args.workers,
                                 scheduler=args.scheduler)
     outcomes = run_campaign(args.bags, args.out, settings)
     failed = [o for o in outcomes if o.status == "failed"]
