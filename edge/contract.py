@@ -69,6 +69,10 @@ PREFERRED_CAMERA_TOPICS = (IMAGE_TOPIC, COMPRESSED_TOPIC)
 SYNTH_DIVE_FILE = "dive.json"
 SYNTH_IMAGES_DIR = "images"
 SYNTH_BAG_DIR = "bag"
+# Navigation of synthetic dives (docs/survey.md §1): odometry in a local east/north/up frame,
+# and a GNSS-style fix from a chosen origin when the dive has one.
+NAV_ODOM_TOPIC = "/nav/odom"
+NAV_FIX_TOPIC = "/nav/fix"
 
 # --- The vehicle node -------------------------------------------------------------------------
 NODE_NAME = "uwstego_segmentation"

@@ -60,10 +60,12 @@ class Segmenter:
     """
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "auto",
-                 precision: str = "fp16", cache_dir: str | Path | None = None) -> None:
+                 precision: str = "fp16", cache_dir: str | Path | None = None,
+                 threads: int = 0) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         options = BackendOptions(precision=precision,
-                                 cache_dir=Path(cache_dir) if cache_dir else None)
+                                 cache_dir=Path(cache_dir) if cache_dir else None,
+                                 threads=threads)
         self.choice: BackendChoice = create_backend(backend, self.bundle, options)
         self.enhancer = Enhancer(self.bundle.meta.enhancement)
         self.camera_size: Size = self.bundle.meta.camera

@@ -160,7 +160,7 @@ def test_readme_replay_recipes_work_as_written(readme_run):
                            .replace("bundle/", "bundle_new/")), cwd=root)
     assert other.returncode == 0, other.stderr[-1500:]
     for line in recipe_commands():
-        if not line.startswith(("uwstego replay", "uwstego play")):
+        if not line.startswith(("uwstego replay", "uwstego play", "uwstego survey")):
             continue
         outcome = _run(line, root)
         if isinstance(outcome, str):
@@ -168,3 +168,5 @@ def test_readme_replay_recipes_work_as_written(readme_run):
         assert outcome.returncode == 0, (line, outcome.stderr[-1500:])
     assert (root / "report" / "index.html").is_file()
     assert (root / "cmp" / "index.html").is_file()
+    assert (root / "dive_report" / "survey" / "survey.csv").is_file()
+    assert (root / "campaign" / "index.html").is_file()

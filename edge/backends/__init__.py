@@ -31,13 +31,15 @@ __all__ = ["AUTO_ORDER", "BACKEND_NAMES", "PRECISIONS", "Backend", "BackendChoic
 def _onnxruntime_cpu(bundle: Bundle, options: BackendOptions) -> Backend:
     from edge.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(bundle, device="cpu", precision=options.precision)
+    return OnnxRuntimeBackend(bundle, device="cpu", threads=options.threads,
+                              precision=options.precision)
 
 
 def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
     from edge.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(bundle, device="cuda", precision=options.precision)
+    return OnnxRuntimeBackend(bundle, device="cuda", threads=options.threads,
+                              precision=options.precision)
 
 
 def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:

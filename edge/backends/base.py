@@ -66,10 +66,12 @@ class BackendUnavailable(RuntimeError):
 class BackendOptions:
     """Backend settings: ``precision`` picks the graph (ONNX Runtime runs the FP32 graph for
     fp16 and fp32, the INT8 graph for int8) and the engine precision (TensorRT);
-    ``cache_dir`` is TensorRT's only."""
+    ``cache_dir`` is TensorRT's only; ``threads`` is ONNX Runtime's intra-op thread count
+    (0: one per core; several processes sharing a machine give each its share)."""
 
     precision: str = "fp16"
     cache_dir: Path | None = None
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -13,6 +13,7 @@ from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 from edge.replay.report import ReportUnavailable
 from edge.replay.summary import model_labels
 from edge.scoring import ScoringUnavailable
+from edge.survey.cli import add_navigation_options
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"namespace of the output topics (default {NODE_NAMESPACE}, the node's)")
     p.add_argument("--overlay-alpha", type=float, default=0.5,
                    help="weight of the class colours over the frame in overlays, 0-1")
+    add_navigation_options(p)
     p.add_argument("--json", action="store_true",
                    help="print the summary (without per-frame series) as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ReplaySettings(
         topic=args.topic, every=args.every, realtime=args.realtime, backend=args.backend,
         precision=args.precision, gt_topic=args.gt_topic, gt_dir=args.gt_dir,
+        nav_topic=args.nav_topic, max_nav_gap_s=args.max_nav_gap,
         gt_classes=args.gt_classes, gt_names=args.gt_names, overlay_alpha=args.overlay_alpha,
         namespace=args.namespace,
         storage=args.storage, bag_overlay=args.bag_overlay,

@@ -51,6 +51,9 @@ from edge.replay.summary import (
 )
 from edge.replay.writing import FrameWriter
 from edge.scoring import check_scoring_available
+from edge.survey.dive import survey_dive
+from edge.survey.navigation import choose_nav_topic
+from edge.survey.section import SURVEY_DIR
 
 __all__ = ["SUMMARY_FILE", "ReplayResult", "ReplaySettings", "replay"]
 
@@ -107,6 +110,10 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if report_dir is not None:
         from edge.replay.report import check_report_available
         check_report_available()
+    # The survey joins the frames with the vehicle's navigation, in the report (docs/survey.md).
+    nav_topic = choose_nav_topic(source.all_topics, s.nav_topic)
+    if s.nav_topic is not None and report_dir is None:
+        raise ValueError("--nav-topic makes the survey part of the report: give --report too")
 
     interrupted: KeyboardInterrupt | None = None
     try:
@@ -150,6 +157,9 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
                                    gt_dir=s.gt_dir, alpha=s.overlay_alpha)
                 summary = dataclasses.replace(summary, outputs=dataclasses.replace(
                     summary.outputs, looks=looks))
+                if nav_topic is not None:
+                    survey_dive(summary, source.bag, staging / SURVEY_DIR, nav_topic,
+                                s.max_nav_gap_s)
                 files = write_report(staging, summary)
                 summary = dataclasses.replace(summary, outputs=dataclasses.replace(
                     summary.outputs, plots=files.plots, video=files.video))

@@ -88,7 +88,8 @@ def load_models(bundles: Sequence[str | Path | Bundle], settings: ReplaySettings
     models = []
     for position, b in enumerate(bundles):
         loaded = b if isinstance(b, Bundle) else load_bundle(b)
-        seg = Segmenter(loaded, backend=settings.backend, precision=settings.precision)
+        seg = Segmenter(loaded, backend=settings.backend, precision=settings.precision,
+                        threads=settings.threads)
         model = ReplayModel(PRIMARY_ROLE if position == 0 else compare_role(position), loaded,
                             seg, StreamFigures([c.name for c in loaded.meta.classes]),
                             palette(loaded.meta.classes))

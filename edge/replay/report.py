@@ -23,6 +23,7 @@ from edge.atomic import atomic_path, write_text_atomic
 from edge.replay.novelty import NOVELTY_PLOT, has_novelty, plot_novelty
 from edge.replay.summary import ModelDoc, ReplaySummary, Scored, model_labels
 from edge.replay.video import find_video
+from edge.survey.section import survey_section
 
 # One colour per model, in the summary's order (matplotlib's tab10).
 MODEL_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -467,6 +468,7 @@ def write_html(folder: Path, summary: ReplaySummary, plots: Sequence[str],
 {_classes_section(summary)}
 {_video_section(video)}
 {_looks_section(summary)}
+{survey_section(folder)}
 {plots_html}
 <p>Every figure is in <a href="summary.json">summary.json</a>.</p>
 </body></html>

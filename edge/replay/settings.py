@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
+from edge.survey.navigation import DEFAULT_MAX_GAP_S
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,16 @@ class ReplaySettings:
     bag_overlay: str = "jpeg"  # the output bag's overlay: jpeg (CompressedImage), raw, off
     bag_confidence: str = "mono16"  # mono16/mono8 scaled, 32FC1 (the node's), off
     progress: bool = True
+    threads: int = 0  # ONNX Runtime intra-op threads; 0: one per core
+    nav_topic: str | None = None  # None: the bag's navigation topic, if any (docs/survey.md)
+    max_nav_gap_s: float = DEFAULT_MAX_GAP_S
 
     def __post_init__(self) -> None:
+        if not self.max_nav_gap_s > 0:
+            raise ValueError(f"the navigation gap tolerance must be > 0 s, got "
+                             f"{self.max_nav_gap_s}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.every < 1:
             raise ValueError(f"--every must be >= 1, got {self.every}")
         if self.bag_overlay not in OVERLAY_MODES:

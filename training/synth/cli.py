@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edge.cli import HelpFormatter
 from edge.image_size import Size
+from edge.survey.geo import check_origin
 from training.synth.settings import HOLD_OUT_CLASSES, JERLOV_TYPES, DiveSettings
 from training.synth.writer import write_dive
 
@@ -28,6 +29,16 @@ def _water_types(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"unknown water types {unknown}; choose from "
                                          f"{','.join(JERLOV_TYPES)}")
     return names
+
+
+def _latlon(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+        origin = (lat, lon)
+        check_origin(origin)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LAT,LON in degrees ({exc})") from None
+    return origin
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hold-out", choices=HOLD_OUT_CLASSES, default="",
                         help="render the dive without this actor class (train a model that "
                              "has never seen it, then measure novelty on a dive with it)")
+    parser.add_argument("--nav-origin", type=_latlon, metavar="LAT,LON",
+                        help="latitude,longitude of the dive's origin: the bag also gets a "
+                             "sensor_msgs/NavSatFix topic /nav/fix (nav_msgs/Odometry on "
+                             "/nav/odom is always written)")
     parser.set_defaults(func=run)
 
 
@@ -70,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                             height=args.size.height,
                             fps=args.fps, segment_frames=args.segment_frames,
                             water_types=args.water_types, degrade=not args.clean,
-                            hold_out=args.hold_out)
+                            hold_out=args.hold_out, nav_origin=args.nav_origin)
     report = write_dive(settings, args.out, folders=args.format in ("folders", "both"),
                         bag=args.format in ("bag", "both"), storage=args.storage,
                         compressed=args.compressed, quality=args.quality,

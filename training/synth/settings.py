@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edge.settings_io import from_dict_strict
+from edge.survey.geo import check_origin
 
 JERLOV_TYPES = ("I", "IA", "IB", "II", "III", "1C", "3C", "5C", "7C", "9C")
 # Actor classes a dive can be rendered without (novelty benchmarks: train without, test with).
@@ -43,6 +44,9 @@ class DiveSettings:
     # so debris and diver hold-outs give the same dive minus that class (a cable also steers
     # the camera path, so a cable hold-out flies another path).
     hold_out: str = ""
+    # (latitude, longitude) of the world's origin: the bag then also holds a NavSatFix topic
+    # (training/synth/navigation.py). None: odometry in the local frame only.
+    nav_origin: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not (64 <= self.width <= 1920 and 64 <= self.height <= 1080):
@@ -68,6 +72,8 @@ class DiveSettings:
         if self.hold_out and self.hold_out not in HOLD_OUT_CLASSES:
             raise ValueError(f"hold_out {self.hold_out!r}: expected one of "
                              f"{', '.join(HOLD_OUT_CLASSES)}")
+        if self.nav_origin is not None:
+            check_origin(self.nav_origin)
         if self.snow_max < 0 or self.fish_density < 0:
             raise ValueError("snow_max and fish_density must be >= 0")
 

@@ -10,7 +10,8 @@ Output folder::
     labels/NNNNNN.png    uint8 class indices     (folders; 255 = ignore)
     range/NNNNNN.png     uint16 range in mm, 0 = open water (folders, unless disabled)
     bag/                 rosbag2: /camera/image_raw (rgb8) or /camera/image_raw/compressed,
-                         /camera/camera_info, /camera/labels_gt (mono8)   (bag)
+                         /camera/camera_info, /camera/labels_gt (mono8), /nav/odom and, with
+                         a navigation origin, /nav/fix (training/synth/navigation.py)   (bag)
 
 Frames are pure functions of the settings, so a rerun into the same folder only renders what
 is missing from the folders. A bag cannot be appended to: an incomplete one (kept by an
@@ -49,6 +50,7 @@ from edge.contract import (
 from edge.disk_full import naming
 from edge.writer_lock import claim
 from training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
+from training.synth.navigation import NavigationWriter
 from training.synth.sequence import Dive, SynthFrame
 from training.synth.settings import DiveSettings
 
@@ -215,6 +217,7 @@ def _write(settings: DiveSettings, out: Path, folders: bool, bag: bool, storage:
                 if need_bag else None
             if writer is not None:  # the report names the ground truth's classes from these
                 writer.set_class_names({LABELS_GT_TOPIC: CLASS_NAMES})
+            navigation = NavigationWriter(writer, dive) if writer is not None else None
             log_file: TextIO | None = (stack.enter_context(frames_log.open("a"))
                                        if folders else None)
             for index in tqdm(todo, desc="synth", unit="frame", disable=not progress):
@@ -226,8 +229,12 @@ def _write(settings: DiveSettings, out: Path, folders: bool, bag: bool, storage:
                     log_file.flush()
                     done.add(index)
                 params[index] = frame.params
+                if navigation is not None:
+                    navigation.until(frame.t_ns)
                 if writer is not None:
                     _write_bag_frame(writer, dive, frame, compressed, quality)
+            if navigation is not None:
+                navigation.until()
             bag_finished = True
     finally:
         complete = (bag_finished and len(params) == settings.frames
