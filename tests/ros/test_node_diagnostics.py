@@ -93,6 +93,11 @@ def test_states_other_than_running_are_never_ok():
     ({"random_weights": True}, False),  # only the training pipeline's own record counts
     ({"training": "random_weights"}, False),
     ({}, False),
+    # The trust facts export writes (edge/trust.py) come first.
+    ({"trust": {"weights": "random", "backbone": "b", "data": "d", "steps": 2, "clusters": 3},
+      "training": {"random_weights": False}}, True),
+    ({"trust": {"weights": "official", "backbone": "b", "data": "d", "steps": 2, "clusters": 3}},
+     False),
 ])
 def test_random_weights_are_read_from_the_training_provenance(provenance, random):
     assert trained_on_random_weights(provenance) is random

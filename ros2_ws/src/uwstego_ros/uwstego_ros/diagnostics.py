@@ -19,6 +19,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from edge.image_size import Size
+from edge.trust import read_trust
 from uwstego_ros.stats import Snapshot
 
 DAY_MS = 86_400_000.0
@@ -53,8 +54,12 @@ RANDOM_WEIGHTS = "random weights: segmentation means nothing"
 
 
 def trained_on_random_weights(provenance: Mapping[str, Any]) -> bool:
-    """Whether a bundle's provenance says its backbone had random weights (``uwstego train
-    --random-weights``: ``training.random_weights``, written by training/pipeline.py)."""
+    """Whether a bundle's provenance says its backbone had random weights: its trust facts
+    (edge/trust.py), or for bundles exported before them the training provenance's
+    ``random_weights`` (``uwstego train --random-weights``)."""
+    trust = read_trust(provenance)
+    if trust is not None:
+        return trust.random
     training = provenance.get("training")
     return isinstance(training, Mapping) and training.get("random_weights") is True
 
