@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.bundle import sign_bundle
 from edge.cli import HelpFormatter, configure_logging, run_command
+from edge.signing import load_private_key
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unknown-label", action="store_true",
                    help="label pixels beyond their cluster's novelty threshold 255 (unknown); "
                         "needs a model trained with novelty calibration")
+    p.add_argument("--sign-key", type=Path, metavar="KEY.pem",
+                   help="Ed25519 private key (`uwstego keygen`): sign the bundle (bundle.sig), "
+                        "for vehicles that load only bundles signed by a trusted key")
 
 
 def run(args: argparse.Namespace) -> int:
     from export.pipeline import export_bundle
 
+    if args.sign_key:  # a bad key fails now, not after minutes of export
+        load_private_key(args.sign_key)
     bundle = export_bundle(args.checkpoint, args.camera_size, args.network_size, args.out,
                            args.precision, samples=args.samples, num_frames=args.frames,
                            seed=args.seed, engine=args.engine, cache_dir=args.cache_dir,
@@ -59,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
                            unknown_label=args.unknown_label,
                            calibration_frames=args.calibration_frames,
                            strict_precision=args.strict_precision)
+    if args.sign_key:
+        sign_bundle(bundle.path, args.sign_key)
     validation = bundle.meta.validation
     checks = "; ".join(
         f"{name} {doc['label_agreement_percent']} % ({doc['differing_pixels']} of "

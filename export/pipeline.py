@@ -52,6 +52,7 @@ from edge.trt import missing_packages
 from export.fp16 import FP32_OPS, to_fp16
 from export.frames import validation_frames
 from export.fused import FusedSegmenter, check_network_size
+from export.graph_settings import record_settings
 from export.int8 import METHOD as INT8_METHOD
 from export.int8 import quantize_int8
 from export.onnx_export import OPSET, export_onnx
@@ -277,7 +278,7 @@ def export_bundle(checkpoint: str | Path, camera: Size | str, network: Size | st
                       provenance=_provenance(checkpoint, model),
                       validation=validation, opset=OPSET, novelty=model.calibration,
                       unknown_label=unknown_label)
-    bundle = write_bundle(out, meta, files)
+    bundle = write_bundle(out, meta, record_settings(files, meta))
     log.info("wrote bundle %s (model.onnx sha256 %s...)", out, bundle.model_sha256[:12])
     if engine == "skip":
         log.info("engine build skipped (--engine skip): the target builds it on first use")

@@ -53,10 +53,10 @@ def test_class_count_that_differs_from_the_graph_is_refused(copy: Path, classes:
         doc["num_classes"] = classes
 
     _edit(copy, change)
-    bundle = load_bundle(copy)  # bundle.json is consistent with itself ...
-    with pytest.raises(BundleError) as exc:  # ... but not with the graph
-        Segmenter(bundle, backend="onnxruntime")
-    assert f"the graph has {K} centroids, but bundle.json field 'classes' lists {classes}" \
+    # bundle.json is consistent with itself, but not with the settings recorded in the graph
+    with pytest.raises(BundleError) as exc:
+        load_bundle(copy)
+    assert f"field 'num_classes' says {classes}, the graph model.onnx was exported with {K}" \
         in _one_line(exc)
 
 
@@ -140,7 +140,7 @@ def test_truncated_graph_with_a_matching_checksum_is_one_line(copy: Path):
 
 
 @pytest.mark.parametrize("damage, needle", [
-    ("classes", "the graph has 5 centroids, but bundle.json field 'classes' lists 3"),
+    ("classes", "field 'num_classes' says 3, the graph model.onnx was exported with 5"),
     ("truncated", "ONNX Runtime cannot load the graph"),
     ("red_alpha", "red_alpha must be a finite number, got inf"),
 ])

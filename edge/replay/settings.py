@@ -26,6 +26,7 @@ class ReplaySettings:
     bag_overlay: str = "jpeg"  # the output bag's overlay: jpeg (CompressedImage), raw, off
     bag_confidence: str = "mono16"  # mono16/mono8 scaled, 32FC1 (the node's), off
     progress: bool = True
+    trusted_keys: tuple[str, ...] = ()  # PEM public keys: only bundles signed by one load
 
     def __post_init__(self) -> None:
         if self.every < 1:
