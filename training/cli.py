@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge.cli import HelpFormatter
 from edge.enhance import EnhanceSettings
+from edge.path_text import text_path
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def _train(args: argparse.Namespace) -> int:
                     "!" * 78, args.backbone, "!" * 78)
     elif args.random_weights:
         log.warning("--random-weights is ignored: the weights file %s is used", args.weights)
+    text_path(args.out, "output folder", "TensorBoard's event files")
     info = ddp.init_from_env(args.device)
     device = str(ddp.process_device(args.device, info))
     try:
@@ -187,6 +189,9 @@ def _clusters(args: argparse.Namespace) -> int:
     if args.apply:
         apply_names(model_path, args.apply)
         return 0
+    for path, what in ((model_path, "model"), (args.out, "gallery folder")):
+        if path is not None:
+            text_path(path, what, "the gallery's HTML page")
     model = load_trained_model(model_path)
     if model.calibration is None:
         log.info("%s has no novelty calibration (novelty unavailable)", model_path)
