@@ -56,7 +56,7 @@ MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model_int8.onnx"
 ENGINE_DIR = "engines"
 GRAPH_FILES = (MODEL_FILE, INT8_MODEL_FILE)
-# Bounds of bundle.json's sizes (docs/bundle.md "Limits"): an 8K camera, a ViT input far past
+# Bounds of bundle.json's sizes (docs/bundle.md §1): an 8K camera, a ViT input far past
 # what any Jetson runs, DINO's patch sizes (8, 14, 16) with room.
 MAX_CAMERA_SIDE = 8192
 MAX_NETWORK_SIDE = 4096

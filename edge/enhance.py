@@ -27,7 +27,7 @@ from edge.settings_io import from_dict_strict
 PARAM_COUNT = 5
 IDENTITY_PARAMS = np.array([0.0, 0.0, 1.0, 1.0, 1.0], dtype=np.float32)
 # Upper bounds of the settings that size work or memory (CLAHE keeps tiles x tiles histograms
-# and OpenCV refuses grids past its limits) or that no water needs; see docs/bundle.md.
+# and OpenCV refuses grids past its limits) or that no water needs; see docs/bundle.md §1.
 UPPER_BOUNDS = {"red_alpha": 10.0, "blue_alpha": 10.0, "gain_max": 100.0, "stats_size": 1024,
                 "clahe_clip": 1000.0, "clahe_tiles": 64}
 

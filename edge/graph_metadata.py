@@ -4,7 +4,7 @@
 would cost the graph's size in memory, so the top level of the ``ModelProto`` is walked in the
 protobuf wire format: every field but ``metadata_props`` (field 14, ``StringStringEntryProto``
 with ``key`` = 1 and ``value`` = 2) is skipped by its length without being read. See
-docs/bundle.md ("The graph's record of its settings").
+docs/bundle.md §2.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A settings file is small, so reading one is bounded before any parser sees it: a size cap (the
 parsers use 20-25x the file's size in memory), a nesting-depth cap (Python's parsers recurse and
 end in RecursionError) and, for YAML, no aliases (nested anchors expand exponentially: the
-"billion laughs"). See docs/bundle.md ("Limits").
+"billion laughs"). See docs/bundle.md §4.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ed25519 signatures of deploy bundles (docs/bundle.md "Signed bundles").
+"""Ed25519 signatures of deploy bundles (docs/bundle.md §3).
 
 The signature covers the bytes of ``bundle.json``, which lists the sha256 of every file of the
 bundle, so with the checksums verified a signed bundle cannot have any file replaced, even with

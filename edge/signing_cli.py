@@ -1,5 +1,5 @@
 """``uwstego keygen`` and ``uwstego sign``: the key pair and the signature of signed bundles
-(docs/bundle.md "Signed bundles")."""
+(docs/bundle.md §3)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ no code named by the file ever runs; the recorded OmegaConf tree is then read as
 Only names from configuration libraries are stood in for; a file that names anything else
 (``os.system``, ``builtins.eval``, an unknown class) is refused with the names listed.
 
-Reading is bounded (docs/stego.md "Importing official checkpoints"): the archive's records are
+Reading is bounded (docs/stego.md §11): the archive's records are
 checked before any is read (``torch.save`` stores them uncompressed, so a compressed record, which
 could declare gigabytes, is refused, and together they cannot be larger than the file), and the
 hyper-parameters become plain values under a node count and depth limit (a pickle can share one
