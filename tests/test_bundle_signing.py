@@ -111,3 +111,20 @@ def test_keygen_and_sign_commands(bundles, tmp_path: Path):
     signed = run_tool("uwstego", "sign", out, "--key", tmp_path / "k.pem", timeout=60)
     assert signed.returncode == 0, signed.stderr
     assert load_bundle(out, trusted_keys=[tmp_path / "k.pub.pem"])
+
+
+def test_export_signs_with_sign_key_and_refuses_a_bad_key_before_exporting(keys, tmp_path):
+    pytest.importorskip("torch")
+    from tests.support.tiny_export import make_tiny_model
+    from training.artifact import save_trained_model
+
+    model = save_trained_model(tmp_path / "model.pt", make_tiny_model())
+    args = ("export", model, "--camera-size", "64x48", "--engine", "skip", "--frames", "1")
+    bad = run_tool("uwstego", *args, "--out", tmp_path / "bad", "--sign-key", keys["public"],
+                   timeout=180)
+    assert_one_line_error(bad, "is not an unencrypted PEM private key")
+    assert not (tmp_path / "bad").exists()
+    good = run_tool("uwstego", *args, "--out", tmp_path / "b", "--sign-key", keys["private"],
+                    timeout=180)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert load_bundle(tmp_path / "b", trusted_keys=[keys["public"]]).meta.num_classes == 5
