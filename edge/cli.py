@@ -73,7 +73,7 @@ QUIET_LIBRARIES = ("matplotlib", "PIL", "urllib3", "fsspec", "h5py", "asyncio", 
 # Third-party packages the optional extras of pyproject.toml bring, for the missing-package line.
 MODULE_EXTRAS = {"torch": "train", "sklearn": "train", "tensorboard": "train",
                  "onnx": "export", "scipy": "replay", "matplotlib": "replay",
-                 "tensorrt": "trt", "pycuda": "trt", "cryptography": "edge"}
+                 "tensorrt": "trt", "pycuda": "trt"}
 
 
 def configure_logging(verbose: bool) -> None:
