@@ -1,8 +1,10 @@
-"""The node's ``trusted_keys``: with keys, an unsigned bundle is a failed start with the reason,
-and a bundle signed by a trusted key segments (docs/bundle.md §3)."""
+"""The node refuses a bundle that is not what its graph says with the reason (docs/bundle.md):
+an edited or hostile bundle.json, and with ``trusted_keys`` an unsigned bundle; a bundle signed by
+a trusted key segments."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -14,11 +16,33 @@ from edge.bundle import sign_bundle
 from ros_harness import CAMERA, NODE_NAME
 from test_ros_node import RELIABLE, START_TIMEOUT, raw_msg
 
-pytest.importorskip("cryptography")
+
+@pytest.mark.parametrize("damage, reason", [
+    ("enhancement", "field 'enhancement': enhancement settings: expected an object"),
+    ("clahe", "field 'enhancement.clahe' says true, the graph model.onnx was exported with false"),
+    ("deep", "nests deeper than 32 levels"),
+])
+def test_an_edited_bundle_is_a_failed_start_with_its_reason(bundle, start_node, tmp_path, damage,
+                                                            reason):
+    edited = shutil.copytree(bundle.path, tmp_path / "edited")
+    doc = json.loads((edited / "bundle.json").read_text())
+    if damage == "enhancement":
+        doc["enhancement"] = []
+    elif damage == "clahe":
+        doc["enhancement"]["clahe"] = True
+    text = "[" * 100_000 + "]" * 100_000 if damage == "deep" else json.dumps(doc)
+    (edited / "bundle.json").write_text(text)
+    node = start_node(edited, backend="onnxruntime")
+    rc = node.wait(START_TIMEOUT)
+    output = node.output()
+    fatal = [line for line in output.splitlines() if "cannot start" in line]
+    assert rc == 1 and len(fatal) == 1 and reason in fatal[0], output
+    assert "Traceback" not in output
 
 
 def test_trusted_keys_refuse_an_unsigned_bundle_and_run_a_signed_one(bundle, start_node, probe,
                                                                      tmp_path):
+    pytest.importorskip("cryptography")
     from edge.signing import generate_key_pair
 
     generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub.pem")
