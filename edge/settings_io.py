@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 T = TypeVar("T")
@@ -24,9 +25,10 @@ T = TypeVar("T")
 MAX_SETTINGS_BYTES = 1 << 20
 MAX_NESTING = 32
 
-# A JSON string (escapes included) or one bracket: strings are skipped so that brackets inside
-# them do not count.
-_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+# A JSON string (escapes included), and anything that is not a bracket: removed before the depth
+# is counted, so that brackets inside strings do not count.
+_JSON_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 def from_dict_strict(cls: type[T], data: Mapping[str, Any], what: str) -> T:
@@ -61,16 +63,12 @@ def parse_json_bounded(text: str | bytes, what: str, max_depth: int = MAX_NESTIN
         except UnicodeDecodeError as exc:
             raise ValueError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})"
                              ) from exc
-    depth = 0
-    for token in _JSON_TOKENS.finditer(text):
-        bracket = token.group()
-        if bracket in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise ValueError(f"{what} nests deeper than {max_depth} levels (at character "
-                                 f"{token.start()}): not a file uwstego wrote")
-        elif bracket in "]}":
-            depth -= 1
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRINGS.sub("", text)).encode("ascii")
+    opens = np.frombuffer(brackets, dtype=np.uint8)
+    opens = (opens == ord("[")) | (opens == ord("{"))
+    if opens.size and int(np.cumsum(np.where(opens, 1, -1)).max()) > max_depth:
+        raise ValueError(f"{what} nests deeper than {max_depth} levels: not a file uwstego "
+                         "wrote")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
