@@ -8,6 +8,11 @@ Layout::
       model_int8.onnx optional: the same graph with INT8 QDQ nodes (``export-trt --int8``),
                       listed in bundle.json's files like every other file
       engines/        TensorRT plans built on the target (a cache: not checksummed)
+      bundle.sig      optional: an Ed25519 signature over bundle.json (edge/signing.py)
+
+Every field of ``bundle.json`` is checked with bounds, the settings that change the graph's
+output are cross-checked against the copy export records in the graph itself, and the file is
+read with a size and depth cap: see docs/bundle.md.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import atomic_dir, recover_dir, write_json_atomic
+from edge.atomic import atomic_dir, recover_dir, write_bytes_atomic, write_json_atomic
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
 from edge.contract import (
     GRAPH_CLASSES_KEY,
@@ -31,14 +36,32 @@ from edge.contract import (
     graph_io,
 )
 from edge.enhance import EnhanceSettings
+from edge.graph_metadata import check_recorded_settings, read_graph_metadata
 from edge.image_size import Size
 from edge.novelty import NoveltyCalibration
+from edge.settings_io import parse_json_bounded, read_bounded
+from edge.signing import (
+    SIGNATURE_FILE,
+    SignatureError,
+    key_id,
+    load_private_key,
+    load_public_keys,
+    sign,
+)
+from edge.signing import verify as verify_signature
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model_int8.onnx"
 ENGINE_DIR = "engines"
+GRAPH_FILES = (MODEL_FILE, INT8_MODEL_FILE)
+# Bounds of bundle.json's sizes (docs/bundle.md §1): an 8K camera, a ViT input far past
+# what any Jetson runs, DINO's patch sizes (8, 14, 16) with room.
+MAX_CAMERA_SIDE = 8192
+MAX_NETWORK_SIDE = 4096
+MAX_PATCH_SIZE = 64
+MAX_NAME_CHARS = 200
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +106,18 @@ class BundleMeta:
     def graph_outputs(self) -> tuple[str, ...]:
         return GRAPH_OUTPUTS if self.novelty is None else GRAPH_OUTPUTS_WITH_NOVELTY
 
+    def graph_settings(self) -> dict[str, Any]:
+        """The settings that change what the graph outputs for a frame (the host-stage
+        enhancement included): export records them in the graph's metadata
+        (:data:`~edge.contract.GRAPH_SETTINGS_KEY`) and :func:`load_bundle` refuses a
+        ``bundle.json`` that disagrees. Class names and colours are free to edit."""
+        novelty = None if self.novelty is None else hashlib.sha256(json.dumps(
+            self.novelty.to_dict(), sort_keys=True).encode()).hexdigest()
+        return {"camera": self.camera.to_dict(), "network": self.network.to_dict(),
+                "patch_size": self.patch_size, "num_classes": self.num_classes,
+                "enhancement": self.enhancement.to_dict(), "backbone": self.backbone,
+                "novelty_sha256": novelty, "unknown_label": self.unknown_label}
+
     def to_dict(self) -> dict[str, Any]:
         io = {name: list(spec) for name, spec in graph_io(self.camera).items()}
         return {
@@ -111,8 +146,8 @@ class BundleMeta:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BundleMeta:
         """Read ``bundle.json``; a bad value raises ValueError naming its field."""
-        camera = _field(data, "camera", _size)
-        patch = _field(data, "patch_size", _positive_int)
+        camera = _field(data, "camera", _bounded_size(MAX_CAMERA_SIDE))
+        patch = _field(data, "patch_size", _bounded_int(MAX_PATCH_SIZE))
         classes = _field(data, "classes", classes_from_list)
         declared = _field(data, "num_classes", _positive_int)
         if declared != len(classes):
@@ -129,14 +164,14 @@ class BundleMeta:
                            else GRAPH_OUTPUTS)
         fields = dict(
             camera=camera,
-            network=_field(data, "network", _size),
+            network=_field(data, "network", _bounded_size(MAX_NETWORK_SIDE)),
             patch_size=patch,
             classes=classes,
             enhancement=_field(data, "enhancement", EnhanceSettings.from_dict),
             backbone=_field(data, "backbone", _text),
             provenance=dict(_field({"provenance": {}, **data}, "provenance", _mapping)),
             validation=dict(_field({"validation": {}, **data}, "validation", _mapping)),
-            opset=_field(model, "opset", _positive_int, "model.opset"),
+            opset=_field(model, "opset", _bounded_int(1000), "model.opset"),
             **novelty,
         )
         try:
@@ -168,12 +203,24 @@ def _positive_int(value: Any) -> int:
     return value
 
 
-def _size(value: Any) -> Size:
-    value = _mapping(value)
-    unknown = sorted(set(value) - {"width", "height"})
-    if unknown:
-        raise ValueError(f"unknown keys {unknown}; expected width and height")
-    return Size(_positive_int(value["width"]), _positive_int(value["height"]))
+def _bounded_int(maximum: int) -> Any:
+    def parse(value: Any) -> int:
+        if _positive_int(value) > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value}")
+        return value
+    return parse
+
+
+def _bounded_size(max_side: int) -> Any:
+    side = _bounded_int(max_side)
+
+    def parse(value: Any) -> Size:
+        value = _mapping(value)
+        unknown = sorted(map(str, set(value) - {"width", "height"}))
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}; expected width and height")
+        return Size(side(value["width"]), side(value["height"]))
+    return parse
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -183,8 +230,9 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"expected a non-empty string of at most {MAX_NAME_CHARS} characters, "
+                         f"got {str(value)[:MAX_NAME_CHARS]!r}")
     return value
 
 
@@ -290,13 +338,21 @@ def write_bundle(out_dir: str | Path, meta: BundleMeta,
     return Bundle(out_dir, meta, checksums)
 
 
-def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+def load_bundle(path: str | Path, verify: bool = True,
+                trusted_keys: Sequence[str | Path] = ()) -> Bundle:
     """Load and validate a bundle; every refusal names the file and the problem.
 
     Every name in ``files`` must lie inside the bundle folder (no absolute paths, no ``..``, no
-    symlink out): all of them are checked before any file is opened or hashed.
+    symlink out): all of them are checked before any file is opened or hashed. The settings
+    that change the graph's output must be those recorded in the graph (docs/bundle.md). With
+    ``trusted_keys`` (PEM public keys) the bundle must carry a signature by one of them
+    (``bundle.sig``), and every checksum is verified whatever ``verify`` says.
     """
     path = Path(path)
+    try:
+        trusted = load_public_keys(trusted_keys) if trusted_keys else {}
+    except SignatureError as exc:
+        raise BundleError(str(exc)) from exc
     try:
         # A write killed between the two renames of atomic_dir's fallback; stale copies are
         # left to the next write, as they may belong to one in progress.
@@ -310,9 +366,13 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     if not doc_path.is_file():
         raise BundleError(f"{doc_path} is missing: not a bundle, or an interrupted write")
     try:
-        doc = json.loads(doc_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{doc_path} is not valid JSON ({exc}): the bundle is damaged") from exc
+        raw = read_bounded(doc_path, BUNDLE_FILE)
+        signer = verify_signature(raw, path / SIGNATURE_FILE, trusted) if trusted else None
+        doc = parse_json_bounded(raw, str(doc_path))
+    except SignatureError as exc:
+        raise BundleError(str(exc)) from exc
+    except ValueError as exc:
+        raise BundleError(f"{exc}: the bundle is damaged") from exc
     if not isinstance(doc, dict):
         raise BundleError(f"{doc_path}: expected a JSON object")
     version = doc.get("schema_version")
@@ -333,13 +393,44 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         file = path / name
         if not file.is_file():
             raise BundleError(f"{file} is missing (listed in {BUNDLE_FILE}): partial bundle")
-        if verify:
+        if verify or trusted:
             actual = sha256_file(file)
             if actual != expected:
                 raise BundleError(f"{file}: checksum mismatch (bundle.json says "
                                   f"{expected[:12]}..., file is {actual[:12]}...): "
                                   "the file is damaged or was replaced")
+    for name in (n for n in GRAPH_FILES if n in checksums):
+        _check_graph_settings(meta, path / name, doc_path)
+    if signer:
+        log.info("bundle %s: signature by trusted key %s verified", path, signer)
     return Bundle(path, meta, checksums)
+
+
+def _check_graph_settings(meta: BundleMeta, graph: Path, doc_path: Path) -> None:
+    try:
+        metadata = read_graph_metadata(graph)
+    except ValueError as exc:
+        # ONNX Runtime says the same, in its words, when the graph is opened.
+        log.warning("cannot read the metadata of %s (%s): bundle.json is not checked against "
+                    "it", graph, exc)
+        return
+    try:
+        check_recorded_settings(meta.graph_settings(), metadata, graph)
+    except ValueError as exc:
+        raise BundleError(f"{doc_path}: {exc}") from exc
+
+
+def sign_bundle(path: str | Path, key_path: str | Path) -> str:
+    """Sign the bundle at ``path`` with the Ed25519 private key in ``key_path`` (writes
+    ``bundle.sig``); the bundle is loaded and verified first, as only a sound bundle should be
+    vouched for. Returns the signing key's id."""
+    key = load_private_key(key_path)
+    bundle = load_bundle(path)
+    document = (bundle.path / BUNDLE_FILE).read_bytes()
+    write_bytes_atomic(bundle.path / SIGNATURE_FILE, sign(document, key))
+    signer = key_id(key.public_key())
+    log.info("signed bundle %s with key %s", bundle.path, signer)
+    return signer
 
 
 def _check_inside(root: Path, name: str, doc_path: Path) -> None:

@@ -13,6 +13,7 @@ import yaml
 
 from edge.atomic import write_text_atomic
 from edge.coverage import SEPARATOR
+from edge.settings_io import read_yaml_bounded
 
 MAX_CLASSES = 255  # labels travel as uint8 (mono8) and 255 is kept free for "ignore"
 
@@ -121,10 +122,7 @@ def load_classes_yaml(path: str | Path, expected: int | None = None,
     """Read the names/colours YAML; ``expected`` is the cluster count it must describe;
     ``repeats``: equal names are allowed (they merge clusters)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    data = read_yaml_bounded(path, "class names")
     if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
         raise ValueError(f"{path}: expected a mapping with a 'classes' list")
     try:

@@ -29,6 +29,9 @@ ENHANCE_SHAPE = (1, ENHANCE_PARAMS)
 # ONNX metadata_props key under which export records the number of classes the graph's labels
 # index (its centroids, fewer where clusters were merged); the loader checks bundle.json against it.
 GRAPH_CLASSES_KEY = "uwstego.num_classes"
+# ... and the bundle settings that change the graph's output (BundleMeta.graph_settings, JSON):
+# load_bundle refuses a bundle.json that disagrees with them (docs/bundle.md).
+GRAPH_SETTINGS_KEY = "uwstego.bundle_settings"
 
 
 def image_shape(camera: Size) -> tuple[int, int, int, int]:

@@ -26,6 +26,10 @@ from edge.settings_io import from_dict_strict
 
 PARAM_COUNT = 5
 IDENTITY_PARAMS = np.array([0.0, 0.0, 1.0, 1.0, 1.0], dtype=np.float32)
+# Upper bounds of the settings that size work or memory (CLAHE keeps tiles x tiles histograms
+# and OpenCV refuses grids past its limits) or that no water needs; see docs/bundle.md §1.
+UPPER_BOUNDS = {"red_alpha": 10.0, "blue_alpha": 10.0, "gain_max": 100.0, "stats_size": 1024,
+                "clahe_clip": 1000.0, "clahe_tiles": 64}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class EnhanceSettings:
             raise ValueError(f"stats_size must be >= 8 pixels, got {self.stats_size}")
         if self.clahe_clip <= 0 or self.clahe_tiles < 1:
             raise ValueError("clahe_clip must be > 0 and clahe_tiles >= 1")
+        for name, bound in UPPER_BOUNDS.items():
+            if getattr(self, name) > bound:
+                raise ValueError(f"{name} must be <= {bound}, got {getattr(self, name)}")
 
     def _check_types(self) -> None:
         # Settings come back from JSON, which also spells Infinity, NaN, "1.0" and true.

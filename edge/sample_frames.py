@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edge.enhance import Enhancer, EnhanceSettings
+from edge.image_files import read_image_file
 from edge.image_size import Size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -48,7 +49,7 @@ def folder_frames(folder: Path, camera: Size, count: int) -> list[np.ndarray]:
         raise ValueError(f"sample folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     frames = []
     for path in files:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = read_image_file(path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"{path}: not a readable image")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.bundle import sign_bundle
 from edge.cli import HelpFormatter, configure_logging, run_command
+from edge.signing import load_private_key
 from edge.trust import NAME_KEY, read_trust
 from export.settings import ENGINE_MODES, ENGINE_PRECISIONS, ExportSettings
 
@@ -58,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unknown-label", action="store_true",
                    help="label pixels beyond their cluster's novelty threshold 255 (unknown); "
                         "needs a model trained with novelty calibration")
+    p.add_argument("--sign-key", type=Path, metavar="KEY.pem",
+                   help="Ed25519 private key (`uwstego keygen`): sign the bundle (bundle.sig), "
+                        "for vehicles that load only bundles signed by a trusted key")
 
 
 def settings_from_args(args: argparse.Namespace) -> ExportSettings:
@@ -72,7 +77,11 @@ def settings_from_args(args: argparse.Namespace) -> ExportSettings:
 def run(args: argparse.Namespace) -> int:
     from export.pipeline import export_bundle
 
+    if args.sign_key:  # a bad key fails now, not after minutes of export
+        load_private_key(args.sign_key)
     bundle = export_bundle(args.checkpoint, args.out, settings_from_args(args))
+    if args.sign_key:
+        sign_bundle(bundle.path, args.sign_key)
     validation = bundle.meta.validation
     checks = "; ".join(
         f"{name} {doc['label_agreement_percent']} % ({doc['differing_pixels']} of "

@@ -53,6 +53,7 @@ from edge.trust import NAME_KEY, TRUST_KEY, ModelTrust
 from export.fp16 import FP32_OPS, to_fp16
 from export.frames import validation_frames
 from export.fused import FusedSegmenter, check_network_size
+from export.graph_settings import record_settings
 from export.int8 import METHOD as INT8_METHOD
 from export.int8 import quantize_int8
 from export.onnx_export import OPSET, export_onnx
@@ -270,7 +271,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, settings: ExportSetti
                       provenance=_provenance(checkpoint, model, settings, trust),
                       validation=validation, opset=OPSET, novelty=model.calibration,
                       unknown_label=settings.unknown_label)
-    bundle = write_bundle(out, meta, files)
+    bundle = write_bundle(out, meta, record_settings(files, meta))
     log.info("wrote bundle %s (model.onnx sha256 %s...)", out, bundle.model_sha256[:12])
     if trust.random:
         log.warning("WARNING: %s", trust.warning())

@@ -102,7 +102,7 @@ def ort_session(model: onnx.ModelProto | bytes | Path, threads: int = 0):
     opts.log_severity_level = 3
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
-    return ort.InferenceSession(str(model) if isinstance(model, Path) else model,
+    return ort.InferenceSession(model.read_bytes() if isinstance(model, Path) else model,
                                 sess_options=opts, providers=["CPUExecutionProvider"])
 
 

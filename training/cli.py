@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from edge.cli import HelpFormatter
 from edge.enhance import EnhanceSettings
+from edge.path_text import text_path
 
 if TYPE_CHECKING:  # torch stays out of command registration (the vehicle has none)
     from training.artifact import TrainedModel
@@ -99,6 +100,7 @@ def _train(args: argparse.Namespace) -> int:
                     "!" * 78, args.backbone, "!" * 78)
     elif args.random_weights:
         log.warning("--random-weights is ignored: the weights file %s is used", args.weights)
+    text_path(args.out, "output folder", "TensorBoard's event files")
     info = ddp.init_from_env(args.device)
     device = str(ddp.process_device(args.device, info))
     try:
@@ -235,6 +237,9 @@ def _clusters(args: argparse.Namespace) -> int:
     from training.trust import model_trust
 
     model_path = model_file(args.model)
+    for path, what in ((model_path, "model"), (args.out, "gallery folder")):
+        if path is not None:
+            text_path(path, what, "the gallery's HTML page")
     if args.apply:
         model = apply_names(model_path, args.apply, args.device)
     else:

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.classes import ClassInfo, default_colors
 from edge.contract import IGNORE_LABEL
+from edge.image_files import read_image_file
 
 IGNORE = IGNORE_LABEL
 MASK_KINDS = ("auto", "suim", "index")
@@ -77,7 +78,7 @@ def read_mask_kind(path: str | Path, kind: str = "auto") -> tuple[np.ndarray, st
     if kind not in MASK_KINDS:
         raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {kind!r}")
     path = Path(path)
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    raw = read_image_file(path, cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ValueError(f"{path}: not a readable image")
     channels = raw.shape[2] if raw.ndim == 3 else 1

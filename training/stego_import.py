@@ -31,6 +31,7 @@ import torch
 from edge.bundle import sha256_file
 from edge.classes import ClassInfo, default_classes, default_colors, load_classes_yaml
 from edge.enhance import EnhanceSettings
+from edge.settings_io import read_bounded
 from training.artifact import TrainedModel
 from training.backbones import DinoViT, backbone_config, matching_backbones
 from training.head import HeadConfig, SegmentationHead
@@ -142,9 +143,12 @@ def read_names(path: str | Path, count: int) -> tuple[ClassInfo, ...]:
     if path.suffix.lower() in (".yaml", ".yml"):
         return load_classes_yaml(path, count)
     try:
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        text = read_bounded(path, "names file").decode("utf-8")
     except OSError as exc:
         raise ValueError(f"names file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"names file {path}: not UTF-8 text ({exc.reason})") from exc
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != count:
         raise ValueError(f"names file {path}: {len(names)} names for {count} classes")
     if len(set(names)) != len(names):

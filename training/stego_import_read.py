@@ -8,6 +8,12 @@ stand-in that only records what the pickle hands it (constructor arguments, stat
 no code named by the file ever runs; the recorded OmegaConf tree is then read as plain values.
 Only names from configuration libraries are stood in for; a file that names anything else
 (``os.system``, ``builtins.eval``, an unknown class) is refused with the names listed.
+
+Reading is bounded (docs/stego.md §11): the archive's records are
+checked before any is read (``torch.save`` stores them uncompressed, so a compressed record, which
+could declare gigabytes, is refused, and together they cannot be larger than the file), and the
+hyper-parameters become plain values under a node count and depth limit (a pickle can share one
+list between many places, so a few kilobytes can describe 2^80 nodes).
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from typing import Any
 import torch
 
 log = logging.getLogger(__name__)
+
+# A STEGO configuration has a few dozen values; these are far above any real one.
+MAX_HPARAM_VALUES = 100_000
+MAX_HPARAM_DEPTH = 64
 
 # Modules whose classes appear in the hyper-parameters of Lightning checkpoints. Their classes
 # are never imported or called: the inert stand-in takes their place.
@@ -80,29 +90,71 @@ def _allowed(name: str) -> bool:
     return name in _BUILTIN_TYPES or name.split(".", 1)[0] in _CONFIG_MODULES
 
 
-def plain(obj: Any) -> Any:
-    """The recorded objects as plain values: OmegaConf nodes give their content or value."""
-    if isinstance(obj, type) and issubclass(obj, _Inert):
-        return obj.global_name
-    if isinstance(obj, _Inert):
-        state = obj.state[0] if isinstance(obj.state, tuple) and obj.state else obj.state
-        if obj.items:
-            return {str(k): plain(v) for k, v in obj.items.items()}
-        if obj.elements:
-            return [plain(v) for v in obj.elements]
-        if isinstance(state, Mapping):
-            for key in ("_content", "_val"):  # DictConfig / ListConfig content, node value
-                if key in state:
-                    return plain(state[key])
-            return {str(k): plain(v) for k, v in state.items() if not str(k).startswith("_")}
-        return plain(obj.args[0]) if len(obj.args) == 1 else type(obj).global_name
-    if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return repr(obj)[:80]
+class _TooLarge(Exception):
+    pass
+
+
+def plain(obj: Any, max_values: int = MAX_HPARAM_VALUES, max_depth: int = MAX_HPARAM_DEPTH
+          ) -> Any:
+    """The recorded objects as plain values: OmegaConf nodes give their content or value.
+
+    Raises ValueError past ``max_values`` values or ``max_depth`` levels, counting every place a
+    shared object appears (the plain tree has no sharing)."""
+    left = [max_values]
+
+    def walk(obj: Any, depth: int) -> Any:
+        left[0] -= 1
+        if left[0] < 0 or depth > max_depth:
+            raise _TooLarge
+        if isinstance(obj, type) and issubclass(obj, _Inert):
+            return obj.global_name
+        if isinstance(obj, _Inert):
+            state = obj.state[0] if isinstance(obj.state, tuple) and obj.state else obj.state
+            if obj.items:
+                return {str(k): walk(v, depth + 1) for k, v in obj.items.items()}
+            if obj.elements:
+                return [walk(v, depth + 1) for v in obj.elements]
+            if isinstance(state, Mapping):
+                for key in ("_content", "_val"):  # DictConfig / ListConfig content, node value
+                    if key in state:
+                        return walk(state[key], depth + 1)
+                return {str(k): walk(v, depth + 1) for k, v in state.items()
+                        if not str(k).startswith("_")}
+            return walk(obj.args[0], depth + 1) if len(obj.args) == 1 \
+                else type(obj).global_name
+        if isinstance(obj, Mapping):
+            return {str(k): walk(v, depth + 1) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [walk(v, depth + 1) for v in obj]
+        if isinstance(obj, (str, int, float, bool)) or obj is None:
+            return obj
+        return repr(obj)[:80]
+
+    try:
+        return walk(obj, 0)
+    except _TooLarge:
+        raise ValueError(f"hyper-parameters with more than {max_values} values or deeper than "
+                         f"{max_depth} levels: not a STEGO configuration") from None
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, before torch reads a record, an archive whose records could exhaust memory."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
+        raise StegoCheckpointError(f"{path}: not a readable PyTorch checkpoint (not the zip "
+                                   f"format torch.save writes since 1.6: {exc})") from exc
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED:
+            raise StegoCheckpointError(
+                f"{path}: record {record.filename!r} is compressed and declares "
+                f"{record.file_size} bytes; torch.save stores records uncompressed: refused")
+    declared = sum(r.file_size for r in records)
+    if declared > size:
+        raise StegoCheckpointError(f"{path}: its records declare {declared} bytes, more than "
+                                   f"the file's {size}: damaged or crafted, refused")
 
 
 @dataclass(frozen=True)
@@ -136,6 +188,7 @@ def read_lightning_checkpoint(path: str | Path) -> LightningCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise StegoCheckpointError(f"checkpoint {path} does not exist")
+    _check_archive(path)
     try:
         unsafe = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except AttributeError:  # torch < 2.5 cannot list them: load plain tensors only
@@ -163,7 +216,11 @@ def read_lightning_checkpoint(path: str | Path) -> LightningCheckpoint:
         raise StegoCheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict'; "
                                    f"found {top})")
     state = {str(k): v for k, v in data["state_dict"].items() if isinstance(v, torch.Tensor)}
-    hparams = plain(data.get("hyper_parameters") or {})
+    try:
+        hparams = plain(data.get("hyper_parameters") or {})
+    except ValueError as exc:
+        raise StegoCheckpointError(f"{path}: {exc}; re-save just the weights: "
+                                   "torch.save({'state_dict': ckpt['state_dict']}, ...)") from exc
     if unsafe:
         log.info("%s: read its hyper-parameters without running their classes (%s)", path,
                  ", ".join(unsafe[:6]))

@@ -61,7 +61,8 @@ class OnnxRuntimeBackend:
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.model_path), sess_options=opts,
+            # Bytes, not a path: ORT takes paths as UTF-8 and misreads any other name.
+            self.session = ort.InferenceSession(self.model_path.read_bytes(), sess_options=opts,
                                                 providers=wanted)
         except Exception as exc:  # ORT raises its own classes (InvalidProtobuf, Fail, ...)
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the summary (without per-frame series) as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--trusted-key", type=Path, action="append", default=[], metavar="PUB.pem",
+                   help="load only bundles signed by this Ed25519 public key (repeat for "
+                        "several; see docs/bundle.md)")
     p.set_defaults(func=run)
 
 
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         gt_classes=args.gt_classes, gt_names=args.gt_names, overlay_alpha=args.overlay_alpha,
         namespace=args.namespace,
         storage=args.storage, bag_overlay=args.bag_overlay,
-        bag_confidence=args.bag_confidence, progress=not args.no_progress)
+        bag_confidence=args.bag_confidence, progress=not args.no_progress,
+        trusted_keys=tuple(map(str, args.trusted_key)))
     try:
         result = replay(args.bag, args.bundle, settings, out_bag=args.out,
                         report_dir=args.report, compare=args.compare)

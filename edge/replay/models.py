@@ -87,7 +87,7 @@ def load_models(bundles: Sequence[str | Path | Bundle], settings: ReplaySettings
     """The first bundle is the one under test, the others are compared with it."""
     models = []
     for position, b in enumerate(bundles):
-        loaded = b if isinstance(b, Bundle) else load_bundle(b)
+        loaded = b if isinstance(b, Bundle) else load_bundle(b, trusted_keys=settings.trusted_keys)
         seg = Segmenter(loaded, backend=settings.backend, precision=settings.precision,
                         threads=settings.threads)
         model = ReplayModel(PRIMARY_ROLE if position == 0 else compare_role(position), loaded,

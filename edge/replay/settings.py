@@ -30,6 +30,7 @@ class ReplaySettings:
     threads: int = 0  # ONNX Runtime intra-op threads; 0: one per core
     nav_topic: str | None = None  # None: the bag's navigation topic, if any (docs/survey.md)
     max_nav_gap_s: float = DEFAULT_MAX_GAP_S
+    trusted_keys: tuple[str, ...] = ()  # PEM public keys: only bundles signed by one load
 
     def __post_init__(self) -> None:
         if not self.max_nav_gap_s > 0:

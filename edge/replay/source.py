@@ -26,6 +26,7 @@ from edge.bags import (
     qos_profile,
 )
 from edge.contract import OUTPUT_QOS
+from edge.image_files import read_image_file
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class DirGroundTruth:
         path = self.files.get(frame.stamp_ns, self.files.get(frame.index))
         if path is None:
             return None
-        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        labels = read_image_file(path, cv2.IMREAD_UNCHANGED)
         if labels is None or labels.dtype != np.uint8 or labels.ndim != 2:
             self.unreadable.append(f"{path.name}: not a single-channel 8-bit label image")
             log.warning("ground truth %s", self.unreadable[-1])

@@ -71,7 +71,7 @@ def build_plan(onnx_file: str | Path, precision: str = "fp16", workspace_bytes: 
     flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_file)):
+    if not parser.parse(Path(onnx_file).read_bytes()):  # bytes: any file name
         errors = "\n".join(f"  {parser.get_error(i)}" for i in range(parser.num_errors))
         raise EngineBuildError(f"TensorRT {trt.__version__} could not parse {onnx_file}:\n"
                                f"{errors}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from edge.settings_io import from_dict_strict
+from edge.settings_io import from_dict_strict, read_json_object
 from edge.survey.geo import check_origin
 
 JERLOV_TYPES = ("I", "IA", "IB", "II", "III", "1C", "3C", "5C", "7C", "9C")
@@ -83,3 +84,18 @@ class DiveSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiveSettings:
         return from_dict_strict(cls, data, "dive settings")
+
+
+def read_dive_settings(path: Path) -> DiveSettings:
+    """The settings a synth folder records (``settings.json``), read strictly: a damaged,
+    foreign or newer file is one ValueError naming it."""
+    fix = "remove the folder or choose another output folder"
+    try:
+        doc = read_json_object(path, "dive settings")
+    except ValueError as exc:  # it names the file
+        raise ValueError(f"{exc}; {fix}") from exc
+    try:
+        return DiveSettings.from_dict(doc)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not the settings of a dive this uwstego writes ({exc}); "
+                         f"{fix}") from exc

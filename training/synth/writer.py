@@ -52,7 +52,7 @@ from edge.writer_lock import claim
 from training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
 from training.synth.navigation import NavigationWriter
 from training.synth.sequence import Dive, SynthFrame
-from training.synth.settings import DiveSettings
+from training.synth.settings import DiveSettings, read_dive_settings
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _claim(out: Path, settings: DiveSettings) -> None:
     path = out / "settings.json"
     wanted = json.loads(json.dumps(settings.to_dict()))
     if path.exists():
-        found = json.loads(path.read_text())
+        found = json.loads(json.dumps(read_dive_settings(path).to_dict()))
         if found != wanted:
             changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
             raise ValueError(f"{out} holds a dive with other settings ({', '.join(changed)}); "

@@ -178,7 +178,7 @@ class SegmentationNode(LifecycleNode):
         s = self.settings
         self.lifecycle = "configuring"
         try:
-            bundle = load_bundle(s.bundle)
+            bundle = load_bundle(s.bundle, trusted_keys=s.trusted_keys)
         except (BundleError, ValueError) as exc:
             return self._failed(str(exc))
         class_names = [c.name for c in bundle.meta.classes]

@@ -35,6 +35,7 @@ CAMERA_SIZE_FACTOR = 4
 @dataclass(frozen=True)
 class NodeSettings:
     bundle: str = ""
+    trusted_keys: tuple[str, ...] = ()
     backend: str = "auto"
     precision: str = "fp16"
     engine_cache_dir: str = ""
@@ -66,7 +67,8 @@ class NodeSettings:
             reason = check_value(name, value)
             if reason:
                 raise ValueError(f"parameter {name!r}: {reason}")
-            clean[name] = float(value) if isinstance(getattr(self, name), float) else value
+            clean[name] = float(value) if isinstance(getattr(self, name), float) \
+                else tuple(value) if isinstance(getattr(self, name), tuple) else value
         return dataclasses.replace(self, **clean)
 
 
@@ -84,8 +86,15 @@ def _bundle_given(value: Any) -> str | None:
     return None if value else "is required: the path of a deploy bundle folder"
 
 
+def _key_paths(value: Any) -> str | None:
+    return None if all(value) else "holds an empty path; give PEM public key files"
+
+
 SPECS: dict[str, ParamSpec] = {
     "bundle": ParamSpec("deploy bundle folder (model.onnx + bundle.json)", check=_bundle_given),
+    "trusted_keys": ParamSpec("Ed25519 public keys (PEM files); when given, only a bundle signed "
+                              "by one of them loads (docs/bundle.md); empty = signatures not "
+                              "checked", check=_key_paths),
     "backend": ParamSpec("inference backend; auto tries TensorRT, then ONNX Runtime CUDA, "
                          "then CPU", choices=BACKEND_NAMES),
     "precision": ParamSpec("TensorRT engine precision", choices=PRECISIONS),
@@ -158,6 +167,10 @@ def check_value(name: str, value: Any) -> str | None:
     expected = type(getattr(DEFAULTS, name))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if expected is tuple:  # string arrays arrive as lists
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            return f"expected a list of strings, got {value!r}"
+        value = tuple(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         return f"expected a {expected.__name__}, got {value!r}"
     if spec.choices and value not in spec.choices:
@@ -193,8 +206,11 @@ def declare_settings(node: Node) -> NodeSettings:
     """Declare every parameter on ``node`` and return the validated start-up settings."""
     values = {}
     for name, spec in SPECS.items():
-        param = node.declare_parameter(name, getattr(DEFAULTS, name), _descriptor(name, spec))
-        values[name] = param.value
+        default = getattr(DEFAULTS, name)
+        # An empty list would be declared as a byte array: string arrays are declared by type.
+        param = node.declare_parameter(name, Parameter.Type.STRING_ARRAY if default == () else
+                                       default, _descriptor(name, spec))
+        values[name] = () if param.value is None else param.value
     return DEFAULTS.with_values(values)
 
 
