@@ -31,6 +31,7 @@ from edge.contract import (
     graph_io,
 )
 from edge.enhance import EnhanceSettings
+from edge.errors import UwstegoError
 from edge.image_size import Size
 from edge.novelty import NoveltyCalibration
 
@@ -43,7 +44,7 @@ ENGINE_DIR = "engines"
 log = logging.getLogger(__name__)
 
 
-class BundleError(ValueError):
+class BundleError(UwstegoError, ValueError):
     """A bundle that is missing, partial, damaged or from an incompatible version."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from edge import __version__
+from edge.errors import UwstegoError, missing_package
 
 COMMAND_GROUP = "uwstego.commands"
 log = logging.getLogger(__name__)
@@ -70,12 +71,6 @@ QUIET_LIBRARIES = ("matplotlib", "PIL", "urllib3", "fsspec", "h5py", "asyncio", 
                    "numba", "filelock")
 
 
-# Third-party packages the optional extras of pyproject.toml bring, for the missing-package line.
-MODULE_EXTRAS = {"torch": "train", "sklearn": "train", "tensorboard": "train",
-                 "onnx": "export", "scipy": "replay", "matplotlib": "replay",
-                 "tensorrt": "trt", "pycuda": "trt"}
-
-
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -108,11 +103,11 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return 130
     except ModuleNotFoundError as exc:
         # The vehicle installs only the edge extra; training and export commands need more.
-        extra = MODULE_EXTRAS.get((exc.name or "").split(".")[0])
-        log.error("this command needs the Python package %r, which is not installed here%s",
-                  exc.name, f" (pip install 'uwstego[{extra}]')" if extra else "")
+        log.error("%s", missing_package("this command", exc.name or str(exc)),
+                  exc_info=getattr(args, "verbose", False))
         return 1
-    except (ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
+    except (UwstegoError, ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
+        # UwstegoError: every error the project raises on purpose (edge/errors.py).
         # sqlite3.Error: a sqlite3 bag on a full disk ("database or disk is full").
         log.error("%s", describe_error(exc), exc_info=getattr(args, "verbose", False))
         return 1

@@ -24,7 +24,6 @@ import numpy as np
 
 from edge.settings_io import from_dict_strict
 
-PARAM_COUNT = 5
 IDENTITY_PARAMS = np.array([0.0, 0.0, 1.0, 1.0, 1.0], dtype=np.float32)
 
 

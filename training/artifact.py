@@ -23,6 +23,7 @@ import torch
 from edge.atomic import atomic_path
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
 from edge.enhance import EnhanceSettings
+from edge.errors import UwstegoError
 from edge.novelty import NoveltyCalibration
 from training.head import HeadConfig, SegmentationHead
 
@@ -31,7 +32,7 @@ FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UwstegoError, ValueError):
     """A model file that is damaged, from another program or from an incompatible version."""
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from edge.errors import UwstegoError
+
 log = logging.getLogger(__name__)
 
 # Modules whose classes appear in the hyper-parameters of Lightning checkpoints. Their classes
@@ -40,7 +42,7 @@ _BUILTIN_TYPES = frozenset({"builtins.dict", "builtins.list", "builtins.tuple", 
                             "builtins.bytes", "builtins.object", "builtins.NoneType"})
 
 
-class StegoCheckpointError(ValueError):
+class StegoCheckpointError(UwstegoError, ValueError):
     """A file that is not a readable STEGO checkpoint, or one that is not loaded for safety."""
 
 

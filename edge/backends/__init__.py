@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from edge.bundle import Bundle
+from edge.errors import UwstegoError, missing_package
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Backend(Protocol):
         ...
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UwstegoError, RuntimeError):
     """The backend cannot run on this machine (missing package, no GPU, provider refused)."""
 
 
@@ -105,8 +106,8 @@ def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
 def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:
     missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
     if missing:
-        raise BackendUnavailable(f"python package(s) {', '.join(missing)} not installed "
-                                 "(JetPack ships tensorrt; pip install pycuda)")
+        raise BackendUnavailable(missing_package("the TensorRT backend", missing,
+                                                 hint="JetPack ships tensorrt"))
     try:
         from edge.trt.runner import TensorRTBackend
     except ImportError as exc:

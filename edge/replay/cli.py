@@ -10,9 +10,7 @@ from pathlib import Path
 from edge.backends import BACKEND_NAMES, PRECISIONS
 from edge.replay.loop import ReplaySettings, replay
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
-from edge.replay.report import ReportUnavailable
 from edge.replay.summary import model_labels
-from edge.scoring import ScoringUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +77,8 @@ def run(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         storage=args.storage, bag_overlay=args.bag_overlay,
         bag_confidence=args.bag_confidence, progress=not args.no_progress)
-    try:
-        result = replay(args.bag, args.bundle, settings, out_bag=args.out,
-                        report_dir=args.report, compare=args.compare)
-    except (ScoringUnavailable, ReportUnavailable) as exc:
-        log.error("%s", exc)
-        return 1
+    result = replay(args.bag, args.bundle, settings, out_bag=args.out, report_dir=args.report,
+                    compare=args.compare)
     s = result.summary
     frames = s.frames
     if args.json:

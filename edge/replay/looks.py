@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.atomic import write_bytes_atomic
 from edge.bags import BagImage, ReadStats, decode_bag_image, iter_bag_messages
+from edge.contract import IGNORE_LABEL
 from edge.replay.models import ReplayModel
 from edge.replay.source import DirGroundTruth, fit_labels, labels_from_image
 from edge.replay.summary import LookDoc, ReplaySummary, model_labels
@@ -97,12 +98,12 @@ def truth_palette(summary: ReplaySummary) -> np.ndarray:
     the truth and the overlay can be compared by eye; grey where nothing is matched."""
     lut = np.empty((256, 3), dtype=np.uint8)
     lut[:] = UNKNOWN_COLOR
-    lut[255] = IGNORE_COLOR
+    lut[IGNORE_LABEL] = IGNORE_COLOR
     truth = summary.primary.ground_truth
     colors = summary.primary.bundle.class_colors
     if truth is not None and truth.scores is not None:
         for gt_class, cluster in enumerate(truth.scores.assignment):
-            if 0 <= cluster < len(colors) and gt_class < 255:
+            if 0 <= cluster < len(colors) and gt_class < IGNORE_LABEL:
                 lut[gt_class] = colors[cluster]
     return lut
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.contract import IGNORE_LABEL
 from edge.replay.summary import ModelFigures, ModelSeries, Percentiles, Scored
 from edge.scoring import Scores, hungarian_match, scores_with_assignment
 from edge.segmenter import TIMING_KEYS, Segmentation
@@ -38,9 +39,9 @@ def _nan_to_none(values: Sequence[float]) -> tuple[float | None, ...]:
 class PairCounts:
     """Label pairs ``(prediction, truth)`` over a stream: a whole-set matrix and one per frame.
 
-    Truth values 255 (ignore) are never counted. The number of truth classes can be left open
-    until the end (the largest value seen), since a bag does not say how many classes its
-    ground truth uses.
+    Truth values ``IGNORE_LABEL`` (:mod:`edge.contract`) are never counted. The number of truth
+    classes can be left open until the end (the largest value seen), since a bag does not say
+    how many classes its ground truth uses.
     """
 
     def __init__(self) -> None:
@@ -55,7 +56,7 @@ class PairCounts:
             raise ValueError(f"prediction {pred.shape} and truth {truth.shape} differ in shape")
         codes = (pred.astype(np.intp) << 8) | truth
         counts = np.bincount(codes.ravel(), minlength=_PAIRS)
-        counts[255::256] = 0  # truth 255: ignore
+        counts[IGNORE_LABEL::256] = 0  # every prediction paired with an ignored truth
         self.total += counts
         nz = np.flatnonzero(counts)
         self._frames.append((nz.astype(np.int32), counts[nz]))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge.atomic import atomic_path, write_text_atomic
+from edge.errors import MissingPackage, missing_package
 from edge.replay.novelty import NOVELTY_PLOT, has_novelty, plot_novelty
 from edge.replay.summary import ModelDoc, ReplaySummary, Scored, model_labels
 from edge.replay.video import find_video
@@ -30,7 +31,7 @@ PERCENTILE_STYLES = {"p50": "-", "p95": "--", "p99": ":"}
 CONFUSION_PLOT = "confusion.png"
 
 
-class ReportUnavailable(ImportError):
+class ReportUnavailable(MissingPackage):
     """The HTML/PNG report needs matplotlib, which the vehicle's minimal install may lack."""
 
 
@@ -38,8 +39,9 @@ def check_report_available() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
-        raise ReportUnavailable("the replay report needs matplotlib (pip install matplotlib); "
-                                "leave out --report to replay without it") from exc
+        raise ReportUnavailable(missing_package(
+            "the replay report", "matplotlib",
+            hint="or leave out --report to replay without it")) from exc
 
 
 def _pyplot() -> Any:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.contract import IGNORE_LABEL
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 
 
@@ -38,8 +39,9 @@ class ReplaySettings:
                              f"{self.bag_confidence!r}")
         if self.gt_topic and self.gt_dir:
             raise ValueError("give ground truth either as a topic or as a folder, not both")
-        if self.gt_classes is not None and not 1 <= self.gt_classes <= 255:
-            raise ValueError(f"ground-truth classes must be in 1..255, got {self.gt_classes}")
+        if self.gt_classes is not None and not 1 <= self.gt_classes <= IGNORE_LABEL:
+            raise ValueError(f"ground-truth classes must be in 1..{IGNORE_LABEL}, got "
+                             f"{self.gt_classes}")
         if self.gt_names is not None and self.gt_classes is not None \
                 and len(self.gt_names) != self.gt_classes:
             raise ValueError(f"{len(self.gt_names)} ground-truth names for "
