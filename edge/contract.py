@@ -51,6 +51,18 @@ def graph_io(camera: Size) -> dict[str, tuple[str, list[int]]]:
             GRAPH_CONFIDENCE: ("float32", list(map_shape(camera))),
             GRAPH_NOVELTY: ("float32", list(map_shape(camera)))}
 
+# --- Frames at another size than the bundle's camera -----------------------------------------
+# Relative aspect-ratio difference above which resizing a frame to the camera size visibly
+# stretches the scene: the node's diagnostics say ERROR, replay warns in the terminal and report.
+ASPECT_TOLERANCE = 0.01
+
+
+def stretches(frame: Size, camera: Size) -> bool:
+    """Whether resizing ``frame`` to ``camera`` changes the scene's aspect ratio."""
+    return abs((frame.width / frame.height) / (camera.width / camera.height) - 1.0) \
+        > ASPECT_TOLERANCE
+
+
 # --- Labels -----------------------------------------------------------------------------------
 # Ground truth uses it for "not scored"; never a class index (bundles hold at most 255 classes).
 IGNORE_LABEL = 255

@@ -462,7 +462,7 @@ def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
         import sys
         sys.modules["matplotlib"] = None  # as on a vehicle without it
         from edge.replay.loop import ReplaySettings, replay
-        from edge.replay.report import ReportUnavailable
+        from edge.replay.plots import ReportUnavailable
         s = ReplaySettings(backend="onnxruntime", progress=False)
         r = replay({str(bag)!r}, {str(bundle)!r}, s, out_bag={str(tmp_path / "out")!r})
         assert r.summary.frames.processed == 2

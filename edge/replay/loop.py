@@ -5,7 +5,8 @@ decodes frames and looks up their ground truth ahead of time), segmenting
 (:mod:`edge.replay.segmenting`, the calling thread runs every model), writing
 (:mod:`edge.replay.writing`, a thread that draws overlays, fills the output bag and the video and
 accumulates the figures), joined by :mod:`edge.replay.pipeline`; then the summary
-(:mod:`edge.replay.summary`) and the report drawn from it (:mod:`edge.replay.report`). The output
+(:mod:`edge.replay.summary`) and the report drawn from it (:mod:`edge.replay.plots`,
+:mod:`edge.replay.report`). The output
 bag holds the input frames (and the camera's CameraInfo) exactly as stored in the input bag.
 
 Stopping is safe at any moment once the bag's topics are known: on Ctrl-C (or any error), also
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from edge.atomic import atomic_dir
 from edge.bags import ReadStats
 from edge.bundle import Bundle
 from edge.replay.class_names import bag_class_names
-from edge.replay.models import ReplayModel, load_models, truth_facts
+from edge.replay.models import ReplayModel, load_models, random_weights_warning, truth_facts
 from edge.replay.pipeline import Pipeline, sigint_deferred
 from edge.replay.reading import Work, produce
 from edge.replay.segmenting import SegmentRun, segment_all
@@ -53,6 +55,8 @@ from edge.replay.writing import FrameWriter
 from edge.scoring import check_scoring_available
 
 __all__ = ["SUMMARY_FILE", "ReplayResult", "ReplaySettings", "replay"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if truth is not None or compared:
         check_scoring_available()
     if report_dir is not None:
-        from edge.replay.report import check_report_available
+        from edge.replay.plots import check_report_available
         check_report_available()
 
     interrupted: KeyboardInterrupt | None = None
@@ -122,19 +126,21 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         staging = report_stack.enter_context(atomic_dir(report_dir)) if report_dir else None
         if staging is not None:
             staging.chmod(0o755)  # a report is for sharing; the staging folder starts private
-        writer = FrameWriter(models, topic, out_bag=out_bag, storage=s.storage,
-                             namespace=s.namespace, offered_qos=source.output_qos(s.namespace),
-                             video=staging, fps=fps, overlay_alpha=s.overlay_alpha,
-                             with_truth=truth is not None, bag_overlay=s.bag_overlay,
-                             bag_confidence=s.bag_confidence,
-                             labels=model_labels([m.describe() for m in models]))
+        names = model_labels([m.describe() for m in models])
+        for model, name in zip(models, names, strict=True):
+            untrusted = random_weights_warning(model.describe(), name)
+            if untrusted is not None:
+                log.warning("%s", untrusted)
+        writer = FrameWriter(models, topic, s, out_bag=out_bag,
+                             offered_qos=source.output_qos(s.namespace), video=staging, fps=fps,
+                             with_truth=truth is not None, labels=names)
         pipeline: Pipeline[Work] = Pipeline(
             lambda: produce(source, topic, s.every, stats, truth, out_bag is not None,
                             info_topic),
             writer.open)
         if interrupted is None:
             run = segment_all(pipeline, models, realtime=s.realtime, total=total,
-                              description=f"replay {topic}", progress=s.progress)
+                              description=f"replay {topic}", progress=s.progress, names=names)
         else:
             run = SegmentRun(stopped="interrupted while loading the models", raised=interrupted)
             with sigint_deferred():
@@ -176,6 +182,10 @@ def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[Re
              report_dir: Path | None, info_topic: str | None) -> ReplaySummary:
     processed = len(writer.frames)
     facts = None if truth is None else truth_facts(truth, s, writer.truth_missing)
+    documents = tuple(m.document(models[0], facts, s.gt_names, processed) for m in models)
+    names = model_labels([m.bundle for m in documents])
+    untrusted = [w for w in (random_weights_warning(m.bundle, name)
+                             for m, name in zip(documents, names, strict=True)) if w]
     return ReplaySummary(
         uwstego_version=__version__,
         bag=str(source.bag),
@@ -197,9 +207,10 @@ def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[Re
         outputs=OutputsDoc(bag=str(out_bag) if out_bag else None,
                            camera_info_copied=info_topic,
                            report=str(report_dir) if report_dir else None),
-        models=tuple(m.document(models[0], facts, s.gt_names, processed) for m in models),
+        models=documents,
         frames_index=tuple(f[0] for f in writer.frames),
         frames_t_ns=tuple(f[1] for f in writer.frames),
         frames_stamp_ns=tuple(f[2] for f in writer.frames),
         realtime_max_lag_s=run.max_lag_s if s.realtime else None,
+        warnings=(*untrusted, *run.warnings),
     )

@@ -54,6 +54,8 @@ class BundleDoc:
     backend: Mapping[str, Any]  # Segmenter.describe(): backend name, provider, precision ...
     name: str = ""  # the bundle's own name (provenance "name"), else its folder's
     provenance: Mapping[str, Any] = field(default_factory=dict)  # bundle.json's provenance
+    # What a reviewer must know to trust the figures: weights, backbone, steps, clusters ...
+    trust: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -190,6 +192,8 @@ class ReplaySummary:
     frames_t_ns: tuple[int, ...] = ()  # log time
     frames_stamp_ns: tuple[int, ...] = ()  # header stamp
     realtime_max_lag_s: float | None = None  # with --realtime only
+    # What a reviewer must see before any figure: random weights, stretched frames ...
+    warnings: tuple[str, ...] = ()
 
     @property
     def primary(self) -> ModelDoc:
