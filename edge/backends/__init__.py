@@ -120,6 +120,7 @@ _REGISTRY: dict[str, Callable[[Bundle, BackendOptions], Backend]] = {
     "onnxruntime-cuda": _onnxruntime_cuda,
     "onnxruntime": _onnxruntime_cpu,
 }
+_SAID: set[str] = set()  # the choices already logged
 # Fastest first: the order `auto` tries them in.
 AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "onnxruntime")
 BACKEND_NAMES = ("auto", *_REGISTRY)
@@ -157,7 +158,7 @@ def create_backend(name: str, bundle: Bundle,
             backend = _REGISTRY[candidate](bundle, options)
         except BackendUnavailable as exc:
             skipped[candidate] = str(exc)
-            log.info("backend auto: %s unavailable (%s)", candidate, exc)
+            log.debug("backend auto: %s unavailable (%s)", candidate, exc)
             continue
         except Exception as exc:  # a runtime that imports but fails to build must not stop auto
             if candidate == AUTO_ORDER[-1]:
@@ -166,8 +167,10 @@ def create_backend(name: str, bundle: Bundle,
             log.warning("backend auto: %s failed (%s); trying the next one", candidate,
                         skipped[candidate])
             continue
-        log.info("backend auto picked %s%s", candidate,
-                 f" (skipped: {'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
-                 if skipped else "")
+        said = f"backend auto picked {candidate}" + (
+            f" (not {'; not '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else "")
+        if said not in _SAID:  # once per process, not once per bundle (replay --compare)
+            _SAID.add(said)
+            log.info("%s", said)
         return BackendChoice(backend, requested=name, skipped=skipped)
     raise BackendUnavailable(f"no backend can run: {skipped}")
