@@ -487,7 +487,8 @@ def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
     msgs = list(opened.messages({RAW}, T0 + DT, None))
     assert [m.t_ns for m in msgs] == [T0 + DT, T0 + 2 * DT] and not opened.damage
     store = typestore()
-    shifted = store.deserialize_cdr(restamped(msgs[0].data, 1_500_000_000), msgs[0].msgtype)
+    shifted = store.deserialize_cdr(restamped(msgs[0].data, lambda ns: ns + 1_500_000_000),
+                                    msgs[0].msgtype)
     original = store.deserialize_cdr(msgs[0].data, msgs[0].msgtype)
     assert (shifted.header.stamp.sec * 10**9 + shifted.header.stamp.nanosec
             == original.header.stamp.sec * 10**9 + original.header.stamp.nanosec + 1_500_000_000)
@@ -655,3 +656,14 @@ def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_p
     assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())
     assert {p.relative_to(report): p.read_bytes() for p in report.rglob("*")
             if p.is_file()} == earlier
+
+
+def test_restamping_maps_bag_time_onto_the_playback_clock():
+    from edge.replay.play import PlaybackClock
+
+    wall = 1_800_000_000_000_000_000
+    for rate in (0.5, 1.0, 2.0):
+        clock = PlaybackClock(start_ns=T0, wall_ns=wall, rate=rate)
+        # A frame 1 s into the bag is played (and stamped) 1 / rate seconds after the start.
+        assert clock.wall(T0) == wall
+        assert clock.wall(T0 + 10 * DT) == wall + round(10 * DT / rate)
