@@ -297,3 +297,31 @@ def test_the_confusion_matrix_has_ground_truth_on_its_rows(compare_report):
         seen = share.sum(axis=1) > 0
         assert np.allclose(share.sum(axis=1)[seen], 100.0)
     assert "Each row: how one ground-truth class" in (compare_report / "index.html").read_text()
+
+
+def test_frames_to_look_at_never_pick_a_reason_with_nothing_to_show(tmp_path, bundles):
+    pytest.importorskip("training.synth.sequence")
+    from dataclasses import replace as swap
+
+    from edge.replay.looks import pick_frames
+    from edge.replay.metrics import scene_cuts
+    from training.synth.settings import DiveSettings
+    from training.synth.writer import write_dive
+
+    # A dive whose water, light and depth are redrawn every 8 frames: cuts at 8 and 16.
+    write_dive(DiveSettings(frames=24, width=64, height=64, seed=3, segment_frames=8),
+               tmp_path / "dive", folders=False, bag=True)
+    summary = replay(tmp_path / "dive" / "bag", bundles[0], settings()).summary
+    assert scene_cuts(summary.frames_input_change) == {8, 16}
+    flicker = summary.primary.series.flicker
+    ranked = sorted((v, i) for i, v in enumerate(flicker) if v is not None and v == v)
+    assert {8, 16} & {i for _, i in ranked[-3:]}, "the cuts flicker most: the test means it"
+    picked = pick_frames(summary)
+    for position in (8, 16):
+        assert not any(r.startswith("most label flicker") for r in picked.get(position, []))
+    assert any(r.startswith("most label flicker") for rs in picked.values() for r in rs)
+
+    # No novel pixel anywhere (as a calibrated bundle on familiar water): no "most novel" pick.
+    calm = swap(summary, models=(swap(summary.primary, series=swap(
+        summary.primary.series, novel_fraction=(0.0,) * len(flicker))),))
+    assert not any(r.startswith("most novel") for rs in pick_frames(calm).values() for r in rs)

@@ -211,6 +211,7 @@ def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[Re
         frames_index=tuple(f[0] for f in writer.frames),
         frames_t_ns=tuple(f[1] for f in writer.frames),
         frames_stamp_ns=tuple(f[2] for f in writer.frames),
+        frames_input_change=tuple(writer.input_change.values),
         realtime_max_lag_s=run.max_lag_s if s.realtime else None,
         warnings=(*untrusted, *run.warnings),
     )

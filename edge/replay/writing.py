@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bags import BagWriter
+from edge.replay.metrics import InputChange
 from edge.replay.models import ReplayModel
 from edge.replay.outputs import OutputTopics
 from edge.replay.reading import Work
@@ -40,6 +41,7 @@ class FrameWriter:
         self.offered_qos = offered_qos  # per-topic QoS profiles for the output bag
         self.frames: list[tuple[int, int, int]] = []  # per processed frame: index, log time, stamp
         self.truth_missing = 0  # processed frames without ground truth
+        self.input_change = InputChange()  # per processed frame
         self.video_frames = 0
         self.video_error: str | None = None
         self.video_file: str | None = None
@@ -76,6 +78,7 @@ class FrameWriter:
             return
         frame = work.frame
         self.frames.append((frame.index, frame.t_ns, frame.stamp_ns))
+        self.input_change.add(frame.rgb)
         primary = self.models[0]
         bag_overlay = self._topics is not None and self._topics.wants_overlay
         overlays = []
