@@ -82,6 +82,10 @@ SYNTH_DIVE_FILE = "dive.json"
 SYNTH_IMAGES_DIR = "images"
 SYNTH_BAG_DIR = "bag"
 
+# --- Footage that is not a bag (training sources, replay, sample frames) -------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
+
 # --- The vehicle node -------------------------------------------------------------------------
 NODE_NAME = "uwstego_segmentation"
 

@@ -667,3 +667,59 @@ def test_restamping_maps_bag_time_onto_the_playback_clock():
         # A frame 1 s into the bag is played (and stamped) 1 / rate seconds after the start.
         assert clock.wall(T0) == wall
         assert clock.wall(T0 + 10 * DT) == wall + round(10 * DT / rate)
+
+
+def test_a_video_replays_through_the_same_pipeline_with_its_own_frame_times(tmp_path, bundle):
+    from tests.support.commands import run_tool
+    from tests.support.media import write_video
+
+    video = write_video(tmp_path / "dive.avi", frames(6), fps=5.0)  # OpenCV wrote it: MJPG
+    outcome = run_tool("uwstego", "replay", video, "--bundle", bundle, "--backend",
+                       "onnxruntime", "--out", tmp_path / "out", "--report", tmp_path / "rep",
+                       "--no-progress")
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    summary = read_summary(tmp_path / "rep" / SUMMARY_FILE)
+    assert summary.frames.processed == 6 and summary.bag == str(video)
+    assert np.diff(summary.frames_t_ns).tolist() == [200_000_000] * 5  # the video's 5 frames/s
+    copied = list(iter_bag_images(tmp_path / "out", RAW))  # the input frames, as rgb8
+    assert len(copied) == 6 and copied[0].rgb.shape == (48, 64, 3)
+    labels = list(iter_bag_images(tmp_path / "out", f"{NODE_NAMESPACE}/labels"))
+    assert [f.stamp_ns for f in labels] == [f.stamp_ns for f in copied]
+    assert (tmp_path / "rep" / "index.html").is_file() and summary.outputs.looks
+
+
+def test_an_image_folder_replays_at_the_given_rate_with_ground_truth_by_index(tmp_path, bundle):
+    from tests.support.media import write_image
+
+    images = frames(4)
+    halves = (np.arange(64)[None, :] // 32).repeat(48, 0).astype(np.uint8)
+    (tmp_path / "truth").mkdir()
+    for i, rgb in enumerate(images):
+        write_image(tmp_path / "photos" / f"img_{i:03d}.png", rgb)
+        cv2.imwrite(str(tmp_path / "truth" / f"{i:06d}.png"), halves)  # by position: 000002.png
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    (tmp_path / "photos" / "img_999.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    s = ReplaySettings(backend="onnxruntime", progress=False, fps=2.0, gt_dir=tmp_path / "truth")
+    summary = replay(tmp_path / "photos", bundle, s, out_bag=tmp_path / "out").summary
+    assert summary.frames.processed == 4 and summary.frames.skipped == 1  # img_999 counted
+    assert np.diff(summary.frames_t_ns).tolist() == [500_000_000] * 3  # --fps 2
+    truth = summary.primary.ground_truth
+    assert truth.frames_scored == 4 and truth.scores.mIoU is not None
+    # The node's labels of each image, as the Segmenter makes them of the files themselves.
+    written = [f.rgb[..., 0] for f in iter_bag_images(tmp_path / "out",
+                                                        f"{NODE_NAMESPACE}/labels")]
+    for mine, direct in zip(written, direct_labels(bundle, images), strict=True):
+        np.testing.assert_array_equal(mine, direct)
+
+
+def test_a_synthetic_bag_s_declared_labels_are_the_ground_truth_by_default(tmp_path, bundle):
+    truth = [(np.arange(64)[None, :] // 32).repeat(48, 0).astype(np.uint8)] * 3
+    with BagWriter(tmp_path / "dive", label_topics=(GT,)) as bag:
+        for i, (rgb, labels) in enumerate(zip(frames(3), truth, strict=True)):
+            bag.write_image(RAW, T0 + i * DT, rgb, "rgb8", stamp_ns=T0 + i * DT)
+            bag.write_image(GT, T0 + i * DT, labels, "mono8", stamp_ns=T0 + i * DT)
+    summary = replay(tmp_path / "dive", bundle,
+                     ReplaySettings(backend="onnxruntime", progress=False)).summary
+    assert summary.topic == RAW
+    assert summary.primary.ground_truth.source == GT
+    assert summary.primary.ground_truth.frames_scored == 3

@@ -17,18 +17,24 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "replay", help="segment a rosbag offline: output bag, report, scores",
-        description="Run the node's Segmenter over a bag's camera topic frame by frame. Writes "
-                    "an output bag (the input frames and the camera's CameraInfo copied "
-                    "unchanged, plus the node's topics), an HTML report with plots and an "
-                    "overlay video, and scores against ground truth if given.")
-    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3)")
+        "replay", help="segment a rosbag, a video or an image folder offline: output bag, "
+                       "report, scores",
+        description="Run the node's Segmenter over a bag's camera topic (or a video's frames, "
+                    "or a folder's images) frame by frame. Writes an output bag (the input "
+                    "frames and the camera's CameraInfo copied unchanged, plus the node's "
+                    "topics), an HTML report with plots and an overlay video, and scores "
+                    "against ground truth if given or declared by the bag.")
+    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3), a video file "
+                   "(.mp4, .mkv, .webm ...) or a folder of images (replayed in file name order)")
+    p.add_argument("--fps", type=float, help="frame rate of a video or image folder, for its "
+                   "frame times (default: the video's own, 10 for a folder)")
     p.add_argument("--bundle", type=Path, required=True, help="deploy bundle folder")
     p.add_argument("--topic", help="camera topic (Image or CompressedImage); default "
                    "/camera/image_raw[/compressed] or the bag's only image topic")
     gt = p.add_mutually_exclusive_group()
     gt.add_argument("--gt-topic", help="ground-truth label topic in the bag (mono8 class ids, "
-                    "255 = ignore), matched to frames by header stamp")
+                    "255 = ignore), matched to frames by header stamp; default: the topic the "
+                    "bag declares as its labels (uwstego synth bags), if any")
     gt.add_argument("--gt-dir", type=Path, help="folder of ground-truth label PNGs named by "
                     "header stamp in ns or by frame index (000042.png)")
     p.add_argument("--gt-classes", type=int, help="number of ground-truth classes "
@@ -71,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = ReplaySettings(
-        topic=args.topic, every=args.every, realtime=args.realtime, backend=args.backend,
+        topic=args.topic, fps=args.fps, every=args.every, realtime=args.realtime,
+        backend=args.backend,
         precision=args.precision, gt_topic=args.gt_topic, gt_dir=args.gt_dir,
         gt_classes=args.gt_classes, gt_names=args.gt_names, overlay_alpha=args.overlay_alpha,
         namespace=args.namespace,

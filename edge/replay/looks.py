@@ -167,9 +167,12 @@ def _strip(frame: BagImage, models: Sequence[ReplayModel], labels: Sequence[str]
 
 def draw_looks(folder: Path, summary: ReplaySummary, models: Sequence[ReplayModel], bag: Path,
                *, gt_topic: str | None, gt_dir: Path | None, alpha: float,
-               per_reason: int = PER_REASON) -> tuple[LookDoc, ...]:
+               per_reason: int = PER_REASON,
+               read_again: Callable[[int], BagImage | None] | None = None
+               ) -> tuple[LookDoc, ...]:
     """Pick the frames, draw them into ``folder / LOOKS_DIR`` and describe them; a frame that
-    cannot be read again is left out (logged)."""
+    cannot be read again is left out (logged). ``read_again``: frame by index, for footage
+    that is not a bag (:meth:`edge.replay.footage.Footage.frame_at`)."""
     chosen = pick_frames(summary, per_reason)
     if not chosen:
         return ()
@@ -183,7 +186,8 @@ def draw_looks(folder: Path, summary: ReplaySummary, models: Sequence[ReplayMode
     for position, reasons in chosen.items():
         index, t_ns = summary.frames_index[position], summary.frames_t_ns[position]
         try:
-            frame = _read_frame(bag, summary.topic, t_ns, index)
+            frame = read_again(index) if read_again is not None \
+                else _read_frame(bag, summary.topic, t_ns, index)
             if frame is None:
                 raise ValueError("it could not be read again")
             strip = _strip(frame, models, labels, (t_ns - t0) / 1e9, bag, gt_topic, truth_dir,

@@ -31,6 +31,7 @@ from edge.atomic import atomic_dir
 from edge.bags import ReadStats
 from edge.bundle import Bundle
 from edge.replay.class_names import bag_class_names
+from edge.replay.footage import FOOTAGE_TOPIC, Footage, is_footage
 from edge.replay.models import ReplayModel, load_models, random_weights_warning, truth_facts
 from edge.replay.pipeline import Pipeline, sigint_deferred
 from edge.replay.reading import Work, produce
@@ -97,11 +98,21 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     compared = [] if compare is None else (
         [compare] if isinstance(compare, (str, Path, Bundle)) else list(compare))
     _check_outputs(out_bag, report_dir)
-    source = FrameSource(bag)
-    topic = choose_topic(source.topics, s.topic, source.bag,
-                         exclude=(s.gt_topic,) if s.gt_topic else ())
+    source: FrameSource | Footage
+    if is_footage(Path(bag)):
+        if s.gt_topic or s.topic:
+            raise ValueError(f"{bag} is a video or an image folder: it has no topics; give "
+                             "ground truth as --gt-dir (PNGs named by frame index, 000042.png)")
+        source = Footage(bag, s.fps)
+        topic = FOOTAGE_TOPIC
+    else:
+        source = FrameSource(bag)
+        s = _with_declared_truth(s, source)
+        topic = choose_topic(source.topics, s.topic, source.bag,
+                             exclude=(s.gt_topic,) if s.gt_topic else ())
     truth: BagGroundTruth | DirGroundTruth | None = None
     if s.gt_topic:
+        assert isinstance(source, FrameSource)
         truth = BagGroundTruth(source, s.gt_topic)
         s = _with_bag_names(s, source.bag)
     elif s.gt_dir:
@@ -153,7 +164,9 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
                 from edge.replay.looks import draw_looks
                 from edge.replay.report import write_report
                 looks = draw_looks(staging, summary, models, source.bag, gt_topic=s.gt_topic,
-                                   gt_dir=s.gt_dir, alpha=s.overlay_alpha)
+                                   gt_dir=s.gt_dir, alpha=s.overlay_alpha,
+                                   read_again=source.frame_at
+                                   if isinstance(source, Footage) else None)
                 summary = dataclasses.replace(summary, outputs=dataclasses.replace(
                     summary.outputs, looks=looks))
                 files = write_report(staging, summary)
@@ -164,6 +177,19 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if run.raised is not None:
         raise run.raised
     return ReplayResult(summary, out_bag, report_dir)
+
+
+def _with_declared_truth(s: ReplaySettings, source: FrameSource) -> ReplaySettings:
+    """The bag's declared ground-truth topic (``uwstego synth`` declares its labels) when no
+    ground truth was given and the bag declares exactly one image topic as such."""
+    if s.gt_topic or s.gt_dir:
+        return s
+    declared = [t for t in source.label_topics if t in source.topics]
+    if len(declared) != 1:
+        return s
+    log.info("ground truth: %s, which %s declares as its labels (give --gt-topic or --gt-dir "
+             "for other ground truth)", declared[0], source.bag)
+    return dataclasses.replace(s, gt_topic=declared[0])
 
 
 def _with_bag_names(s: ReplaySettings, bag: Path) -> ReplaySettings:

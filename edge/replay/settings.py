@@ -13,6 +13,7 @@ from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 @dataclass(frozen=True)
 class ReplaySettings:
     topic: str | None = None  # None: /camera/image_raw(/compressed) or the only image topic
+    fps: float | None = None  # footage's frame rate (None: the video's own; folders 10)
     every: int = 1
     realtime: bool = False  # pace frames by their bag timestamps
     backend: str = "auto"
@@ -31,6 +32,8 @@ class ReplaySettings:
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"--every must be >= 1, got {self.every}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"--fps must be > 0, got {self.fps}")
         if self.bag_overlay not in OVERLAY_MODES:
             raise ValueError(f"the bag's overlay must be one of {OVERLAY_MODES}, got "
                              f"{self.bag_overlay!r}")
