@@ -56,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_unavailable(subparsers: argparse._SubParsersAction, name: str,
                           exc: Exception) -> None:
-    reason = f"unavailable: {exc}. Install the extra that provides it (see README)."
+    module = getattr(exc, "name", None)
+    reason = (missing_package(f"uwstego {name}", module) if module
+              else f"uwstego {name} is unavailable: {exc}")
     sub = subparsers.add_parser(name, help=reason)
 
     def fail(_args: argparse.Namespace) -> int:
-        log.error("uwstego %s is %s", name, reason)
+        log.error("%s", reason)
         return 2
 
     sub.set_defaults(func=fail)

@@ -84,3 +84,16 @@ def test_the_missing_package_line_names_the_extra_from_the_installed_metadata():
                            "tensorrt") == ("build-engine needs tensorrt and pycuda, which are "
                                            "not installed here (pip install 'uwstego[trt]'; "
                                            "JetPack ships tensorrt)")
+
+
+def test_a_command_whose_extra_is_missing_is_listed_with_the_same_line(caplog):
+    from edge.cli import _register_unavailable
+
+    parser = argparse.ArgumentParser()
+    _register_unavailable(parser.add_subparsers(), "train",
+                          ModuleNotFoundError("No module named 'torch'", name="torch"))
+    args = parser.parse_args(["train"])
+    with caplog.at_level(logging.ERROR):
+        assert args.func(args) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "uwstego train needs torch, which is not installed here (pip install 'uwstego[train]')"]
