@@ -88,7 +88,8 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
            out_bag: str | Path | None = None, report_dir: str | Path | None = None,
            compare: str | Path | Bundle | Sequence[str | Path | Bundle] | None = None
            ) -> ReplayResult:
-    """Replay ``bag`` through ``bundle`` and the bundle(s) in ``compare``; see the module text.
+    """Replay ``bag`` (a rosbag2, or footage: a video or an image folder) through ``bundle`` and
+    the bundle(s) in ``compare``; see the module text.
 
     Raises KeyboardInterrupt (after finishing the outputs) when interrupted.
     """
