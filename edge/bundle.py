@@ -36,6 +36,7 @@ from edge.contract import (
     graph_io,
 )
 from edge.enhance import EnhanceSettings
+from edge.errors import UwstegoError
 from edge.graph_metadata import check_recorded_settings, read_graph_metadata
 from edge.image_size import Size
 from edge.novelty import NoveltyCalibration
@@ -66,7 +67,7 @@ MAX_NAME_CHARS = 200
 log = logging.getLogger(__name__)
 
 
-class BundleError(ValueError):
+class BundleError(UwstegoError, ValueError):
     """A bundle that is missing, partial, damaged or from an incompatible version."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from edge import __version__
+from edge.errors import UwstegoError, missing_package
 
 COMMAND_GROUP = "uwstego.commands"
 log = logging.getLogger(__name__)
@@ -55,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_unavailable(subparsers: argparse._SubParsersAction, name: str,
                           exc: Exception) -> None:
-    reason = f"unavailable: {exc}. Install the extra that provides it (see README)."
+    module = getattr(exc, "name", None)
+    reason = (missing_package(f"uwstego {name}", module) if module
+              else f"uwstego {name} is unavailable: {exc}")
     sub = subparsers.add_parser(name, help=reason)
 
     def fail(_args: argparse.Namespace) -> int:
-        log.error("uwstego %s is %s", name, reason)
+        log.error("%s", reason)
         return 2
 
     sub.set_defaults(func=fail)
@@ -68,12 +71,6 @@ def _register_unavailable(subparsers: argparse._SubParsersAction, name: str,
 # Libraries whose debug output (font searches, PNG chunks, HTTP) would bury ours under -v.
 QUIET_LIBRARIES = ("matplotlib", "PIL", "urllib3", "fsspec", "h5py", "asyncio", "tensorboard",
                    "numba", "filelock")
-
-
-# Third-party packages the optional extras of pyproject.toml bring, for the missing-package line.
-MODULE_EXTRAS = {"torch": "train", "sklearn": "train", "tensorboard": "train",
-                 "onnx": "export", "scipy": "replay", "matplotlib": "replay",
-                 "tensorrt": "trt", "pycuda": "trt"}
 
 
 def configure_logging(verbose: bool) -> None:
@@ -108,11 +105,11 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return 130
     except ModuleNotFoundError as exc:
         # The vehicle installs only the edge extra; training and export commands need more.
-        extra = MODULE_EXTRAS.get((exc.name or "").split(".")[0])
-        log.error("this command needs the Python package %r, which is not installed here%s",
-                  exc.name, f" (pip install 'uwstego[{extra}]')" if extra else "")
+        log.error("%s", missing_package("this command", exc.name or str(exc)),
+                  exc_info=getattr(args, "verbose", False))
         return 1
-    except (ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
+    except (UwstegoError, ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
+        # UwstegoError: every error the project raises on purpose (edge/errors.py).
         # sqlite3.Error: a sqlite3 bag on a full disk ("database or disk is full").
         log.error("%s", describe_error(exc), exc_info=getattr(args, "verbose", False))
         return 1

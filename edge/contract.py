@@ -54,6 +54,18 @@ def graph_io(camera: Size) -> dict[str, tuple[str, list[int]]]:
             GRAPH_CONFIDENCE: ("float32", list(map_shape(camera))),
             GRAPH_NOVELTY: ("float32", list(map_shape(camera)))}
 
+# --- Frames at another size than the bundle's camera -----------------------------------------
+# Relative aspect-ratio difference above which resizing a frame to the camera size visibly
+# stretches the scene: the node's diagnostics say ERROR, replay warns in the terminal and report.
+ASPECT_TOLERANCE = 0.01
+
+
+def stretches(frame: Size, camera: Size) -> bool:
+    """Whether resizing ``frame`` to ``camera`` changes the scene's aspect ratio."""
+    return abs((frame.width / frame.height) / (camera.width / camera.height) - 1.0) \
+        > ASPECT_TOLERANCE
+
+
 # --- Labels -----------------------------------------------------------------------------------
 # Ground truth uses it for "not scored"; never a class index (bundles hold at most 255 classes).
 IGNORE_LABEL = 255
@@ -76,6 +88,10 @@ SYNTH_BAG_DIR = "bag"
 # and a GNSS-style fix from a chosen origin when the dive has one.
 NAV_ODOM_TOPIC = "/nav/odom"
 NAV_FIX_TOPIC = "/nav/fix"
+
+# --- Footage that is not a bag (training sources, replay, sample frames) -------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
 
 # --- The vehicle node -------------------------------------------------------------------------
 NODE_NAME = "uwstego_segmentation"

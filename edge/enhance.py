@@ -24,7 +24,6 @@ import numpy as np
 
 from edge.settings_io import from_dict_strict
 
-PARAM_COUNT = 5
 IDENTITY_PARAMS = np.array([0.0, 0.0, 1.0, 1.0, 1.0], dtype=np.float32)
 # Upper bounds of the settings that size work or memory (CLAHE keeps tiles x tiles histograms
 # and OpenCV refuses grids past its limits) or that no water needs; see docs/bundle.md §1.

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from edge.errors import UwstegoError
+
 JPEG_SOI = b"\xff\xd8"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -21,7 +23,7 @@ _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0x
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8})
 
 
-class HeaderError(ValueError):
+class HeaderError(UwstegoError, ValueError):
     """A header that cannot be read; ``kind`` is ``truncated`` or ``corrupt``."""
 
     def __init__(self, kind: str, message: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.errors import UwstegoError
 from edge.image_header import HeaderError, ImageHeader, read_header
 from edge.image_size import Size
 
@@ -68,7 +69,7 @@ DECODE_ERROR_KINDS = (
 )
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(UwstegoError, ValueError):
     """An image message that cannot be turned into an RGB array; the text names the problem and
     ``kind`` (one of ``DECODE_ERROR_KINDS``) classifies it."""
 

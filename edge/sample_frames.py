@@ -12,11 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.contract import IMAGE_SUFFIXES
 from edge.enhance import Enhancer, EnhanceSettings
 from edge.image_files import read_image_file
 from edge.image_size import Size
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def synthetic_frames(camera: Size, count: int, seed: int = 0) -> list[np.ndarray]:

@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import MissingPackage, missing_package
 
-class ScoringUnavailable(ImportError):
+
+class ScoringUnavailable(MissingPackage):
     """Ground-truth scoring needs scipy, which the vehicle's minimal install may lack."""
 
 
@@ -60,8 +62,8 @@ def _linear_sum_assignment() -> Any:
     try:
         from scipy.optimize import linear_sum_assignment
     except ImportError as exc:
-        raise ScoringUnavailable("scoring against ground truth needs scipy "
-                                 "(pip install scipy)") from exc
+        raise ScoringUnavailable(missing_package("scoring against ground truth",
+                                                 "scipy")) from exc
     return linear_sum_assignment
 
 

@@ -31,6 +31,7 @@ from edge.contract import (
     GRAPH_OUTPUTS_WITH_NOVELTY,
     graph_io,
 )
+from edge.errors import UwstegoError
 from edge.image_size import Size
 from export.onnx_export import OPSET
 
@@ -79,7 +80,7 @@ RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn"
 FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16)
 
 
-class GraphCheckError(ValueError):
+class GraphCheckError(UwstegoError, ValueError):
     """The ONNX graph breaks a TensorRT or contract rule; the message lists every problem."""
 
 

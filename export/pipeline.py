@@ -46,6 +46,7 @@ from edge.bundle import (
     write_bundle,
 )
 from edge.classes import MAX_CLASSES
+from edge.errors import UwstegoError
 from edge.image_size import Size
 from edge.sample_frames import host_stage
 from edge.trt import missing_packages
@@ -79,7 +80,7 @@ FP16_METHOD = ("onnxruntime CPU on an FP16 copy of the graph (onnxruntime.transf
                f" graph I/O kept); kept in FP32: {', '.join(FP32_OPS)}")
 
 
-class ExportError(ValueError):
+class ExportError(UwstegoError, ValueError):
     """The export cannot go ahead; the message names the input at fault."""
 
 

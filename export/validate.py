@@ -27,6 +27,7 @@ import torch
 from edge.agreement import FAILED, AgreementCounter, LabelAgreement, format_percent
 from edge.contract import GRAPH_CONFIDENCE, GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_LABELS, UNKNOWN_LABEL
 from edge.enhance import EnhanceSettings
+from edge.errors import UwstegoError
 from edge.image_size import Size
 from edge.novelty import NoveltyCalibration, novelty_map
 from edge.sample_frames import host_stage, synthetic_frames
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_GRAPH_ERROR = 1e-3
 
 
-class ParityError(ValueError):
+class ParityError(UwstegoError, ValueError):
     """The exported graph does not reproduce the PyTorch model closely enough."""
 
 

@@ -36,5 +36,64 @@ def test_a_missing_extra_is_one_line_naming_the_package_and_the_extra(caplog):
     with caplog.at_level(logging.ERROR):
         assert run_command(needs_torch, argparse.Namespace(verbose=False)) == 1
     assert [r.getMessage() for r in caplog.records] == [
-        "this command needs the Python package 'torch', which is not installed here "
-        "(pip install 'uwstego[train]')"]
+        "this command needs torch, which is not installed here (pip install 'uwstego[train]')"]
+
+
+def test_every_project_exception_derives_from_the_one_base_type():
+    # Read from the source, so that a class added later without the base fails here.
+    import ast
+    import builtins
+
+    from tests.support.commands import REPO
+
+    builtin_errors = {n for n in dir(builtins)
+                      if isinstance(getattr(builtins, n), type)
+                      and issubclass(getattr(builtins, n), BaseException)}
+    found, without = [], []
+    for path in sorted(p for d in ("edge", "training", "export", "ros2_ws")
+                       for p in (REPO / d).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
+                continue
+            bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+            if bases & builtin_errors or bases & {"UwstegoError", "MissingPackage"}:
+                found.append(node.name)
+                if not bases & {"UwstegoError", "MissingPackage"} and node.name != "UwstegoError":
+                    without.append(f"{path.relative_to(REPO)}: {node.name}")
+    assert len(found) >= 15 and without == []
+
+
+def test_a_project_error_of_any_kind_is_one_line(caplog):
+    from edge.errors import UwstegoError
+
+    def refuses(_args: argparse.Namespace) -> int:
+        raise UwstegoError("the bundle /x was exported for another camera; re-export it")
+
+    with caplog.at_level(logging.ERROR):
+        assert run_command(refuses, argparse.Namespace(verbose=False)) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "the bundle /x was exported for another camera; re-export it"]
+
+
+def test_the_missing_package_line_names_the_extra_from_the_installed_metadata():
+    from edge.errors import extra_of, missing_package
+
+    assert (extra_of("torch"), extra_of("sklearn"), extra_of("scipy"), extra_of("pycuda")) \
+        == ("train", "train", "replay", "trt")
+    assert missing_package("build-engine", ["tensorrt", "pycuda"], hint="JetPack ships "
+                           "tensorrt") == ("build-engine needs tensorrt and pycuda, which are "
+                                           "not installed here (pip install 'uwstego[trt]'; "
+                                           "JetPack ships tensorrt)")
+
+
+def test_a_command_whose_extra_is_missing_is_listed_with_the_same_line(caplog):
+    from edge.cli import _register_unavailable
+
+    parser = argparse.ArgumentParser()
+    _register_unavailable(parser.add_subparsers(), "train",
+                          ModuleNotFoundError("No module named 'torch'", name="torch"))
+    args = parser.parse_args(["train"])
+    with caplog.at_level(logging.ERROR):
+        assert args.func(args) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "uwstego train needs torch, which is not installed here (pip install 'uwstego[train]')"]

@@ -76,3 +76,25 @@ def test_verbose_logs_hold_no_third_party_debug_flood(tmp_path: Path):
     debug = [line for line in outcome.stderr.splitlines() if " DEBUG " in line]
     flood = [line for line in debug if re.search(r" DEBUG (matplotlib|PIL)", line)]
     assert flood == [], flood[:5]
+
+
+def test_a_replay_with_a_report_prints_no_codec_probe_noise_and_its_backend_once(tmp_path):
+    # What a user read as failures: FFmpeg's and OpenCV's encoder probing, and four lines per
+    # bundle (repeated for --compare) about TensorRT and CUDA being unavailable.
+    from tests.support.bundles import make_tiny_bundle
+    from tests.support.media import scene, write_bag
+
+    bundle = make_tiny_bundle(tmp_path / "bundle", camera=(64, 48))
+    bag = write_bag(tmp_path / "dive", [scene(i, h=48, w=64) for i in range(3)])
+    outcome = run_tool("uwstego", "replay", bag, "--bundle", bundle, "--compare", bundle,
+                       "--report", tmp_path / "report", "--no-progress")
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    lines = outcome.stderr.splitlines()
+    noise = [line for line in lines if re.search(
+        r"@ 0x[0-9a-f]+\]|can't configure encoder|Could not find a valid device|OpenCV: FFMPEG",
+        line)]
+    assert noise == []
+    backend = [line for line in lines if re.search(r"tensorrt|TensorRT|CUDA", line)]
+    assert len(backend) <= 1 and all("backend auto picked" in line for line in backend)
+    assert any(name.startswith("overlay.") for name in
+               (p.name for p in (tmp_path / "report").iterdir()))  # the video was written

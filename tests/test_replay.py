@@ -462,7 +462,7 @@ def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
         import sys
         sys.modules["matplotlib"] = None  # as on a vehicle without it
         from edge.replay.loop import ReplaySettings, replay
-        from edge.replay.report import ReportUnavailable
+        from edge.replay.plots import ReportUnavailable
         s = ReplaySettings(backend="onnxruntime", progress=False)
         r = replay({str(bag)!r}, {str(bundle)!r}, s, out_bag={str(tmp_path / "out")!r})
         assert r.summary.frames.processed == 2
@@ -487,7 +487,8 @@ def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
     msgs = list(opened.messages({RAW}, T0 + DT, None))
     assert [m.t_ns for m in msgs] == [T0 + DT, T0 + 2 * DT] and not opened.damage
     store = typestore()
-    shifted = store.deserialize_cdr(restamped(msgs[0].data, 1_500_000_000), msgs[0].msgtype)
+    shifted = store.deserialize_cdr(restamped(msgs[0].data, lambda ns: ns + 1_500_000_000),
+                                    msgs[0].msgtype)
     original = store.deserialize_cdr(msgs[0].data, msgs[0].msgtype)
     assert (shifted.header.stamp.sec * 10**9 + shifted.header.stamp.nanosec
             == original.header.stamp.sec * 10**9 + original.header.stamp.nanosec + 1_500_000_000)
@@ -656,3 +657,70 @@ def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_p
     assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())
     assert {p.relative_to(report): p.read_bytes() for p in report.rglob("*")
             if p.is_file()} == earlier
+
+
+def test_restamping_maps_bag_time_onto_the_playback_clock():
+    from edge.replay.play import PlaybackClock
+
+    wall = 1_800_000_000_000_000_000
+    for rate in (0.5, 1.0, 2.0):
+        clock = PlaybackClock(start_ns=T0, wall_ns=wall, rate=rate)
+        # A frame 1 s into the bag is played (and stamped) 1 / rate seconds after the start.
+        assert clock.wall(T0) == wall
+        assert clock.wall(T0 + 10 * DT) == wall + round(10 * DT / rate)
+
+
+def test_a_video_replays_through_the_same_pipeline_with_its_own_frame_times(tmp_path, bundle):
+    from tests.support.commands import run_tool
+    from tests.support.media import write_video
+
+    video = write_video(tmp_path / "dive.avi", frames(6), fps=5.0)  # OpenCV wrote it: MJPG
+    outcome = run_tool("uwstego", "replay", video, "--bundle", bundle, "--backend",
+                       "onnxruntime", "--out", tmp_path / "out", "--report", tmp_path / "rep",
+                       "--no-progress")
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    summary = read_summary(tmp_path / "rep" / SUMMARY_FILE)
+    assert summary.frames.processed == 6 and summary.bag == str(video)
+    assert np.diff(summary.frames_t_ns).tolist() == [200_000_000] * 5  # the video's 5 frames/s
+    copied = list(iter_bag_images(tmp_path / "out", RAW))  # the input frames, as rgb8
+    assert len(copied) == 6 and copied[0].rgb.shape == (48, 64, 3)
+    labels = list(iter_bag_images(tmp_path / "out", f"{NODE_NAMESPACE}/labels"))
+    assert [f.stamp_ns for f in labels] == [f.stamp_ns for f in copied]
+    assert (tmp_path / "rep" / "index.html").is_file() and summary.outputs.looks
+
+
+def test_an_image_folder_replays_at_the_given_rate_with_ground_truth_by_index(tmp_path, bundle):
+    from tests.support.media import write_image
+
+    images = frames(4)
+    halves = (np.arange(64)[None, :] // 32).repeat(48, 0).astype(np.uint8)
+    (tmp_path / "truth").mkdir()
+    for i, rgb in enumerate(images):
+        write_image(tmp_path / "photos" / f"img_{i:03d}.png", rgb)
+        cv2.imwrite(str(tmp_path / "truth" / f"{i:06d}.png"), halves)  # by position: 000002.png
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    (tmp_path / "photos" / "img_999.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    s = ReplaySettings(backend="onnxruntime", progress=False, fps=2.0, gt_dir=tmp_path / "truth")
+    summary = replay(tmp_path / "photos", bundle, s, out_bag=tmp_path / "out").summary
+    assert summary.frames.processed == 4 and summary.frames.skipped == 1  # img_999 counted
+    assert np.diff(summary.frames_t_ns).tolist() == [500_000_000] * 3  # --fps 2
+    truth = summary.primary.ground_truth
+    assert truth.frames_scored == 4 and truth.scores.mIoU is not None
+    # The node's labels of each image, as the Segmenter makes them of the files themselves.
+    written = [f.rgb[..., 0] for f in iter_bag_images(tmp_path / "out",
+                                                        f"{NODE_NAMESPACE}/labels")]
+    for mine, direct in zip(written, direct_labels(bundle, images), strict=True):
+        np.testing.assert_array_equal(mine, direct)
+
+
+def test_a_synthetic_bag_s_declared_labels_are_the_ground_truth_by_default(tmp_path, bundle):
+    truth = [(np.arange(64)[None, :] // 32).repeat(48, 0).astype(np.uint8)] * 3
+    with BagWriter(tmp_path / "dive", label_topics=(GT,)) as bag:
+        for i, (rgb, labels) in enumerate(zip(frames(3), truth, strict=True)):
+            bag.write_image(RAW, T0 + i * DT, rgb, "rgb8", stamp_ns=T0 + i * DT)
+            bag.write_image(GT, T0 + i * DT, labels, "mono8", stamp_ns=T0 + i * DT)
+    summary = replay(tmp_path / "dive", bundle,
+                     ReplaySettings(backend="onnxruntime", progress=False)).summary
+    assert summary.topic == RAW
+    assert summary.primary.ground_truth.source == GT
+    assert summary.primary.ground_truth.frames_scored == 3

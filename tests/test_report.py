@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,9 @@ from edge.replay.summary import SUMMARY_FILE, read_summary
 from edge.replay.video import find_video
 from tests.support.browser import chromium, serve, why_no_browser
 from tests.support.bundles import make_tiny_bundle
+from tests.support.commands import run_tool
+from tests.support.media import scene
+from tests.support.media import write_bag as media_bag
 
 CAMERA = (64, 48)  # the replay tests' bundles (tests/support/bundles.py SPECS)
 GT = "/camera/labels_gt"
@@ -245,3 +249,80 @@ def test_the_browser_test_says_why_it_skips(monkeypatch):
     monkeypatch.setenv("UWSTEGO_CHROMIUM", "/nonexistent/chromium")
     monkeypatch.setattr(browser.shutil, "which", lambda _: None)
     assert "chromium is not installed" in browser.why_no_browser()
+
+
+def _retitled(bundle: Path, out: Path, **training: object) -> Path:
+    """A copy of ``bundle`` whose provenance names it and records ``training`` facts (as
+    ``training/pipeline.py`` writes them)."""
+    shutil.copytree(bundle, out)
+    meta = json.loads((out / "bundle.json").read_text())
+    meta["provenance"]["name"] = "reef-random"
+    meta["provenance"]["training"] = {**meta["provenance"].get("training", {}), **training}
+    (out / "bundle.json").write_text(json.dumps(meta))
+    return out
+
+
+def test_stretched_frames_and_random_weights_warn_in_the_terminal_and_the_report(
+        tmp_path: Path, bundles: tuple[Path, Path]):
+    bundle = _retitled(bundles[0], tmp_path / "b", random_weights=True, weights_file=None,
+                       train_settings={"steps": 20, "clusters": 5}, images=12)
+    bag = media_bag(tmp_path / "dive", [scene(i, h=48, w=96) for i in range(3)])  # 2:1, not 4:3
+    report = tmp_path / "report"
+    outcome = run_tool("uwstego", "replay", bag, "--bundle", bundle, "--report", report,
+                       "--backend", "onnxruntime", "--no-progress")
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    warnings = [line for line in outcome.stderr.splitlines() if " WARNING " in line]
+    stretched = [line for line in warnings if "stretched" in line]
+    assert len(stretched) == 1 and "96x48" in stretched[0] and "64x48" in stretched[0]
+    assert sum("random weights" in line for line in warnings) == 1
+    summary = read_summary(report / SUMMARY_FILE)
+    assert summary.primary.bundle.label == "reef-random"  # the provenance's name, not "b"
+    page = (report / "index.html").read_text()
+    banners = re.findall(r'<p class="warning">(.*?)</p>', page)
+    assert len(banners) == 2 and any("random weights" in b for b in banners) \
+        and any("96x48" in b and "64x48" in b for b in banners)
+    run_table = page.split("<h2>Run</h2>")[1].split("<h2>")[0]
+    for fact, value in (("weights", "random"), ("training steps", "20"), ("clusters", "5"),
+                        ("backbone", summary.primary.bundle.trust["backbone"])):
+        assert f"<td>  {fact}</td><td>{value}</td>" in run_table, fact
+
+
+def test_the_confusion_matrix_has_ground_truth_on_its_rows(compare_report):
+    from edge.replay.plots import confusion_share
+
+    summary = read_summary(compare_report / SUMMARY_FILE)
+    for model in summary.models:
+        scores = model.ground_truth.scores
+        share = confusion_share(scores.confusion)
+        assert share.shape == (len(scores.per_class_iou), len(model.bundle.classes))
+        seen = share.sum(axis=1) > 0
+        assert np.allclose(share.sum(axis=1)[seen], 100.0)
+    assert "Each row: how one ground-truth class" in (compare_report / "index.html").read_text()
+
+
+def test_frames_to_look_at_never_pick_a_reason_with_nothing_to_show(tmp_path, bundles):
+    pytest.importorskip("training.synth.sequence")
+    from dataclasses import replace as swap
+
+    from edge.replay.looks import pick_frames
+    from edge.replay.metrics import scene_cuts
+    from training.synth.settings import DiveSettings
+    from training.synth.writer import write_dive
+
+    # A dive whose water, light and depth are redrawn every 8 frames: cuts at 8 and 16.
+    write_dive(DiveSettings(frames=24, width=64, height=64, seed=3, segment_frames=8),
+               tmp_path / "dive", folders=False, bag=True)
+    summary = replay(tmp_path / "dive" / "bag", bundles[0], settings()).summary
+    assert scene_cuts(summary.frames_input_change) == {8, 16}
+    flicker = summary.primary.series.flicker
+    ranked = sorted((v, i) for i, v in enumerate(flicker) if v is not None and v == v)
+    assert {8, 16} & {i for _, i in ranked[-3:]}, "the cuts flicker most: the test means it"
+    picked = pick_frames(summary)
+    for position in (8, 16):
+        assert not any(r.startswith("most label flicker") for r in picked.get(position, []))
+    assert any(r.startswith("most label flicker") for rs in picked.values() for r in rs)
+
+    # No novel pixel anywhere (as a calibrated bundle on familiar water): no "most novel" pick.
+    calm = swap(summary, models=(swap(summary.primary, series=swap(
+        summary.primary.series, novel_fraction=(0.0,) * len(flicker))),))
+    assert not any(r.startswith("most novel") for rs in pick_frames(calm).values() for r in rs)

@@ -29,6 +29,7 @@ from edge.classes import (
     classes_to_list,
 )
 from edge.enhance import EnhanceSettings
+from edge.errors import UwstegoError
 from edge.novelty import NoveltyCalibration
 from training.head import HeadConfig, SegmentationHead
 
@@ -39,7 +40,7 @@ MODEL_FILE = "model.pt"
 log = logging.getLogger(__name__)
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UwstegoError, ValueError):
     """A model file that is damaged, from another program or from an incompatible version."""
 
 

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from edge.atomic import atomic_path, write_json_atomic
 from edge.enhance import EnhanceSettings
+from edge.errors import UwstegoError
 from training import distributed as ddp
 from training.backbones import DinoViT
 from training.data.crops import (
@@ -68,7 +69,7 @@ DEFAULT_ENHANCEMENT = EnhanceSettings()
 META = "meta.json"
 
 
-class CacheError(ValueError):
+class CacheError(UwstegoError, ValueError):
     """A cache folder that is incomplete, from other settings, or does not match its sources."""
 
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from edge.errors import UwstegoError
+
 log = logging.getLogger(__name__)
 
 # A STEGO configuration has a few dozen values; these are far above any real one.
@@ -50,7 +52,7 @@ _BUILTIN_TYPES = frozenset({"builtins.dict", "builtins.list", "builtins.tuple", 
                             "builtins.bytes", "builtins.object", "builtins.NoneType"})
 
 
-class StegoCheckpointError(ValueError):
+class StegoCheckpointError(UwstegoError, ValueError):
     """A file that is not a readable STEGO checkpoint, or one that is not loaded for safety."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from edge.backends.base import PRECISIONS, Backend, BackendOptions, BackendUnavailable
 from edge.bundle import Bundle
+from edge.errors import missing_package
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
 def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:
     missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
     if missing:
-        raise BackendUnavailable(f"python package(s) {', '.join(missing)} not installed "
-                                 "(JetPack ships tensorrt; pip install pycuda)")
+        raise BackendUnavailable(missing_package("the TensorRT backend", missing,
+                                                 hint="JetPack ships tensorrt"))
     try:
         from edge.backends.tensorrt import TensorRTBackend
     except ImportError as exc:
@@ -59,6 +60,7 @@ _REGISTRY: dict[str, Callable[[Bundle, BackendOptions], Backend]] = {
     "onnxruntime-cuda": _onnxruntime_cuda,
     "onnxruntime": _onnxruntime_cpu,
 }
+_SAID: set[str] = set()  # the choices already logged
 # Fastest first: the order `auto` tries them in.
 AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "onnxruntime")
 BACKEND_NAMES = ("auto", *_REGISTRY)
@@ -96,7 +98,7 @@ def create_backend(name: str, bundle: Bundle,
             backend = _REGISTRY[candidate](bundle, options)
         except BackendUnavailable as exc:
             skipped[candidate] = str(exc)
-            log.info("backend auto: %s unavailable (%s)", candidate, exc)
+            log.debug("backend auto: %s unavailable (%s)", candidate, exc)
             continue
         except Exception as exc:  # a runtime that imports but fails to build must not stop auto
             if candidate == AUTO_ORDER[-1]:
@@ -105,8 +107,10 @@ def create_backend(name: str, bundle: Bundle,
             log.warning("backend auto: %s failed (%s); trying the next one", candidate,
                         skipped[candidate])
             continue
-        log.info("backend auto picked %s%s", candidate,
-                 f" (skipped: {'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
-                 if skipped else "")
+        said = f"backend auto picked {candidate}" + (
+            f" (not {'; not '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else "")
+        if said not in _SAID:  # once per process, not once per bundle (replay --compare)
+            _SAID.add(said)
+            log.info("%s", said)
         return BackendChoice(backend, requested=name, skipped=skipped)
     raise BackendUnavailable(f"no backend can run: {skipped}")

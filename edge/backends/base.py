@@ -12,6 +12,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from edge.errors import UwstegoError
+
 # int8 runs the bundle's INT8 QDQ graph (model_int8.onnx) on every backend.
 PRECISIONS = ("fp16", "fp32", "int8")
 
@@ -58,7 +60,7 @@ class Backend(Protocol):
         ...
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UwstegoError, RuntimeError):
     """The backend cannot run on this machine (missing package, no GPU, provider refused)."""
 
 

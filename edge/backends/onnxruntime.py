@@ -77,7 +77,7 @@ class OnnxRuntimeBackend:
         self._ort_version = ort.__version__
         self._bundle = bundle
         self._check_io(bundle)
-        log.info("%s: session on %s for %s", self.name, ", ".join(self.providers),
+        log.debug("%s: session on %s for %s", self.name, ", ".join(self.providers),
                  self.model_path)
 
     def _check_io(self, bundle: Bundle) -> None:

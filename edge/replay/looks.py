@@ -3,7 +3,10 @@
 Chosen after the run from the summary's per-frame series (so the run itself pays nothing per
 frame): the lowest mean confidence, the most disagreement between compared models (after
 matching), the most novel pixels (bundles with a novelty calibration), the most label flicker
-and, with ground truth, the worst mIoU. Only the chosen frames
+and, with ground truth, the worst mIoU. A reason with nothing to show picks no frame (no novel
+pixel, no pixel differing between models), and label flicker at a scene cut (the input image
+itself jumps: :func:`edge.replay.metrics.scene_cuts`) is the scene changing, not the model, so
+those frames are left out of it. Only the chosen frames
 are read again from the bag (by log time) and segmented again by every model, with the
 segmenters' temporal state reset, so a picture may differ slightly from the frame as replayed.
 Each frame is one full-size JPEG (input | overlay of each model | ground truth when present,
@@ -21,6 +24,8 @@ import numpy as np
 
 from edge.atomic import write_bytes_atomic
 from edge.bags import BagImage, ReadStats, decode_bag_image, open_bag
+from edge.contract import IGNORE_LABEL
+from edge.replay.metrics import scene_cuts
 from edge.replay.models import ReplayModel
 from edge.replay.source import DirGroundTruth, fit_labels, labels_from_image
 from edge.replay.summary import LookDoc, ReplaySummary, model_labels
@@ -64,7 +69,11 @@ def pick_frames(summary: ReplaySummary, per_reason: int = PER_REASON) -> dict[in
     labels = model_labels([m.bundle for m in summary.models])
     picks: list[Pick] = []
 
-    def add(values: Sequence[float | None], lowest: bool, why: Callable[[float], str]) -> None:
+    def add(values: Sequence[float | None], lowest: bool, why: Callable[[float], str],
+            shows: Callable[[int, float], bool] = lambda _i, _v: True) -> None:
+        """Pick the extremes of ``values`` among the frames that ``shows`` something for the
+        reason: a reason with nothing to show (no novel pixel, no difference) is no reason."""
+        values = [v if v is not None and shows(i, v) else None for i, v in enumerate(values)]
         for i in _extremes(values, lowest, per_reason):
             value = values[i]
             assert value is not None
@@ -76,12 +85,15 @@ def pick_frames(summary: ReplaySummary, per_reason: int = PER_REASON) -> dict[in
         if model.agreement is not None:
             add(model.agreement.over_time.get("accuracy", ()), True,
                 lambda v, label=label: f"models disagree most ({label}: {100 - v:.1f}% of "
-                                       f"pixels differ from {labels[0]} after matching)")
+                                       f"pixels differ from {labels[0]} after matching)",
+                lambda _i, v: v < 100.0)
     add(primary.series.novel_fraction, False,  # empty without a novelty calibration
         lambda v: f"most novel ({100 * v:.1f}% of pixels beyond their class's novelty "
-                  f"threshold, {labels[0]})")
+                  f"threshold, {labels[0]})", lambda _i, v: v > 0.0)
+    cuts = scene_cuts(summary.frames_input_change)  # the scene changed, not the labels
     add(primary.series.flicker, False,
-        lambda v: f"most label flicker ({100 * v:.1f}% of pixels changed label)")
+        lambda v: f"most label flicker ({100 * v:.1f}% of pixels changed label)",
+        lambda i, v: v > 0.0 and i not in cuts)
     truth = primary.ground_truth
     if truth is not None and truth.scores is not None:
         add(truth.scores.over_time.get("mIoU", ()), True,
@@ -97,12 +109,12 @@ def truth_palette(summary: ReplaySummary) -> np.ndarray:
     the truth and the overlay can be compared by eye; grey where nothing is matched."""
     lut = np.empty((256, 3), dtype=np.uint8)
     lut[:] = UNKNOWN_COLOR
-    lut[255] = IGNORE_COLOR
+    lut[IGNORE_LABEL] = IGNORE_COLOR
     truth = summary.primary.ground_truth
     colors = summary.primary.bundle.class_colors
     if truth is not None and truth.scores is not None:
         for gt_class, cluster in enumerate(truth.scores.assignment):
-            if 0 <= cluster < len(colors) and gt_class < 255:
+            if 0 <= cluster < len(colors) and gt_class < IGNORE_LABEL:
                 lut[gt_class] = colors[cluster]
     return lut
 
@@ -155,9 +167,12 @@ def _strip(frame: BagImage, models: Sequence[ReplayModel], labels: Sequence[str]
 
 def draw_looks(folder: Path, summary: ReplaySummary, models: Sequence[ReplayModel], bag: Path,
                *, gt_topic: str | None, gt_dir: Path | None, alpha: float,
-               per_reason: int = PER_REASON) -> tuple[LookDoc, ...]:
+               per_reason: int = PER_REASON,
+               read_again: Callable[[int], BagImage | None] | None = None
+               ) -> tuple[LookDoc, ...]:
     """Pick the frames, draw them into ``folder / LOOKS_DIR`` and describe them; a frame that
-    cannot be read again is left out (logged)."""
+    cannot be read again is left out (logged). ``read_again``: frame by index, for footage
+    that is not a bag (:meth:`edge.replay.footage.Footage.frame_at`)."""
     chosen = pick_frames(summary, per_reason)
     if not chosen:
         return ()
@@ -171,7 +186,8 @@ def draw_looks(folder: Path, summary: ReplaySummary, models: Sequence[ReplayMode
     for position, reasons in chosen.items():
         index, t_ns = summary.frames_index[position], summary.frames_t_ns[position]
         try:
-            frame = _read_frame(bag, summary.topic, t_ns, index)
+            frame = read_again(index) if read_again is not None \
+                else _read_frame(bag, summary.topic, t_ns, index)
             if frame is None:
                 raise ValueError("it could not be read again")
             strip = _strip(frame, models, labels, (t_ns - t0) / 1e9, bag, gt_topic, truth_dir,

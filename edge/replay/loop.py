@@ -5,7 +5,8 @@ decodes frames and looks up their ground truth ahead of time), segmenting
 (:mod:`edge.replay.segmenting`, the calling thread runs every model), writing
 (:mod:`edge.replay.writing`, a thread that draws overlays, fills the output bag and the video and
 accumulates the figures), joined by :mod:`edge.replay.pipeline`; then the summary
-(:mod:`edge.replay.summary`) and the report drawn from it (:mod:`edge.replay.report`). The output
+(:mod:`edge.replay.summary`) and the report drawn from it (:mod:`edge.replay.plots`,
+:mod:`edge.replay.report`). The output
 bag holds the input frames (and the camera's CameraInfo) exactly as stored in the input bag.
 
 Stopping is safe at any moment once the bag's topics are known: on Ctrl-C (or any error), also
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +31,8 @@ from edge.atomic import atomic_dir
 from edge.bags import ReadStats
 from edge.bundle import Bundle
 from edge.replay.class_names import bag_class_names
-from edge.replay.models import ReplayModel, load_models, truth_facts
+from edge.replay.footage import FOOTAGE_TOPIC, Footage, is_footage
+from edge.replay.models import ReplayModel, load_models, random_weights_warning, truth_facts
 from edge.replay.pipeline import Pipeline, sigint_deferred
 from edge.replay.reading import Work, produce
 from edge.replay.segmenting import SegmentRun, segment_all
@@ -56,6 +59,8 @@ from edge.survey.navigation import choose_nav_topic
 from edge.survey.section import SURVEY_DIR
 
 __all__ = ["SUMMARY_FILE", "ReplayResult", "ReplaySettings", "replay"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,8 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
            out_bag: str | Path | None = None, report_dir: str | Path | None = None,
            compare: str | Path | Bundle | Sequence[str | Path | Bundle] | None = None
            ) -> ReplayResult:
-    """Replay ``bag`` through ``bundle`` and the bundle(s) in ``compare``; see the module text.
+    """Replay ``bag`` (a rosbag2, or footage: a video or an image folder) through ``bundle`` and
+    the bundle(s) in ``compare``; see the module text.
 
     Raises KeyboardInterrupt (after finishing the outputs) when interrupted.
     """
@@ -96,11 +102,21 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     compared = [] if compare is None else (
         [compare] if isinstance(compare, (str, Path, Bundle)) else list(compare))
     _check_outputs(out_bag, report_dir)
-    source = FrameSource(bag)
-    topic = choose_topic(source.topics, s.topic, source.bag,
-                         exclude=(s.gt_topic,) if s.gt_topic else ())
+    source: FrameSource | Footage
+    if is_footage(Path(bag)):
+        if s.gt_topic or s.topic:
+            raise ValueError(f"{bag} is a video or an image folder: it has no topics; give "
+                             "ground truth as --gt-dir (PNGs named by frame index, 000042.png)")
+        source = Footage(bag, s.fps)
+        topic = FOOTAGE_TOPIC
+    else:
+        source = FrameSource(bag)
+        s = _with_declared_truth(s, source)
+        topic = choose_topic(source.topics, s.topic, source.bag,
+                             exclude=(s.gt_topic,) if s.gt_topic else ())
     truth: BagGroundTruth | DirGroundTruth | None = None
     if s.gt_topic:
+        assert isinstance(source, FrameSource)
         truth = BagGroundTruth(source, s.gt_topic)
         s = _with_bag_names(s, source.bag)
     elif s.gt_dir:
@@ -108,7 +124,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if truth is not None or compared:
         check_scoring_available()
     if report_dir is not None:
-        from edge.replay.report import check_report_available
+        from edge.replay.plots import check_report_available
         check_report_available()
     # The survey joins the frames with the vehicle's navigation, in the report (docs/survey.md).
     nav_topic = choose_nav_topic(source.all_topics, s.nav_topic)
@@ -129,19 +145,21 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         staging = report_stack.enter_context(atomic_dir(report_dir)) if report_dir else None
         if staging is not None:
             staging.chmod(0o755)  # a report is for sharing; the staging folder starts private
-        writer = FrameWriter(models, topic, out_bag=out_bag, storage=s.storage,
-                             namespace=s.namespace, offered_qos=source.output_qos(s.namespace),
-                             video=staging, fps=fps, overlay_alpha=s.overlay_alpha,
-                             with_truth=truth is not None, bag_overlay=s.bag_overlay,
-                             bag_confidence=s.bag_confidence,
-                             labels=model_labels([m.describe() for m in models]))
+        names = model_labels([m.describe() for m in models])
+        for model, name in zip(models, names, strict=True):
+            untrusted = random_weights_warning(model.describe(), name)
+            if untrusted is not None:
+                log.warning("%s", untrusted)
+        writer = FrameWriter(models, topic, s, out_bag=out_bag,
+                             offered_qos=source.output_qos(s.namespace), video=staging, fps=fps,
+                             with_truth=truth is not None, labels=names)
         pipeline: Pipeline[Work] = Pipeline(
             lambda: produce(source, topic, s.every, stats, truth, out_bag is not None,
                             info_topic),
             writer.open)
         if interrupted is None:
             run = segment_all(pipeline, models, realtime=s.realtime, total=total,
-                              description=f"replay {topic}", progress=s.progress)
+                              description=f"replay {topic}", progress=s.progress, names=names)
         else:
             run = SegmentRun(stopped="interrupted while loading the models", raised=interrupted)
             with sigint_deferred():
@@ -154,7 +172,9 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
                 from edge.replay.looks import draw_looks
                 from edge.replay.report import write_report
                 looks = draw_looks(staging, summary, models, source.bag, gt_topic=s.gt_topic,
-                                   gt_dir=s.gt_dir, alpha=s.overlay_alpha)
+                                   gt_dir=s.gt_dir, alpha=s.overlay_alpha,
+                                   read_again=source.frame_at
+                                   if isinstance(source, Footage) else None)
                 summary = dataclasses.replace(summary, outputs=dataclasses.replace(
                     summary.outputs, looks=looks))
                 if nav_topic is not None:
@@ -168,6 +188,19 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if run.raised is not None:
         raise run.raised
     return ReplayResult(summary, out_bag, report_dir)
+
+
+def _with_declared_truth(s: ReplaySettings, source: FrameSource) -> ReplaySettings:
+    """The bag's declared ground-truth topic (``uwstego synth`` declares its labels) when no
+    ground truth was given and the bag declares exactly one image topic as such."""
+    if s.gt_topic or s.gt_dir:
+        return s
+    declared = [t for t in source.label_topics if t in source.topics]
+    if len(declared) != 1:
+        return s
+    log.info("ground truth: %s, which %s declares as its labels (give --gt-topic or --gt-dir "
+             "for other ground truth)", declared[0], source.bag)
+    return dataclasses.replace(s, gt_topic=declared[0])
 
 
 def _with_bag_names(s: ReplaySettings, bag: Path) -> ReplaySettings:
@@ -186,6 +219,10 @@ def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[Re
              report_dir: Path | None, info_topic: str | None) -> ReplaySummary:
     processed = len(writer.frames)
     facts = None if truth is None else truth_facts(truth, s, writer.truth_missing)
+    documents = tuple(m.document(models[0], facts, s.gt_names, processed) for m in models)
+    names = model_labels([m.bundle for m in documents])
+    untrusted = [w for w in (random_weights_warning(m.bundle, name)
+                             for m, name in zip(documents, names, strict=True)) if w]
     return ReplaySummary(
         uwstego_version=__version__,
         bag=str(source.bag),
@@ -207,9 +244,11 @@ def _summary(source: FrameSource, topic: str, s: ReplaySettings, models: list[Re
         outputs=OutputsDoc(bag=str(out_bag) if out_bag else None,
                            camera_info_copied=info_topic,
                            report=str(report_dir) if report_dir else None),
-        models=tuple(m.document(models[0], facts, s.gt_names, processed) for m in models),
+        models=documents,
         frames_index=tuple(f[0] for f in writer.frames),
         frames_t_ns=tuple(f[1] for f in writer.frames),
         frames_stamp_ns=tuple(f[2] for f in writer.frames),
+        frames_input_change=tuple(writer.input_change.values),
         realtime_max_lag_s=run.max_lag_s if s.realtime else None,
+        warnings=(*untrusted, *run.warnings),
     )

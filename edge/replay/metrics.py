@@ -11,14 +11,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from edge.contract import IGNORE_LABEL
 from edge.replay.summary import ModelFigures, ModelSeries, Percentiles, Scored
 from edge.scoring import Scores, hungarian_match, scores_with_assignment
 from edge.segmenter import TIMING_KEYS, Segmentation
 from edge.visualize import coverage
 
 PERCENTILES = (50, 95, 99)
+# Scene cuts (a synthetic dive's segments, a recording restarted): the input image itself jumps.
+# Measured on small thumbnails; a cut changes them by several times a run's typical change
+# (synthetic dives: 0.05-0.25 at cuts against 0.005-0.015 between neighbouring frames).
+CUT_THUMB = (16, 12)
+CUT_FACTOR = 4.0
+CUT_MIN = 0.03
 _PAIRS = 256 * 256  # (uint8 prediction, uint8 truth)
 
 
@@ -38,9 +46,9 @@ def _nan_to_none(values: Sequence[float]) -> tuple[float | None, ...]:
 class PairCounts:
     """Label pairs ``(prediction, truth)`` over a stream: a whole-set matrix and one per frame.
 
-    Truth values 255 (ignore) are never counted. The number of truth classes can be left open
-    until the end (the largest value seen), since a bag does not say how many classes its
-    ground truth uses.
+    Truth values ``IGNORE_LABEL`` (:mod:`edge.contract`) are never counted. The number of truth
+    classes can be left open until the end (the largest value seen), since a bag does not say
+    how many classes its ground truth uses.
     """
 
     def __init__(self) -> None:
@@ -55,7 +63,7 @@ class PairCounts:
             raise ValueError(f"prediction {pred.shape} and truth {truth.shape} differ in shape")
         codes = (pred.astype(np.intp) << 8) | truth
         counts = np.bincount(codes.ravel(), minlength=_PAIRS)
-        counts[255::256] = 0  # truth 255: ignore
+        counts[IGNORE_LABEL::256] = 0  # every prediction paired with an ignored truth
         self.total += counts
         nz = np.flatnonzero(counts)
         self._frames.append((nz.astype(np.int32), counts[nz]))
@@ -95,6 +103,31 @@ class PairCounts:
         frames = [scores_with_assignment(self._matrix(self._frame_counts(i), n_pred, n_truth),
                                          assignment) for i in range(len(self._frames))]
         return overall, frames
+
+
+class InputChange:
+    """Per processed frame, how much the input image changed from the previous one (mean
+    absolute difference of small RGB thumbnails, 0..1; ``None`` for the first frame)."""
+
+    def __init__(self) -> None:
+        self.values: list[float | None] = []
+        self._previous: np.ndarray | None = None
+
+    def add(self, rgb: np.ndarray) -> None:
+        thumb = cv2.resize(rgb, CUT_THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+        previous, self._previous = self._previous, thumb
+        self.values.append(None if previous is None
+                           else float(np.abs(thumb - previous).mean()) / 255.0)
+
+
+def scene_cuts(changes: Sequence[float | None]) -> set[int]:
+    """Positions where the input image jumps (see :data:`CUT_FACTOR`): label flicker there is
+    the scene changing, not the model."""
+    known = [v for v in changes if v is not None]
+    if not known:
+        return set()
+    limit = max(CUT_FACTOR * float(np.median(known)), CUT_MIN)
+    return {i for i, v in enumerate(changes) if v is not None and v > limit}
 
 
 @dataclass

@@ -6,19 +6,24 @@ and, for compared models, with the first model) and turns that into its part of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge.bundle import Bundle, load_bundle
+from edge.bundle import Bundle, BundleMeta, load_bundle
+from edge.contract import stretches
+from edge.image_size import Size
 from edge.replay.metrics import PairCounts, StreamFigures, scored
 from edge.replay.settings import ReplaySettings
 from edge.replay.source import BagGroundTruth, DirGroundTruth
 from edge.replay.summary import PRIMARY_ROLE, BundleDoc, ModelDoc, TruthDoc, compare_role
 from edge.segmenter import Segmenter
 from edge.visualize import palette
+
+RANDOM_WEIGHTS = "random"
 
 
 @dataclass
@@ -50,7 +55,17 @@ class ReplayModel:
                          class_colors=tuple(tuple(c.color) for c in meta.classes),
                          backend=self.segmenter.describe(),
                          name=str(meta.provenance.get("name") or Path(self.bundle.path).name),
-                         provenance=dict(meta.provenance))
+                         provenance=dict(meta.provenance), trust=trust_facts(meta))
+
+    def stretch_warning(self, size: Size, name: str) -> str | None:
+        """What to say when frames of ``size`` are stretched to this model's camera size (another
+        aspect ratio), as the node's diagnostics say ERROR for them; None if they are not."""
+        camera = self.segmenter.camera_size
+        if size == camera or not stretches(size, camera):
+            return None
+        return (f"frames of {size} are stretched to {name}'s camera size {camera} (another "
+                "aspect ratio): the model sees a distorted scene and the node reports ERROR "
+                "for such frames; export the bundle for this camera")
 
     def document(self, primary: ReplayModel, truth: TruthDoc | None,
                  gt_names: Sequence[str] | None, frames: int) -> ModelDoc:
@@ -80,6 +95,33 @@ class ReplayModel:
                          confusion=pairs.confusion(len(self.class_names), n_truth))
         return replace(mine, n_classes=n_truth,
                        extra_clusters=max(0, len(self.class_names) - n_truth), scores=scores)
+
+
+def trust_facts(meta: BundleMeta) -> dict[str, Any]:
+    """The facts that say how far a model's figures can be trusted, from its provenance:
+    the training weights (``random`` for a randomly initialised backbone), backbone, steps,
+    clusters and training images."""
+    training = meta.provenance.get("training")
+    training = training if isinstance(training, Mapping) else {}
+    steps = training.get("train_settings", {}).get("steps") \
+        if isinstance(training.get("train_settings"), Mapping) else None
+    if training.get("random_weights") is True:
+        weights = RANDOM_WEIGHTS
+    elif training.get("weights_file"):
+        weights = f"file {training['weights_file']}"
+    else:
+        weights = "unknown (the bundle records no training weights)"
+    return {"weights": weights, "backbone": meta.backbone, "training steps": steps,
+            "clusters": len(meta.classes), "training images": training.get("images")}
+
+
+def random_weights_warning(bundle: BundleDoc, name: str) -> str | None:
+    """The report's banner for a model trained on a randomly initialised backbone."""
+    if bundle.trust.get("weights") != RANDOM_WEIGHTS:
+        return None
+    return (f"{name} was trained on a randomly initialised backbone (random weights): its "
+            "features mean nothing and neither do its figures; for smoke runs only, never on "
+            "a vehicle")
 
 
 def load_models(bundles: Sequence[str | Path | Bundle], settings: ReplaySettings

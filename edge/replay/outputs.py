@@ -77,10 +77,11 @@ class OutputTopics:
         """``results``: ``(segmentation, coverage)`` of every model, in order; ``overlay_rgb``
         the first model's overlay (``None`` when the overlay is off)."""
         w, t = self.writer, frame.t_ns
-        if frame.raw is None:
-            raise ValueError(f"frame {frame.index} was read without its stored message "
-                             "(keep_raw); the input topic cannot be copied")
-        w.write_raw(self.input_topic, t, frame.msgtype, frame.raw)
+        if frame.raw is not None:
+            w.write_raw(self.input_topic, t, frame.msgtype, frame.raw)
+        else:  # footage (a video, an image folder) has no stored message to copy
+            w.write_image(self.input_topic, t, frame.rgb, "rgb8", stamp_ns=frame.stamp_ns,
+                          frame_id=frame.frame_id)
         for (ns, names), (seg, coverage) in zip(self.models, results, strict=True):
             self._segmentation(ns, frame, seg, coverage, names)
         if overlay_rgb is not None and self.wants_overlay:

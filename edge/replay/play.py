@@ -3,8 +3,10 @@
 A small ``ros2 bag play`` for machines without ros2cli (the PyPI rclpy wheels) and for driving
 the segmentation node from a recording. Messages go out as the CDR bytes stored in the bag
 (``Publisher.publish(bytes)``, available since Humble), so nothing is deserialised in Python and
-headers are exactly as recorded; ``restamp`` shifts the header stamps to "now" by one constant, so
-an image and its camera_info keep equal stamps, as a camera driver would stamp them.
+headers are exactly as recorded; ``restamp`` maps the header stamps onto the playback clock
+(:class:`PlaybackClock`: the wall-clock time a bag time is played at, at any ``rate``), so stamps
+stay current and an image and its camera_info keep equal stamps, as a camera driver would stamp
+them.
 
 rclpy is imported only when playing, so the rest of ``edge`` runs without ROS.
 """
@@ -87,15 +89,30 @@ def _header_first(msgtype: str) -> bool:
     return bool(fields and fields[1] and fields[1][0][1][1] == HEADER_TYPE)
 
 
-def restamped(raw: bytes, offset_ns: int) -> bytes:
-    """CDR bytes of a message whose first field is a Header, with the stamp shifted.
+@dataclass(frozen=True)
+class PlaybackClock:
+    """A playback that plays bag time ``start_ns`` at wall-clock time ``wall_ns`` (ns since the
+    epoch) and runs at ``rate``: :meth:`wall` is when a bag time is played."""
+
+    start_ns: int
+    wall_ns: int
+    rate: float
+
+    def wall(self, bag_ns: int) -> int:
+        """The wall-clock time (ns) at which bag time ``bag_ns`` is played."""
+        return self.wall_ns + round((bag_ns - self.start_ns) / self.rate)
+
+
+def restamped(raw: bytes, new_stamp: Callable[[int], int]) -> bytes:
+    """CDR bytes of a message whose first field is a Header, with the stamp replaced by
+    ``new_stamp(stamp)`` (both in ns).
 
     The stamp (int32 sec, uint32 nanosec) follows the 4-byte encapsulation header directly.
     """
     little = raw[1] & 1  # representation id 0x0001 / 0x0003: little-endian CDR
     fmt = "<iI" if little else ">iI"
     sec, nanosec = struct.unpack_from(fmt, raw, 4)
-    total = max(0, sec * 1_000_000_000 + nanosec + offset_ns)
+    total = max(0, new_stamp(sec * 1_000_000_000 + nanosec))
     out = bytearray(raw)
     struct.pack_into(fmt, out, 4, total // 1_000_000_000, total % 1_000_000_000)
     return bytes(out)
@@ -113,7 +130,6 @@ class Player:
         self._publishers: dict[str, Any] = {}
         self._clock_pub: Any = None
         self._restamp: dict[str, bool] = {}
-        self._offset_ns = 0
         if settings.clock_hz > 0:
             from rclpy.qos import QoSProfile, ReliabilityPolicy
             from rosgraph_msgs.msg import Clock
@@ -202,7 +218,9 @@ class Player:
             raise ValueError(f"--start {self.s.start_s} s is past the end of {self.bag} "
                              f"({(end - first) / 1e9:.2f} s long)")
         wall0 = time.monotonic()
-        self._offset_ns = time.time_ns() - start_ns
+        # Stamps follow the playback clock, so that at --rate 0.5 a frame played 10 s after the
+        # start is stamped 10 s after it, not 5 s (one constant offset drifts at any rate but 1).
+        clock = PlaybackClock(start_ns, time.time_ns(), self.s.rate)
 
         def bag_ns_at(now: float) -> int:
             return start_ns + int((now - wall0) * self.s.rate * 1e9)
@@ -213,7 +231,7 @@ class Player:
             if publisher is None:
                 continue
             self._wait_until(wall0 + (msg.t_ns - start_ns) / 1e9 / self.s.rate, bag_ns_at)
-            data = restamped(msg.data, self._offset_ns) if self._restamp[msg.topic] else msg.data
+            data = restamped(msg.data, clock.wall) if self._restamp[msg.topic] else msg.data
             publisher.publish(data)
             self.stats.published += 1
         self.stats.loops += 1

@@ -37,7 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qos-depth", type=int, default=10,
                    help="history depth (keep last) of every published topic")
     p.add_argument("--restamp", action="store_true",
-                   help="shift header stamps to the current time, like a live camera driver")
+                   help="stamp headers by the playback clock, like a live camera driver: a "
+                        "message is stamped with the wall-clock time it is due (the start time "
+                        "plus its bag offset divided by --rate), so stamps stay current at any "
+                        "rate and an image and its camera_info keep equal stamps")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
                    help="wait up to S seconds for a subscriber on every camera topic (not on "
                         "ground-truth or other image topics)")

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from edge.image_size import Size
 from edge.replay.models import ReplayModel
 from edge.replay.pipeline import Pipeline, sigint_deferred
 from edge.replay.reading import Work
@@ -36,11 +37,14 @@ class SegmentRun:
     first_frame_s: float | None = None  # from the start until the first frame was read
     max_lag_s: float = 0.0  # --realtime: the most a frame was late
     errors: list[str] = field(default_factory=list)  # the reader's and writer's failures
+    warnings: list[str] = field(default_factory=list)  # said once each, for the report too
 
 
 def segment_all(pipeline: Pipeline[Work], models: Sequence[ReplayModel], *, realtime: bool,
-                total: int | None, description: str, progress: bool) -> SegmentRun:
-    """Run ``models`` over the pipeline's frames until the end or a stop; see the module."""
+                total: int | None, description: str, progress: bool,
+                names: Sequence[str] = ()) -> SegmentRun:
+    """Run ``models`` (called ``names`` in warnings) over the pipeline's frames until the end
+    or a stop; see the module."""
     from tqdm import tqdm
 
     run = SegmentRun()
@@ -57,7 +61,9 @@ def segment_all(pipeline: Pipeline[Work], models: Sequence[ReplayModel], *, real
         sys.setswitchinterval(_SWITCH_INTERVAL_S)
         pipeline.start()
         first_t_ns: int | None = None
+        sizes: set[Size] = set()
         for work in pipeline.frames():
+            _check_size(Size.of(work.frame.rgb), sizes, models, names, run)
             if run.first_frame_s is None:
                 run.first_frame_s = time.perf_counter() - t0
             if realtime:
@@ -95,3 +101,17 @@ def segment_all(pipeline: Pipeline[Work], models: Sequence[ReplayModel], *, real
         # The exception itself, so that the CLI reports a bad path or a full disk as such.
         run.stopped, run.raised = f"error: {run.errors[0]}", pipeline.failures[0][1]
     return run
+
+
+def _check_size(size: Size, seen: set[Size], models: Sequence[ReplayModel], names: Sequence[str],
+                run: SegmentRun) -> None:
+    """Warn once per frame size that a model stretches to another aspect ratio."""
+    if size in seen:
+        return
+    seen.add(size)
+    for position, model in enumerate(models):
+        name = names[position] if position < len(names) else model.role
+        warning = model.stretch_warning(size, name)
+        if warning is not None:
+            log.warning("%s", warning)
+            run.warnings.append(warning)

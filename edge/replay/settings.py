@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.contract import IGNORE_LABEL
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 from edge.survey.navigation import DEFAULT_MAX_GAP_S
 
@@ -13,6 +14,7 @@ from edge.survey.navigation import DEFAULT_MAX_GAP_S
 @dataclass(frozen=True)
 class ReplaySettings:
     topic: str | None = None  # None: /camera/image_raw(/compressed) or the only image topic
+    fps: float | None = None  # footage's frame rate (None: the video's own; folders 10)
     every: int = 1
     realtime: bool = False  # pace frames by their bag timestamps
     backend: str = "auto"
@@ -40,6 +42,8 @@ class ReplaySettings:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.every < 1:
             raise ValueError(f"--every must be >= 1, got {self.every}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"--fps must be > 0, got {self.fps}")
         if self.bag_overlay not in OVERLAY_MODES:
             raise ValueError(f"the bag's overlay must be one of {OVERLAY_MODES}, got "
                              f"{self.bag_overlay!r}")
@@ -48,8 +52,9 @@ class ReplaySettings:
                              f"{self.bag_confidence!r}")
         if self.gt_topic and self.gt_dir:
             raise ValueError("give ground truth either as a topic or as a folder, not both")
-        if self.gt_classes is not None and not 1 <= self.gt_classes <= 255:
-            raise ValueError(f"ground-truth classes must be in 1..255, got {self.gt_classes}")
+        if self.gt_classes is not None and not 1 <= self.gt_classes <= IGNORE_LABEL:
+            raise ValueError(f"ground-truth classes must be in 1..{IGNORE_LABEL}, got "
+                             f"{self.gt_classes}")
         if self.gt_names is not None and self.gt_classes is not None \
                 and len(self.gt_names) != self.gt_classes:
             raise ValueError(f"{len(self.gt_names)} ground-truth names for "

@@ -54,6 +54,7 @@ class FrameSource:
         self.damage: list[str] = self.source.damage  # the same list: it grows as reading goes
         self.all_topics = self.source.topics
         self.topics = self.source.image_topics
+        self.label_topics = self.source.label_topics  # ground truth the bag declares
 
     def topic_timing(self, topic: str) -> tuple[int | None, int | None]:
         """(messages on ``topic``, bag duration in ns) from the index; None where unknown."""

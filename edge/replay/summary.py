@@ -54,6 +54,8 @@ class BundleDoc:
     backend: Mapping[str, Any]  # Segmenter.describe(): backend name, provider, precision ...
     name: str = ""  # the bundle's own name (provenance "name"), else its folder's
     provenance: Mapping[str, Any] = field(default_factory=dict)  # bundle.json's provenance
+    # What a reviewer must know to trust the figures: weights, backbone, steps, clusters ...
+    trust: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -189,7 +191,11 @@ class ReplaySummary:
     frames_index: tuple[int, ...] = ()  # per processed frame: its index on the topic
     frames_t_ns: tuple[int, ...] = ()  # log time
     frames_stamp_ns: tuple[int, ...] = ()  # header stamp
+    # How much the input image changed from the previous frame (edge.replay.metrics.InputChange)
+    frames_input_change: tuple[float | None, ...] = ()
     realtime_max_lag_s: float | None = None  # with --realtime only
+    # What a reviewer must see before any figure: random weights, stretched frames ...
+    warnings: tuple[str, ...] = ()
 
     @property
     def primary(self) -> ModelDoc:
@@ -214,7 +220,7 @@ class ReplaySummary:
 
 
 _SERIES_FIELDS = frozenset({"series", "over_time", "frames_index", "frames_t_ns",
-                            "frames_stamp_ns"})
+                            "frames_stamp_ns", "frames_input_change"})
 
 
 def _without(value: Any, keys: frozenset[str]) -> Any:

@@ -13,7 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import queue
+import re
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +37,8 @@ MAX_WIDTH = 1280  # keeps a grid of 1080p frames a reasonable file
 GRID_COLUMNS = 2  # up to two models side by side, more in rows of two
 _QUEUE = 8  # frames waiting to be encoded; a full queue makes the caller wait (none is dropped)
 _END = None
+# What FFmpeg and OpenCV print while a writer looks for an encoder (see _without_probe_noise).
+PROBE_NOISE = re.compile(rb"\[[\w-]+ @ 0x[0-9a-f]+\] |OpenCV: FFMPEG: ")
 
 
 def find_video(folder: Path) -> str | None:
@@ -55,11 +61,35 @@ def _quiet_opencv() -> Iterator[None]:
         logging_api.setLogLevel(previous)
 
 
+@contextlib.contextmanager
+def _without_probe_noise() -> Iterator[None]:
+    """FFmpeg (``[h264_v4l2m2m @ 0x...] Could not find a valid device``) and OpenCV's FFmpeg
+    wrapper (``OpenCV: FFMPEG: tag ... is not supported``) print what a codec probe finds
+    straight to the process's stderr, past Python; users read it as failures. The block's stderr
+    goes to a file and everything else in it (another thread's log line) is written back after.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [line for line in sink.read().splitlines(keepends=True)
+                    if not PROBE_NOISE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def open_writer(folder: Path, fps: float, size: Size) -> tuple[cv2.VideoWriter, Path]:
     """The first writer of :data:`CODECS` that opens, and its path; RuntimeError if none."""
     for name, fourcc in CODECS:
         path = folder / name
-        with _quiet_opencv():
+        with _quiet_opencv(), _without_probe_noise():
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size.dsize)
         if writer.isOpened():
             return writer, path

@@ -14,32 +14,34 @@ from pathlib import Path
 from typing import Any
 
 from edge.bags import BagWriter
+from edge.replay.metrics import InputChange
 from edge.replay.models import ReplayModel
 from edge.replay.outputs import OutputTopics
 from edge.replay.reading import Work
+from edge.replay.settings import ReplaySettings
 from edge.replay.video import VideoSink
 from edge.visualize import overlay
 
 
 class FrameWriter:
-    def __init__(self, models: Sequence[ReplayModel], input_topic: str, *,
-                 out_bag: Path | None, storage: str, namespace: str, video: Path | None,
-                 fps: float, overlay_alpha: float, with_truth: bool,
+    def __init__(self, models: Sequence[ReplayModel], input_topic: str, settings: ReplaySettings,
+                 *, out_bag: Path | None, video: Path | None, fps: float, with_truth: bool,
                  offered_qos: Mapping[str, Any] | None = None,
-                 bag_overlay: str = "jpeg", bag_confidence: str = "mono16",
                  labels: Sequence[str] | None = None) -> None:
-        """``video``: the folder the overlay video goes into (None: no video); ``labels``: the
-        models' names for the video's captions (default: their roles)."""
+        """``settings``: the output bag's storage, namespace and overlay/confidence modes and the
+        overlays' alpha; ``video``: the folder the overlay video goes into (None: no video);
+        ``labels``: the models' names for the video's captions (default: their roles)."""
         self.models = list(models)
         self.input_topic = input_topic
-        self.out_bag, self.storage, self.namespace = out_bag, storage, namespace
-        self.bag_overlay, self.bag_confidence = bag_overlay, bag_confidence
+        self.settings = settings
+        self.out_bag = out_bag
         self.labels = list(labels) if labels else [m.role for m in self.models]
-        self.video_folder, self.fps, self.overlay_alpha = video, fps, overlay_alpha
+        self.video_folder, self.fps = video, fps
         self.with_truth = with_truth
         self.offered_qos = offered_qos  # per-topic QoS profiles for the output bag
         self.frames: list[tuple[int, int, int]] = []  # per processed frame: index, log time, stamp
         self.truth_missing = 0  # processed frames without ground truth
+        self.input_change = InputChange()  # per processed frame
         self.video_frames = 0
         self.video_error: str | None = None
         self.video_file: str | None = None
@@ -51,12 +53,13 @@ class FrameWriter:
         """The outputs, open for the block (on the thread that writes them)."""
         with contextlib.ExitStack() as stack:
             if self.out_bag is not None:
-                bag = stack.enter_context(BagWriter(self.out_bag, storage=self.storage,
+                s = self.settings
+                bag = stack.enter_context(BagWriter(self.out_bag, storage=s.storage,
                                                     offered_qos=self.offered_qos))
                 self._topics = OutputTopics(bag, self.input_topic,
                                             [(m.role, m.class_names) for m in self.models],
-                                            namespace=self.namespace, overlay=self.bag_overlay,
-                                            confidence=self.bag_confidence)
+                                            namespace=s.namespace, overlay=s.bag_overlay,
+                                            confidence=s.bag_confidence)
             if self.video_folder is not None:
                 self._video = stack.enter_context(VideoSink(self.video_folder, self.fps))
             try:
@@ -75,6 +78,7 @@ class FrameWriter:
             return
         frame = work.frame
         self.frames.append((frame.index, frame.t_ns, frame.stamp_ns))
+        self.input_change.add(frame.rgb)
         primary = self.models[0]
         bag_overlay = self._topics is not None and self._topics.wants_overlay
         overlays = []
@@ -86,7 +90,8 @@ class FrameWriter:
             if model is not primary:
                 model.agreement.add(seg.labels, work.segs[0].labels)
             if self._video is not None or (bag_overlay and model is primary):
-                overlays.append(overlay(frame.rgb, seg.labels, model.lut, self.overlay_alpha))
+                overlays.append(overlay(frame.rgb, seg.labels, model.lut,
+                                        self.settings.overlay_alpha))
         if self.with_truth and work.truth is None:
             self.truth_missing += 1
         if self._video is not None:

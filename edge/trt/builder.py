@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edge.errors import UwstegoError
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp16", "fp32", "int8")
@@ -33,7 +35,7 @@ PRECISIONS = ("fp16", "fp32", "int8")
 FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(UwstegoError, RuntimeError):
     """TensorRT could not parse the graph or build the engine; the message says where."""
 
 

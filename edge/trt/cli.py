@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge.bundle import load_bundle
 from edge.cli import HelpFormatter
+from edge.errors import missing_package
 from edge.trt import missing_packages
 from edge.trt.builder import PRECISIONS
 
@@ -42,8 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     missing = missing_packages()
     if missing:
-        log.error("build-engine needs %s (JetPack ships tensorrt; pip install pycuda)",
-                  " and ".join(missing))
+        log.error("%s", missing_package("build-engine", missing, hint="JetPack ships tensorrt"))
         return 2
     from edge.sample_frames import synthetic_frames
     from edge.trt.check import check_engine

@@ -143,8 +143,9 @@ def test_play_window_clock_and_restamp(tmp_path, probe):
 
     assert len(images) == 4
     stamps = [stamp_ns(m) for m in images]
-    # Restamped by one constant: spacing as recorded, values around "now" instead of 2023.
-    assert np.diff(stamps).tolist() == [DT] * 3
+    # Restamped by the playback clock: spacing as played (half the recorded one at double
+    # speed), values around "now" instead of 2023.
+    assert np.diff(stamps).tolist() == [DT // 2] * 3
     assert before - DT <= stamps[0] <= after
     assert clocks, "no /clock while playing"
     bag_times = [c.clock.sec * 1_000_000_000 + c.clock.nanosec for c in clocks]

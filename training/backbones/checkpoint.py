@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from edge.atomic import atomic_path
+from edge.errors import UwstegoError
 from training.backbones.registry import backbone_config, matching_backbones
 from training.backbones.vit import DinoViT
 
@@ -39,7 +40,7 @@ _CHUNKED_BLOCK = re.compile(r"^blocks\.\d+\.(\d+)\.")
 LAYOUTS = ("hub", "dino_train", "dinov2_train", "state_dict")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UwstegoError, ValueError):
     """A weight file that cannot be read or does not fit the backbone."""
 
 

@@ -35,6 +35,7 @@ from edge.contract import (
     SYNTH_DIVE_FILE,
     SYNTH_IMAGES_DIR,
 )
+from edge.errors import UwstegoError
 from edge.rosimage import ImageDecodeError, decode_compressed
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm"})
 
 
-class EmptyDatasetError(ValueError):
+class EmptyDatasetError(UwstegoError, ValueError):
     """The sources hold no usable frame."""
 
 
