@@ -52,6 +52,7 @@ from uwstego_ros.conversions import (
 )
 from uwstego_ros.diagnostics import Expectations, build_diagnostics
 from uwstego_ros.mailbox import Letter, Mailbox
+from uwstego_ros.objects_out import ObjectsOutput
 from uwstego_ros.params import NodeSettings, declare_settings, refused_while_active, updates_from
 from uwstego_ros.stats import StreamStats
 from uwstego_ros.worker import InferenceWorker
@@ -107,6 +108,7 @@ class SegmentationNode(LifecycleNode):
         self.bundle: Bundle | None = None
         self.worker: InferenceWorker | None = None
         self.outputs: Outputs | None = None
+        self.objects: ObjectsOutput | None = None
         self._subscriptions: list = []
         self._topic = ""
         self._camera_info: CameraInfo | None = None
@@ -139,6 +141,11 @@ class SegmentationNode(LifecycleNode):
         self.stats = StreamStats()
         self.mailbox = Mailbox()
         self.outputs = Outputs(self, output_qos(s))
+        try:
+            self.objects = ObjectsOutput.create(self, output_qos(s), bundle.meta.classes, s)
+        except ValueError as exc:
+            self._release()
+            return self._failed(f"object_classes: {exc}")
         self.get_logger().info(
             f"configuring: bundle {bundle.path} ({len(self.class_names)} classes, camera "
             f"{bundle.meta.camera}); backend {s.backend} (a TensorRT engine build takes minutes "
@@ -224,6 +231,9 @@ class SegmentationNode(LifecycleNode):
         if self.outputs is not None:
             self.outputs.destroy(self)
             self.outputs = None
+        if self.objects is not None:
+            self.objects.destroy(self)
+            self.objects = None
         self.bundle = None
         self._camera_info = None
 
@@ -281,9 +291,13 @@ class SegmentationNode(LifecycleNode):
             expected_rate=s.expected_rate, warn_drop_ratio=s.warn_drop_ratio,
             warn_bad_ratio=s.warn_bad_ratio, warn_novel_ratio=s.warn_novel_ratio)
         snap = self.stats.snapshot(self.mailbox.dropped)
-        self.pub_diagnostics.publish(build_diagnostics(
+        array = build_diagnostics(
             f"{self.get_name()}: segmentation", self.get_clock().now().to_msg(), snap,
-            self._state_text(), backend, expect, worker.error if worker is not None else ""))
+            self._state_text(), backend, expect, worker.error if worker is not None else "")
+        objects = self.objects
+        if objects is not None:
+            array.status[0].values.extend(objects.diagnostic_values())
+        self.pub_diagnostics.publish(array)
 
     # worker thread
 
@@ -310,6 +324,9 @@ class SegmentationNode(LifecycleNode):
             outputs.confidence.publish(array_to_image(seg.confidence, header))
         if settings.publish_novelty and seg.novelty is not None:
             outputs.novelty.publish(array_to_image(novelty_mono8(seg.novelty), header))
+        objects = self.objects
+        if objects is not None:
+            objects.publish(header, seg, settings)
         now = self.get_clock().now()
         stamp_delay = (now - Time.from_msg(header.stamp)).nanoseconds / 1e6
         self.stats.published((time.monotonic() - letter.received) * 1000.0,
