@@ -130,5 +130,5 @@ def test_settings_refuse_bad_values(change, expect):
 
 
 def test_unknown_object_class_is_named():
-    with pytest.raises(ValueError, match="litter.*water, sand"):
+    with pytest.raises(ValueError, match=r"litter.*water, sand"):
         object_class_ids(("fish", "litter"), ("water", "sand", "fish"))

@@ -77,7 +77,7 @@ class Detection:
     first_t_ns: int  # when this track was first seen
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in ``a`` (N x 4, x y w h) with every box in ``b`` (M x 4)."""
     ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
     bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
@@ -109,7 +109,7 @@ class Tracker:
             if not where or not tracks:
                 continue
             boxes = np.array([regions[i].bbox for i in where], dtype=np.float64)
-            iou = _box_iou(np.array([t.predicted_box() for t in tracks]), boxes)
+            iou = box_iou(np.array([t.predicted_box() for t in tracks]), boxes)
             centres = np.array([regions[i].centroid for i in where])
             predicted = np.array([t.predicted_centroid() for t in tracks])
             dist = np.hypot(*(predicted[:, None, :] - centres[None]).transpose(2, 0, 1))

@@ -30,6 +30,7 @@ from edge.bags import ReadStats
 from edge.bundle import Bundle
 from edge.replay.class_names import bag_class_names
 from edge.replay.models import ReplayModel, load_models, truth_facts
+from edge.replay.objects_run import ObjectsRun, write_objects
 from edge.replay.pipeline import Pipeline, sigint_deferred
 from edge.replay.reading import Work, produce
 from edge.replay.segmenting import SegmentRun, segment_all
@@ -113,6 +114,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         models = load_models([bundle, *compared], s)
     except KeyboardInterrupt as exc:  # nothing segmented yet, but the outputs say so
         models, interrupted = [], exc
+    objects = _objects(models, s, truth is not None, report_dir)
     total, fps = _rate(source, topic, s.every)
     info_topic = camera_info_topic(topic, source.topics[topic], source.all_topics) \
         if out_bag is not None else None
@@ -127,7 +129,8 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
                              video=staging, fps=fps, overlay_alpha=s.overlay_alpha,
                              with_truth=truth is not None, bag_overlay=s.bag_overlay,
                              bag_confidence=s.bag_confidence,
-                             labels=model_labels([m.describe() for m in models]))
+                             labels=model_labels([m.describe() for m in models]),
+                             objects=objects)
         pipeline: Pipeline[Work] = Pipeline(
             lambda: produce(source, topic, s.every, stats, truth, out_bag is not None,
                             info_topic),
@@ -146,8 +149,10 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
             if staging is not None:
                 from edge.replay.looks import draw_looks
                 from edge.replay.report import write_report
+                sightings = (write_objects(staging, summary, objects)
+                             if objects is not None and summary.frames.processed else {})
                 looks = draw_looks(staging, summary, models, source.bag, gt_topic=s.gt_topic,
-                                   gt_dir=s.gt_dir, alpha=s.overlay_alpha)
+                                   gt_dir=s.gt_dir, alpha=s.overlay_alpha, extra=sightings)
                 summary = dataclasses.replace(summary, outputs=dataclasses.replace(
                     summary.outputs, looks=looks))
                 files = write_report(staging, summary)
@@ -158,6 +163,17 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if run.raised is not None:
         raise run.raised
     return ReplayResult(summary, out_bag, report_dir)
+
+
+def _objects(models: list[ReplayModel], s: ReplaySettings, with_truth: bool,
+             report_dir: Path | None) -> ObjectsRun | None:
+    if (s.objects.enabled or s.gt_objects) and report_dir is None:
+        raise ValueError("--objects and --gt-objects write into the report folder: give "
+                         "--report too")
+    if not models:
+        return None
+    return ObjectsRun.create(models, model_labels([m.describe() for m in models]), s.objects,
+                             s.gt_objects, s.gt_names, with_truth, s.object_iou)
 
 
 def _with_bag_names(s: ReplaySettings, bag: Path) -> ReplaySettings:

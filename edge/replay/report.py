@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.atomic import atomic_path, write_text_atomic
 from edge.replay.novelty import NOVELTY_PLOT, has_novelty, plot_novelty
+from edge.replay.objects_section import objects_section
 from edge.replay.summary import ModelDoc, ReplaySummary, Scored, model_labels
 from edge.replay.video import find_video
 
@@ -448,7 +449,8 @@ img,video{max-width:100%}video{max-height:80vh}
 .model{border-left:.6em solid;padding-left:.3em;font-weight:bold}
 ul.facts{margin:0;padding-left:1.2em;font-size:90%}
 .looks{display:flex;flex-wrap:wrap;gap:1em}.looks figure{margin:0;max-width:700px}
-.looks figcaption ul{margin:.2em 0;padding-left:1.2em}"""
+.looks figcaption ul{margin:.2em 0;padding-left:1.2em}
+img.thumb{max-height:64px}"""
 
 
 def write_html(folder: Path, summary: ReplaySummary, plots: Sequence[str],
@@ -467,6 +469,7 @@ def write_html(folder: Path, summary: ReplaySummary, plots: Sequence[str],
 {_classes_section(summary)}
 {_video_section(video)}
 {_looks_section(summary)}
+{objects_section(folder)}
 {plots_html}
 <p>Every figure is in <a href="summary.json">summary.json</a>.</p>
 </body></html>

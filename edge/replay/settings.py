@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.objects import ObjectSettings
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 
 
@@ -26,6 +28,9 @@ class ReplaySettings:
     bag_overlay: str = "jpeg"  # the output bag's overlay: jpeg (CompressedImage), raw, off
     bag_confidence: str = "mono16"  # mono16/mono8 scaled, 32FC1 (the node's), off
     progress: bool = True
+    objects: ObjectSettings = field(default_factory=ObjectSettings)  # docs/objects.md "Replay"
+    gt_objects: tuple[str, ...] | None = None  # None: the object classes the truth has too
+    object_iou: float = 0.5  # box overlap at which a detection finds a true object
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -40,6 +45,8 @@ class ReplaySettings:
             raise ValueError("give ground truth either as a topic or as a folder, not both")
         if self.gt_classes is not None and not 1 <= self.gt_classes <= 255:
             raise ValueError(f"ground-truth classes must be in 1..255, got {self.gt_classes}")
+        if not 0.0 < self.object_iou <= 1.0:
+            raise ValueError(f"--object-iou must be in (0, 1], got {self.object_iou}")
         if self.gt_names is not None and self.gt_classes is not None \
                 and len(self.gt_names) != self.gt_classes:
             raise ValueError(f"{len(self.gt_names)} ground-truth names for "
@@ -47,5 +54,4 @@ class ReplaySettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (paths as strings, tuples as lists), as it reads back from JSON."""
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for k, v in asdict(self).items()}
+        return json.loads(json.dumps(asdict(self), default=str))

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.bags import BagWriter
 from edge.replay.models import ReplayModel
+from edge.replay.objects_run import ObjectsRun
 from edge.replay.outputs import OutputTopics
 from edge.replay.reading import Work
 from edge.replay.video import VideoSink
@@ -27,9 +28,10 @@ class FrameWriter:
                  fps: float, overlay_alpha: float, with_truth: bool,
                  offered_qos: Mapping[str, Any] | None = None,
                  bag_overlay: str = "jpeg", bag_confidence: str = "mono16",
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, objects: ObjectsRun | None = None) -> None:
         """``video``: the folder the overlay video goes into (None: no video); ``labels``: the
-        models' names for the video's captions (default: their roles)."""
+        models' names for the video's captions (default: their roles); ``objects``: records the
+        objects of every frame written."""
         self.models = list(models)
         self.input_topic = input_topic
         self.out_bag, self.storage, self.namespace = out_bag, storage, namespace
@@ -45,6 +47,7 @@ class FrameWriter:
         self.video_file: str | None = None
         self._topics: OutputTopics | None = None
         self._video: VideoSink | None = None
+        self.objects = objects
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Callable[[Work], None]]:
@@ -87,6 +90,8 @@ class FrameWriter:
                 model.agreement.add(seg.labels, work.segs[0].labels)
             if self._video is not None or (bag_overlay and model is primary):
                 overlays.append(overlay(frame.rgb, seg.labels, model.lut, self.overlay_alpha))
+        if self.objects is not None:
+            self.objects.add(len(self.frames) - 1, frame, work.segs, work.truth)
         if self.with_truth and work.truth is None:
             self.truth_missing += 1
         if self._video is not None:
