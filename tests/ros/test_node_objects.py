@@ -16,17 +16,8 @@ from visualization_msgs.msg import ImageMarker
 
 from edge.objects import ObjectSettings, Tracker, find_regions
 
+import test_ros_node as node_tests
 from ros_harness import NODE_NAME
-from test_ros_node import (
-    RELIABLE,
-    START_TIMEOUT,
-    _frame,
-    latest_status,
-    raw_msg,
-    reference_run,
-    settled,
-    wait_connected,
-)
 
 pytestmark = pytest.mark.ros
 MIN_AREA = 4
@@ -46,10 +37,10 @@ def test_markers_tracks_and_diagnostics(bundle, start_node, probe):
                object_classes=",".join(wanted), object_min_area=MIN_AREA)
     markers = probe.collect(ImageMarker, f"/{NODE_NAME}/objects/markers")
     diags = probe.collect(DiagnosticArray, "/diagnostics")
-    pub = probe.node.create_publisher(Image, "image", RELIABLE)
-    wait_connected(probe, [pub], [f"/{NODE_NAME}/objects/markers"])
+    pub = probe.node.create_publisher(Image, "image", node_tests.RELIABLE)
+    node_tests.wait_connected(probe, [pub], [f"/{NODE_NAME}/objects/markers"])
     # The same scene three times: every object must keep its track id.
-    msgs = [raw_msg(_frame(7), "rgb8", i) for i in range(3)]
+    msgs = [node_tests.raw_msg(node_tests._frame(7), "rgb8", i) for i in range(3)]
     for i, msg in enumerate(msgs):
         pub.publish(msg)
         probe.spin_until(lambda n=i + 1: len(markers) >= n, 15, f"markers of frame {i}")
@@ -57,7 +48,7 @@ def test_markers_tracks_and_diagnostics(bundle, start_node, probe):
     settings = ObjectSettings(classes=tuple(wanted), min_area=MIN_AREA)
     tracker = Tracker(settings)
     expected = []
-    for i, (_, seg) in enumerate(reference_run(bundle, msgs)):
+    for i, (_, seg) in enumerate(node_tests.reference_run(bundle, msgs)):
         regions = find_regions(seg.labels, range(3), MIN_AREA, seg.confidence)
         expected.append(tracker.update(regions, seg.labels.shape, i + 1, i))
     assert expected[0], "the reference frame has no object of the first three classes"
@@ -70,9 +61,12 @@ def test_markers_tracks_and_diagnostics(bundle, start_node, probe):
         assert colours == {tuple(bundle.meta.classes[d.region.class_id].color) for d in dets}
     assert [d.track_id for d in expected[-1]] == [d.track_id for d in expected[0]]
 
-    probe.spin_until(lambda: settled(latest_status(diags, NODE_NAME), len(msgs)), 10,
+    def current():
+        return node_tests.latest_status(diags, NODE_NAME)
+
+    probe.spin_until(lambda: node_tests.settled(current(), len(msgs)), 10,
                      "diagnostics to account for every frame")
-    status = latest_status(diags, NODE_NAME)
+    status = current()
     assert int(status["objects_in_frame"]) == len(expected[-1])
     # Stable ids on the node too: three frames of one scene issue one id per object.
     assert int(status["object_tracks_total"]) == len(expected[0])
@@ -86,9 +80,10 @@ def test_markers_tracks_and_diagnostics(bundle, start_node, probe):
 def test_no_object_classes_no_object_topics(bundle, start_node, probe):
     start_node(bundle, transport="raw", qos="reliable", backend="onnxruntime")
     diags = probe.collect(DiagnosticArray, "/diagnostics")
-    probe.spin_until(lambda: (latest_status(diags, NODE_NAME) or {}).get("state") == "running",
-                     START_TIMEOUT, "the node to run")
-    assert "objects_in_frame" not in latest_status(diags, NODE_NAME)
+    running = node_tests.START_TIMEOUT
+    probe.spin_until(lambda: (node_tests.latest_status(diags, NODE_NAME) or {}).get("state")
+                     == "running", running, "the node to run")
+    assert "objects_in_frame" not in node_tests.latest_status(diags, NODE_NAME)
     assert probe.node.count_publishers(f"/{NODE_NAME}/objects/markers") == 0
 
 
@@ -99,9 +94,7 @@ def test_no_object_classes_no_object_topics(bundle, start_node, probe):
 ])
 def test_bad_object_parameters_stop_with_one_line(bundle, start_node, params, expect):
     node = start_node(bundle, backend="onnxruntime", **params)
-    rc = node.wait(START_TIMEOUT)
-    text = node.output()
-    assert rc == 1, text
-    fatal = [line for line in text.splitlines() if "cannot start" in line]
-    assert len(fatal) == 1 and expect in fatal[0], text
-    assert "Traceback" not in text
+    rc, text = node.wait(node_tests.START_TIMEOUT), node.output()
+    assert rc == 1 and "Traceback" not in text, text
+    (fatal,) = [line for line in text.splitlines() if "cannot start" in line]
+    assert expect in fatal, text
