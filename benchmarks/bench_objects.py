@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
               "cost_640x480": frame_cost((640, 480), frames, repeats, 64),
               "cost_1920x1080": frame_cost((1920, 1080), frames, repeats, 64),
               "cost_target_ms_640x480": 2.0,
-              "note": "cost: find_regions + Tracker.update per frame, one thread, on the "
-                      "dives' label images (4 object classes, min area 64 px)"}
+              "note": "cost: find_regions + Tracker.update per frame (OpenCV's default "
+                      "threads) on the dives' label images (4 object classes, min area 64 px)"}
     if not args.cost_only:
         with tempfile.TemporaryDirectory() as tmp:
             result["found"] = found_fraction(args, args.keep or Path(tmp))
