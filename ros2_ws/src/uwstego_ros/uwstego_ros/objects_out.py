@@ -22,7 +22,6 @@ from geometry_msgs.msg import Point
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import ColorRGBA, Header
-from visualization_msgs.msg import ImageMarker
 
 from edge.classes import ClassInfo
 from edge.objects import (
@@ -40,6 +39,10 @@ try:
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 except ImportError:  # not on PyPI; on the vehicle: apt install ros-humble-vision-msgs
     Detection2D = Detection2DArray = ObjectHypothesisWithPose = None
+try:  # in ros_core on Humble; the node runs without it as long as no object class is named
+    from visualization_msgs.msg import ImageMarker
+except ImportError:
+    ImageMarker = None
 
 MARKER_NS = "uwstego_objects"
 MARKER_LINE_WIDTH = 2.0
@@ -123,7 +126,13 @@ class ObjectsOutput:
         """The outputs for ``settings``, None without object classes; ValueError naming an
         object class the bundle does not have."""
         wanted = object_settings(settings)
-        return cls(node, qos, classes, wanted) if wanted.enabled else None
+        if not wanted.enabled:
+            return None
+        if ImageMarker is None:
+            raise ValueError("objects need the visualization_msgs package (apt install "
+                             "ros-humble-visualization-msgs, or pip install "
+                             "ros-visualization-msgs with the PyPI wheels)")
+        return cls(node, qos, classes, wanted)
 
     def publish(self, header: Header, seg: Segmentation, settings: NodeSettings) -> None:
         current = object_settings(settings)
