@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from edge.backends import BACKEND_NAMES, PRECISIONS
+from edge.objects import ObjectSettings, parse_class_list
 from edge.replay.loop import ReplaySettings, replay
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 from edge.replay.summary import model_labels
@@ -71,6 +72,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay-alpha", type=float, default=0.5,
                    help="weight of the class colours over the frame in overlays, 0-1")
     add_navigation_options(p)
+    objects = p.add_argument_group("objects (docs/objects.md; files in <report>/objects/)")
+    objects.add_argument("--objects", type=parse_class_list, default=(), metavar="NAMES",
+                         help="comma-separated class names of the bundle whose connected "
+                              "regions are objects: tracks, per-frame detections, a report "
+                              "section (default: none)")
+    objects.add_argument("--object-min-area", type=int, default=ObjectSettings.min_area,
+                         metavar="PX", help="smallest object in pixels (default "
+                                            f"{ObjectSettings.min_area})")
+    objects.add_argument("--object-max-missed", type=int, default=ObjectSettings.max_missed,
+                         metavar="N", help="frames an object may go unseen and keep its track "
+                                           f"(default {ObjectSettings.max_missed})")
+    objects.add_argument("--gt-objects", type=parse_class_list, metavar="NAMES",
+                         help="ground-truth class names whose regions are the true objects, "
+                              "for detection recall/precision per class (default: the "
+                              "--objects names the ground truth has)")
+    objects.add_argument("--object-iou", type=float, default=0.5,
+                         help="bounding-box IoU at which a detection finds a true object "
+                              "(default 0.5)")
     p.add_argument("--json", action="store_true",
                    help="print the summary (without per-frame series) as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -90,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         storage=args.storage, bag_overlay=args.bag_overlay,
         bag_confidence=args.bag_confidence, progress=not args.no_progress,
-        trusted_keys=tuple(map(str, args.trusted_key)))
+        trusted_keys=tuple(map(str, args.trusted_key)),
+        objects=ObjectSettings(classes=args.objects, min_area=args.object_min_area,
+                               max_missed=args.object_max_missed),
+        gt_objects=args.gt_objects, object_iou=args.object_iou)
     result = replay(args.bag, args.bundle, settings, out_bag=args.out, report_dir=args.report,
                     compare=args.compare)
     s = result.summary

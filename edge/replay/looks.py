@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -168,12 +168,16 @@ def _strip(frame: BagImage, models: Sequence[ReplayModel], labels: Sequence[str]
 def draw_looks(folder: Path, summary: ReplaySummary, models: Sequence[ReplayModel], bag: Path,
                *, gt_topic: str | None, gt_dir: Path | None, alpha: float,
                per_reason: int = PER_REASON,
-               read_again: Callable[[int], BagImage | None] | None = None
-               ) -> tuple[LookDoc, ...]:
+               read_again: Callable[[int], BagImage | None] | None = None,
+               extra: Mapping[int, Sequence[str]] | None = None) -> tuple[LookDoc, ...]:
     """Pick the frames, draw them into ``folder / LOOKS_DIR`` and describe them; a frame that
     cannot be read again is left out (logged). ``read_again``: frame by index, for footage
-    that is not a bag (:meth:`edge.replay.footage.Footage.frame_at`)."""
+    that is not a bag (:meth:`edge.replay.footage.Footage.frame_at`); ``extra``: more picks
+    (position -> reasons), such as the first sightings of objects."""
     chosen = pick_frames(summary, per_reason)
+    for position, reasons in (extra or {}).items():
+        chosen.setdefault(position, []).extend(reasons)
+    chosen = dict(sorted(chosen.items()))
     if not chosen:
         return ()
     out = folder / LOOKS_DIR

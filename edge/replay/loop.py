@@ -33,6 +33,7 @@ from edge.bundle import Bundle
 from edge.replay.class_names import bag_class_names
 from edge.replay.footage import FOOTAGE_TOPIC, Footage, is_footage
 from edge.replay.models import ReplayModel, load_models, random_weights_warning, truth_facts
+from edge.replay.objects_run import ObjectsRun, write_objects
 from edge.replay.pipeline import Pipeline, sigint_deferred
 from edge.replay.reading import Work, produce
 from edge.replay.segmenting import SegmentRun, segment_all
@@ -136,6 +137,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
         models = load_models([bundle, *compared], s)
     except KeyboardInterrupt as exc:  # nothing segmented yet, but the outputs say so
         models, interrupted = [], exc
+    objects = _objects(models, s, truth is not None, report_dir)
     total, fps = _rate(source, topic, s.every)
     info_topic = camera_info_topic(topic, source.topics[topic], source.all_topics) \
         if out_bag is not None else None
@@ -152,7 +154,8 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
                 log.warning("%s", untrusted)
         writer = FrameWriter(models, topic, s, out_bag=out_bag,
                              offered_qos=source.output_qos(s.namespace), video=staging, fps=fps,
-                             with_truth=truth is not None, labels=names)
+                             with_truth=truth is not None, labels=names,
+                             objects=objects)
         pipeline: Pipeline[Work] = Pipeline(
             lambda: produce(source, topic, s.every, stats, truth, out_bag is not None,
                             info_topic),
@@ -171,10 +174,13 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
             if staging is not None:
                 from edge.replay.looks import draw_looks
                 from edge.replay.report import write_report
+                sightings = (write_objects(staging, summary, objects)
+                             if objects is not None and summary.frames.processed else {})
                 looks = draw_looks(staging, summary, models, source.bag, gt_topic=s.gt_topic,
                                    gt_dir=s.gt_dir, alpha=s.overlay_alpha,
                                    read_again=source.frame_at
-                                   if isinstance(source, Footage) else None)
+                                   if isinstance(source, Footage) else None,
+                                   extra=sightings)
                 summary = dataclasses.replace(summary, outputs=dataclasses.replace(
                     summary.outputs, looks=looks))
                 if nav_topic is not None:
@@ -201,6 +207,17 @@ def _with_declared_truth(s: ReplaySettings, source: FrameSource) -> ReplaySettin
     log.info("ground truth: %s, which %s declares as its labels (give --gt-topic or --gt-dir "
              "for other ground truth)", declared[0], source.bag)
     return dataclasses.replace(s, gt_topic=declared[0])
+
+
+def _objects(models: list[ReplayModel], s: ReplaySettings, with_truth: bool,
+             report_dir: Path | None) -> ObjectsRun | None:
+    if (s.objects.enabled or s.gt_objects) and report_dir is None:
+        raise ValueError("--objects and --gt-objects write into the report folder: give "
+                         "--report too")
+    if not models:
+        return None
+    return ObjectsRun.create(models, model_labels([m.describe() for m in models]), s.objects,
+                             s.gt_objects, s.gt_names, with_truth, s.object_iou)
 
 
 def _with_bag_names(s: ReplaySettings, bag: Path) -> ReplaySettings:

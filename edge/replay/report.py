@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import write_text_atomic
+from edge.replay.objects_section import objects_section
 from edge.replay.plots import CONFUSION_PLOT, agreements, colored_models, truth_scores, write_plots
 from edge.replay.summary import ModelDoc, ReplaySummary, Scored
 from edge.replay.video import find_video
@@ -240,7 +241,8 @@ img,video{max-width:100%}video{max-height:80vh}
 ul.facts{margin:0;padding-left:1.2em;font-size:90%}
 .looks{display:flex;flex-wrap:wrap;gap:1em}.looks figure{margin:0;max-width:700px}
 .looks figcaption ul{margin:.2em 0;padding-left:1.2em}
-.warning{background:#fde8e8;border-left:.5em solid #d62728;padding:.5em 1em;font-size:110%}"""
+.warning{background:#fde8e8;border-left:.5em solid #d62728;padding:.5em 1em;font-size:110%}
+img.thumb{max-height:64px}"""
 
 
 def write_html(folder: Path, summary: ReplaySummary, plots: Sequence[str],
@@ -261,6 +263,7 @@ def write_html(folder: Path, summary: ReplaySummary, plots: Sequence[str],
 {_video_section(video)}
 {_looks_section(summary)}
 {survey_section(folder)}
+{objects_section(folder)}
 {plots_html}
 <p>Every figure is in <a href="summary.json">summary.json</a>.</p>
 </body></html>

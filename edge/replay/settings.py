@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.contract import IGNORE_LABEL
+from edge.objects import ObjectSettings
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
 from edge.survey.navigation import DEFAULT_MAX_GAP_S
 
@@ -33,6 +35,9 @@ class ReplaySettings:
     nav_topic: str | None = None  # None: the bag's navigation topic, if any (docs/survey.md)
     max_nav_gap_s: float = DEFAULT_MAX_GAP_S
     trusted_keys: tuple[str, ...] = ()  # PEM public keys: only bundles signed by one load
+    objects: ObjectSettings = field(default_factory=ObjectSettings)  # docs/objects.md "Replay"
+    gt_objects: tuple[str, ...] | None = None  # None: the object classes the truth has too
+    object_iou: float = 0.5  # box overlap at which a detection finds a true object
 
     def __post_init__(self) -> None:
         if not self.max_nav_gap_s > 0:
@@ -55,6 +60,8 @@ class ReplaySettings:
         if self.gt_classes is not None and not 1 <= self.gt_classes <= IGNORE_LABEL:
             raise ValueError(f"ground-truth classes must be in 1..{IGNORE_LABEL}, got "
                              f"{self.gt_classes}")
+        if not 0.0 < self.object_iou <= 1.0:
+            raise ValueError(f"--object-iou must be in (0, 1], got {self.object_iou}")
         if self.gt_names is not None and self.gt_classes is not None \
                 and len(self.gt_names) != self.gt_classes:
             raise ValueError(f"{len(self.gt_names)} ground-truth names for "
@@ -62,5 +69,4 @@ class ReplaySettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (paths as strings, tuples as lists), as it reads back from JSON."""
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for k, v in asdict(self).items()}
+        return json.loads(json.dumps(asdict(self), default=str))

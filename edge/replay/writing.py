@@ -16,6 +16,7 @@ from typing import Any
 from edge.bags import BagWriter
 from edge.replay.metrics import InputChange
 from edge.replay.models import ReplayModel
+from edge.replay.objects_run import ObjectsRun
 from edge.replay.outputs import OutputTopics
 from edge.replay.reading import Work
 from edge.replay.settings import ReplaySettings
@@ -27,10 +28,11 @@ class FrameWriter:
     def __init__(self, models: Sequence[ReplayModel], input_topic: str, settings: ReplaySettings,
                  *, out_bag: Path | None, video: Path | None, fps: float, with_truth: bool,
                  offered_qos: Mapping[str, Any] | None = None,
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, objects: ObjectsRun | None = None) -> None:
         """``settings``: the output bag's storage, namespace and overlay/confidence modes and the
         overlays' alpha; ``video``: the folder the overlay video goes into (None: no video);
-        ``labels``: the models' names for the video's captions (default: their roles)."""
+        ``labels``: the models' names for the video's captions (default: their roles);
+        ``objects``: records the objects of every frame written."""
         self.models = list(models)
         self.input_topic = input_topic
         self.settings = settings
@@ -47,6 +49,7 @@ class FrameWriter:
         self.video_file: str | None = None
         self._topics: OutputTopics | None = None
         self._video: VideoSink | None = None
+        self.objects = objects
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Callable[[Work], None]]:
@@ -92,6 +95,8 @@ class FrameWriter:
             if self._video is not None or (bag_overlay and model is primary):
                 overlays.append(overlay(frame.rgb, seg.labels, model.lut,
                                         self.settings.overlay_alpha))
+        if self.objects is not None:
+            self.objects.add(len(self.frames) - 1, frame, work.segs, work.truth)
         if self.with_truth and work.truth is None:
             self.truth_missing += 1
         if self._video is not None:

@@ -72,6 +72,7 @@ from uwstego_ros.diagnostics import (
     trained_on_random_weights,
 )
 from uwstego_ros.mailbox import Letter, Mailbox
+from uwstego_ros.objects_out import ObjectsOutput
 from uwstego_ros.params import (
     NodeSettings,
     declare_settings,
@@ -142,6 +143,7 @@ class Configuration:
     coverage_names: list[str]
     lut: np.ndarray
     outputs: Outputs
+    objects: ObjectsOutput | None  # None: no object classes named
 
 
 class SegmentationNode(LifecycleNode):
@@ -195,8 +197,14 @@ class SegmentationNode(LifecycleNode):
                                       "calibration; ~/novelty stays silent")
         self.stats = StreamStats()
         self.mailbox = Mailbox()
+        outputs = Outputs(self, output_qos(s))
+        try:
+            objects = ObjectsOutput.create(self, output_qos(s), bundle.meta.classes, s)
+        except ValueError as exc:
+            outputs.destroy(self)
+            return self._failed(f"object_classes: {exc}")
         config = Configuration(bundle, class_names, names, palette(bundle.meta.classes),
-                               Outputs(self, output_qos(s)))
+                               outputs, objects)
         self.config = config
         self.get_logger().info(
             f"configuring: bundle {bundle.path} ({len(class_names)} classes, camera "
@@ -308,7 +316,11 @@ class SegmentationNode(LifecycleNode):
             self.worker.stop()
             self.worker = None
         if self.config is not None:
+            # Outputs first: it waits for a frame being published and then refuses the next,
+            # so the objects output is idle when it goes.
             self.config.outputs.destroy(self)
+            if self.config.objects is not None:
+                self.config.objects.destroy(self)
             self.config = None
         self._camera_info = None
 
@@ -373,9 +385,13 @@ class SegmentationNode(LifecycleNode):
             max_pixels=self._max_pixels(bundle) if bundle else s.max_pixels,
             random_weights=bundle is not None and trained_on_random_weights(bundle.meta.provenance))
         snap = self.stats.snapshot(self.mailbox.dropped)
-        self.pub_diagnostics.publish(build_diagnostics(
+        array = build_diagnostics(
             f"{self.get_name()}: segmentation", self.get_clock().now().to_msg(), snap,
-            self._state_text(), backend, expect, worker.error if worker is not None else ""))
+            self._state_text(), backend, expect, worker.error if worker is not None else "")
+        objects = config.objects if config else None
+        if objects is not None:
+            array.status[0].values.extend(objects.diagnostic_values())
+        self.pub_diagnostics.publish(array)
 
     # worker thread
 
@@ -408,6 +424,8 @@ class SegmentationNode(LifecycleNode):
             outputs.confidence.publish(array_to_image(seg.confidence, header))
         if settings.publish_novelty and seg.novelty is not None:
             outputs.novelty.publish(array_to_image(novelty_mono8(seg.novelty), header))
+        if config.objects is not None:
+            config.objects.publish(header, seg, settings)
         now = self.get_clock().now()
         stamp_delay = (now - Time.from_msg(header.stamp)).nanoseconds / 1e6
         self.stats.published((time.monotonic() - letter.received) * 1000.0,

@@ -24,6 +24,7 @@ from rclpy.parameter import Parameter
 from edge.backends import BACKEND_NAMES, PRECISIONS
 from edge.contract import DEFAULT_INPUT_QOS, OUTPUT_QOS, QOS_PROFILES
 from edge.image_size import Size
+from edge.objects import ObjectSettings, parse_class_list
 
 TRANSPORTS = ("raw", "compressed")
 # max_pixels:=0 accepts every camera up to 4K UHD, and up to this many times the bundle's camera
@@ -59,6 +60,11 @@ class NodeSettings:
     warn_drop_ratio: float = 0.5
     warn_bad_ratio: float = 0.0
     warn_novel_ratio: float = 0.1
+    object_classes: str = ""
+    object_min_area: int = ObjectSettings.min_area
+    object_max_missed: int = ObjectSettings.max_missed
+    object_match_iou: float = ObjectSettings.match_iou
+    object_match_distance: float = ObjectSettings.match_distance
 
     def with_values(self, values: Mapping[str, Any]) -> NodeSettings:
         """A copy with ``values`` applied, or ValueError naming the first invalid one."""
@@ -88,6 +94,14 @@ def _bundle_given(value: Any) -> str | None:
 
 def _key_paths(value: Any) -> str | None:
     return None if all(value) else "holds an empty path; give PEM public key files"
+
+
+def _class_list(value: Any) -> str | None:
+    try:
+        ObjectSettings(classes=parse_class_list(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 SPECS: dict[str, ParamSpec] = {
@@ -150,6 +164,20 @@ SPECS: dict[str, ParamSpec] = {
                                   "of a period is beyond its class's novelty threshold (the "
                                   "scene leaves what the model knows)", applies="runtime",
                                   float_range=(0.0, 1.0)),
+    "object_classes": ParamSpec("comma-separated class names of the bundle whose connected "
+                                "regions are objects, published on ~/objects and "
+                                "~/objects/markers with track ids; empty = none",
+                                check=_class_list),
+    "object_min_area": ParamSpec("objects smaller than this many pixels are left out",
+                                 applies="runtime", int_range=(1, 2**30)),
+    "object_max_missed": ParamSpec("frames an object may go unseen and keep its track id",
+                                   applies="runtime", int_range=(0, 1000)),
+    "object_match_iou": ParamSpec("bounding-box overlap (IoU, after the track's motion) that "
+                                  "continues a track", applies="runtime",
+                                  float_range=(0.01, 1.0)),
+    "object_match_distance": ParamSpec("or else a centroid within this fraction of the image "
+                                       "diagonal continues a track", applies="runtime",
+                                       float_range=(0.0, 1.0)),
 }
 DEFAULTS = NodeSettings()
 
