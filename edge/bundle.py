@@ -27,6 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import atomic_dir, recover_dir, write_bytes_atomic, write_json_atomic
+from edge.bundle_fields import (
+    MAX_CAMERA_SIDE,
+    MAX_NETWORK_SIDE,
+    MAX_PATCH_SIZE,
+    bounded_int,
+    bounded_size,
+    check_declared_io,
+    field_value,
+    mapping,
+    novelty_fields,
+    positive_int,
+    text,
+)
 from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
 from edge.contract import (
     GRAPH_CLASSES_KEY,
@@ -57,12 +70,6 @@ MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model_int8.onnx"
 ENGINE_DIR = "engines"
 GRAPH_FILES = (MODEL_FILE, INT8_MODEL_FILE)
-# Bounds of bundle.json's sizes (docs/bundle.md §1): an 8K camera, a ViT input far past
-# what any Jetson runs, DINO's patch sizes (8, 14, 16) with room.
-MAX_CAMERA_SIDE = 8192
-MAX_NETWORK_SIDE = 4096
-MAX_PATCH_SIZE = 64
-MAX_NAME_CHARS = 200
 
 log = logging.getLogger(__name__)
 
@@ -147,123 +154,38 @@ class BundleMeta:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BundleMeta:
         """Read ``bundle.json``; a bad value raises ValueError naming its field."""
-        camera = _field(data, "camera", _bounded_size(MAX_CAMERA_SIDE))
-        patch = _field(data, "patch_size", _bounded_int(MAX_PATCH_SIZE))
-        classes = _field(data, "classes", classes_from_list)
-        declared = _field(data, "num_classes", _positive_int)
+        camera = field_value(data, "camera", bounded_size(MAX_CAMERA_SIDE))
+        patch = field_value(data, "patch_size", bounded_int(MAX_PATCH_SIZE))
+        classes = field_value(data, "classes", classes_from_list)
+        declared = field_value(data, "num_classes", positive_int)
         if declared != len(classes):
             raise ValueError(f"field 'num_classes': {declared}, but 'classes' lists "
                              f"{len(classes)}")
-        model = _field(data, "model", _mapping)
+        model = field_value(data, "model", mapping)
         if model.get("file", MODEL_FILE) != MODEL_FILE:
             raise ValueError(f"field 'model.file': {model['file']!r}, expected {MODEL_FILE!r}")
-        novelty = _field({"novelty": None, **data}, "novelty", _novelty_fields)
+        novelty = field_value({"novelty": None, **data}, "novelty", novelty_fields)
         if novelty and novelty["novelty"].num_clusters != len(classes):
             raise ValueError(f"field 'novelty': calibration of {novelty['novelty'].num_clusters} "
                              f"clusters, but 'classes' lists {len(classes)}")
-        _check_declared_io(model, camera, GRAPH_OUTPUTS_WITH_NOVELTY if novelty
+        check_declared_io(model, camera, GRAPH_OUTPUTS_WITH_NOVELTY if novelty
                            else GRAPH_OUTPUTS)
         fields = dict(
             camera=camera,
-            network=_field(data, "network", _bounded_size(MAX_NETWORK_SIDE)),
+            network=field_value(data, "network", bounded_size(MAX_NETWORK_SIDE)),
             patch_size=patch,
             classes=classes,
-            enhancement=_field(data, "enhancement", EnhanceSettings.from_dict),
-            backbone=_field(data, "backbone", _text),
-            provenance=dict(_field({"provenance": {}, **data}, "provenance", _mapping)),
-            validation=dict(_field({"validation": {}, **data}, "validation", _mapping)),
-            opset=_field(model, "opset", _bounded_int(1000), "model.opset"),
+            enhancement=field_value(data, "enhancement", EnhanceSettings.from_dict),
+            backbone=field_value(data, "backbone", text),
+            provenance=dict(field_value({"provenance": {}, **data}, "provenance", mapping)),
+            validation=dict(field_value({"validation": {}, **data}, "validation", mapping)),
+            opset=field_value(model, "opset", bounded_int(1000), "model.opset"),
             **novelty,
         )
         try:
             return cls(**fields)
         except ValueError as exc:  # the one rule across fields: network size vs patch size
             raise ValueError(f"field 'network': {exc}") from exc
-
-
-def _field(data: Mapping[str, Any], key: str, parse: Any, name: str | None = None) -> Any:
-    """``parse(data[key])`` with any failure reported as one line naming the field."""
-    name = name or key
-    if key not in data:
-        raise ValueError(f"field {name!r} is missing")
-    try:
-        return parse(data[key])
-    except (KeyError, TypeError, ValueError) as exc:
-        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        if isinstance(exc, KeyError):
-            detail = f"missing key {detail!r}"
-        raise ValueError(f"field {name!r}: {detail}") from exc
-
-
-def _positive_int(value: Any) -> int:
-    # bool is an int in Python and 1.5 would silently become 1: both are typos, not sizes.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"must be positive, got {value}")
-    return value
-
-
-def _bounded_int(maximum: int) -> Any:
-    def parse(value: Any) -> int:
-        if _positive_int(value) > maximum:
-            raise ValueError(f"must be at most {maximum}, got {value}")
-        return value
-    return parse
-
-
-def _bounded_size(max_side: int) -> Any:
-    side = _bounded_int(max_side)
-
-    def parse(value: Any) -> Size:
-        value = _mapping(value)
-        unknown = sorted(map(str, set(value) - {"width", "height"}))
-        if unknown:
-            raise ValueError(f"unknown keys {unknown}; expected width and height")
-        return Size(side(value["width"]), side(value["height"]))
-    return parse
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"expected an object, got {value!r}")
-    return value
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
-        raise ValueError(f"expected a non-empty string of at most {MAX_NAME_CHARS} characters, "
-                         f"got {str(value)[:MAX_NAME_CHARS]!r}")
-    return value
-
-
-def _check_declared_io(model: Mapping[str, Any], camera: Size,
-                       outputs: tuple[str, ...] = GRAPH_OUTPUTS) -> None:
-    """The shapes ``bundle.json`` lists for the graph must be the ones its camera size implies."""
-    expected = graph_io(camera)
-    for group, names in (("inputs", GRAPH_INPUTS), ("outputs", outputs)):
-        listed = _field(model, group, _mapping, f"model.{group}")
-        if sorted(listed) != sorted(names):
-            raise ValueError(f"field 'model.{group}': lists {sorted(listed)}, the graph "
-                             f"contract is {sorted(names)}")
-        for name in names:
-            shape = listed[name][1] if isinstance(listed[name], Sequence) \
-                and len(listed[name]) == 2 else None
-            if shape != expected[name][1]:
-                raise ValueError(f"field 'model.{group}.{name}': shape {shape}, but camera "
-                                 f"{camera} means {expected[name][1]}")
-
-
-def _novelty_fields(doc: Any) -> dict[str, Any]:
-    """Bundles written before novelty existed have no ``novelty`` entry: novelty unavailable."""
-    if doc is None:
-        return {}
-    doc = _mapping(doc)
-    unknown = doc.get("unknown_label", False)
-    if not isinstance(unknown, bool):
-        raise ValueError(f"unknown_label must be true or false, got {unknown!r}")
-    return {"novelty": NoveltyCalibration.from_dict(_mapping(doc["calibration"])),
-            "unknown_label": unknown}
 
 
 @dataclass(frozen=True)
@@ -382,7 +304,7 @@ def load_bundle(path: str | Path, verify: bool = True,
                           f"version {SCHEMA_VERSION}; re-export the bundle")
     try:
         meta = BundleMeta.from_dict(doc)
-        files = _field(doc, "files", _mapping)
+        files = field_value(doc, "files", mapping)
         checksums = {str(k): str(v) for k, v in files.items()}
     except ValueError as exc:
         raise BundleError(f"{doc_path}: {exc}") from exc

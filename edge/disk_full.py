@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edge.errors import UwstegoError
+
 # Less free space than this after a failed write means the disk is what failed it.
 _FULL_BELOW_BYTES = 1 << 20
 
 
-class DiskFull(OSError):
+class DiskFull(UwstegoError, OSError):
     """No space left where ``path`` is written (errno ENOSPC); its text is the user's one line."""
 
     def __init__(self, path: str | Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from edge.errors import UwstegoError
 from edge.settings_io import parse_json_bounded, read_bounded
 
 SIGNATURE_FILE = "bundle.sig"
@@ -29,7 +30,7 @@ _DOMAIN = b"uwstego bundle signature v1\n"
 MAX_KEY_BYTES = 16 << 10
 
 
-class SignatureError(ValueError):
+class SignatureError(UwstegoError, ValueError):
     """A key that cannot be used, or a signature that is missing, malformed or does not match."""
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edge.disk_full import naming
+from edge.errors import UwstegoError
 
 try:
     import fcntl
@@ -32,7 +33,7 @@ _LOCK_SUFFIX = ".lock"
 TEMP_NAME = "[a-z0-9_]" * 8
 
 
-class PathBusy(FileExistsError):
+class PathBusy(UwstegoError, FileExistsError):
     """Another writer holds the path (see :func:`claim`)."""
 
 

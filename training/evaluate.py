@@ -25,9 +25,10 @@ from tqdm import tqdm
 from edge.atomic import atomic_path, write_json_atomic, write_text_atomic
 from edge.bundle import Bundle
 from edge.classes import ClassInfo
+from edge.contract import IMAGE_SUFFIXES
 from edge.scoring import Confusion, Scores
 from training.artifact import TrainedModel
-from training.data.sources import IMAGE_SUFFIXES, decode_image_file
+from training.data.sources import decode_image_file
 from training.eval_overlays import OVERLAY_DIR, pick_overlays, write_overlays
 from training.eval_predict import open_predictor, resize_center_crop
 from training.masks import GroundTruth, ground_truth, read_mask_kind

@@ -15,6 +15,8 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from edge.errors import UwstegoError
+
 OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = 0x02, 0x03, 0x04, 0x05, 0x06
 OP_CHUNK_INDEX, OP_STATISTICS, OP_DATA_END = 0x08, 0x0B, 0x0F
 OP_METADATA, OP_METADATA_INDEX = 0x0C, 0x0D
@@ -28,7 +30,7 @@ INNER_OPS = (OP_SCHEMA, OP_CHANNEL, OP_MESSAGE)  # the records a chunk holds
 Buffer = bytes | memoryview | mmap.mmap
 
 
-class Broken(Exception):
+class Broken(UwstegoError):
     """A record or field runs past its bytes or does not make sense."""
 
 

@@ -30,18 +30,18 @@ import numpy as np
 from edge.bags import ReadStats, choose_camera_topic, open_bag
 from edge.contract import (
     COMPRESSED_TOPIC,
+    IMAGE_SUFFIXES,
     IMAGE_TOPIC,
     SYNTH_BAG_DIR,
     SYNTH_DIVE_FILE,
     SYNTH_IMAGES_DIR,
+    VIDEO_SUFFIXES,
 )
 from edge.errors import UwstegoError
 from edge.rosimage import ImageDecodeError, decode_compressed
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm"})
 
 
 class EmptyDatasetError(UwstegoError, ValueError):

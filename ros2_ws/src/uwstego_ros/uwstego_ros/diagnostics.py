@@ -18,6 +18,7 @@ from typing import Any
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from edge.contract import stretches
 from edge.image_size import Size
 from edge.trust import read_trust
 from uwstego_ros.stats import Snapshot
@@ -27,8 +28,6 @@ DAY_MS = 86_400_000.0
 RATE_TOLERANCE = 0.1
 # camera_info messages in the rate window before its rate is trusted as the camera's rate.
 MIN_CAMERA_INFOS = 3
-# Relative aspect-ratio difference above which resizing visibly stretches the scene.
-ASPECT_TOLERANCE = 0.01
 # Frames refused in a row, none published in the period: the input is useless as configured
 # (fewer could be a slow model that finished no good frame in a short period).
 REFUSED_IN_A_ROW = 3
@@ -79,7 +78,7 @@ def _size_finding(input_size: str, camera: Size | None) -> tuple[bytes, str] | N
     if size == camera:
         return None
     text = f"frames {size} are resized to the bundle's camera size {camera}"
-    if abs((size.width / size.height) / (camera.width / camera.height) - 1.0) > ASPECT_TOLERANCE:
+    if stretches(size, camera):
         return DiagnosticStatus.ERROR, text + " with a different aspect ratio (stretched)"
     return DiagnosticStatus.WARN, text
 
