@@ -26,7 +26,7 @@ from edge.survey.truth import truth_cover
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import REPO, assert_one_line_error, run_tool
 
-synth = pytest.importorskip("training.synth.writer", reason="synthetic dives need torch's extra")
+synth = pytest.importorskip("training.synth.writer", reason="synthetic dives: train extra")
 from training.synth.navigation import nav_samples  # noqa: E402
 from training.synth.sequence import Dive  # noqa: E402
 from training.synth.settings import DiveSettings  # noqa: E402
