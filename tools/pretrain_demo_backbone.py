@@ -56,7 +56,7 @@ class Recipe:
     dive_segment_frames: int = 20
     width: int = 160
     height: int = 120
-    epochs: int = 16
+    epochs: int = 13
     batch_size: int = 16          # per process
     global_size: int = 64
     local_size: int = 32
