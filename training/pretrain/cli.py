@@ -86,11 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from training import distributed as ddp
+    from training.backbones import backbone_config
     from training.cli import ENHANCEMENTS
     from training.pipeline import PipelineSettings, open_sources
     from training.pretrain.loop import run_pretraining
     from training.pretrain.settings import PretrainSettings
 
+    backbone_config(args.backbone)  # an unknown id stops before any frame is read
     if args.weights is not None and not args.weights.is_file():
         raise FileNotFoundError(f"--weights {args.weights} does not exist")
     if args.eval_dive is not None and not args.eval_dive.is_dir():
