@@ -61,9 +61,9 @@ class Recipe:
     global_size: int = 64
     local_size: int = 32
     local_crops: int = 4
-    out_dim: int = 4096
-    lr: float = 0.002             # at 256 images; the short run needs more than DINO's 0.0005
-    warmup_epochs: int = 2
+    out_dim: int = 1024
+    lr: float = 0.004             # at 256 images; the short run needs more than DINO's 0.0005
+    warmup_epochs: int = 1
     momentum_teacher: float = 0.99  # the teacher must follow a run of a few hundred steps
     eval_size: int = 96
     eval_every: int = 30
@@ -80,8 +80,9 @@ def render(work: Path, recipe: Recipe) -> tuple[list[Path], Path]:
         write_dive(settings, work / f"dive_{seed}", save_range=False)
         dives.append(work / f"dive_{seed}")
     monitor = work / f"heldout_{MONITOR_SEED}"
-    write_dive(DiveSettings(seed=MONITOR_SEED, frames=32, width=recipe.width,
-                            height=recipe.height), monitor, save_range=False)
+    # Long enough to cross several water segments; the probe takes 32 evenly spaced frames.
+    write_dive(DiveSettings(seed=MONITOR_SEED, frames=240, width=recipe.width,
+                            height=recipe.height, segment_frames=30), monitor, save_range=False)
     return dives, monitor
 
 
