@@ -17,7 +17,6 @@ reproduces the uninterrupted run when the number of processes is unchanged.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 import time
@@ -32,13 +31,14 @@ from torch import nn
 from tqdm import tqdm
 
 from edge import __version__
-from edge.atomic import atomic_path, write_text_atomic
+from edge.atomic import atomic_path
 from edge.classes import ClassInfo, default_classes
 from training import distributed as ddp
 from training.artifact import TrainedModel, load_trained_model, save_trained_model
 from training.backbones import DinoViT
 from training.calibration import calibrate_cosines, graph_confidences
 from training.clusters import ClusterProbe, spherical_kmeans
+from training.csv_log import restart_csv
 from training.features import FeatureCache, weights_fingerprint
 from training.head import HeadConfig, SegmentationHead
 from training.settings import TrainSettings
@@ -231,7 +231,7 @@ class _Logs:
         self.path = out_dir / LOG_FILE
         if not enabled:
             return
-        self._trim_csv(start_step)
+        restart_csv(self.path, LOG_COLUMNS, start_step)
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.writer(self._file)
         from torch.utils.tensorboard import SummaryWriter
@@ -239,17 +239,6 @@ class _Logs:
         # purge_step drops events a killed run logged after its last checkpoint.
         self.writer = SummaryWriter(str(out_dir / TENSORBOARD_DIR),
                                     purge_step=start_step + 1 if start_step else None)
-
-    def _trim_csv(self, start_step: int) -> None:
-        rows = []
-        if start_step and self.path.is_file():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        buf = io.StringIO()
-        out = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-        out.writeheader()
-        out.writerows(rows)
-        write_text_atomic(self.path, buf.getvalue())
 
     def row(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:

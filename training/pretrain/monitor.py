@@ -5,7 +5,6 @@ and TensorBoard by rank 0."""
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from edge.atomic import write_text_atomic
+from training.csv_log import restart_csv
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +58,7 @@ class RunLog:
         if not enabled:
             return
         self.path = out_dir / LOG_FILE
-        rows = []
-        if start_step and self.path.is_file():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(self.path, buf.getvalue())
+        restart_csv(self.path, COLUMNS, start_step)
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS, lineterminator="\n")
         from torch.utils.tensorboard import SummaryWriter
