@@ -72,6 +72,17 @@ def test_teacher_loads_as_backbone_weights(run):
         torch.testing.assert_close(value, bare.state_dict()[name])
 
 
+def test_float16_teacher_file_loads_into_the_float32_backbone(run, tmp_path):
+    from training.pretrain.checkpoint import save_teacher_backbone
+
+    path = save_teacher_backbone(run / "checkpoint.pth", tmp_path / "w16.pth")
+    assert all(v.dtype == torch.float16 for v in read_checkpoint(path).values())
+    half = build_backbone("tiny_vit8", path)
+    full = build_backbone("tiny_vit8", run / "checkpoint.pth")
+    for name, value in full.state_dict().items():
+        torch.testing.assert_close(half.state_dict()[name], value.half().float())
+
+
 def test_log_probe_and_summary(run):
     with open(run / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))

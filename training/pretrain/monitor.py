@@ -43,7 +43,7 @@ def teacher_entropies(probs: torch.Tensor) -> Entropies:
 def collapse(entropies: Entropies, out_dim: int) -> str | None:
     """The collapse a batch shows, if any: uniform (sharpening lost) or one prototype
     (centring lost); DINO's two failure modes."""
-    if entropies.sample > 0.99 * math.log(out_dim):
+    if entropies.sample > 0.95 * math.log(out_dim):
         return "uniform: the teacher's outputs are flat over all prototypes"
     if entropies.batch < math.log(2):
         return "one prototype: every image maps to the same teacher output"
