@@ -38,6 +38,9 @@ TINY = {
     "clusters": ["--per-cluster", "2", "--max-images", "8"],
     "evaluate": ["--resolution", "32"],
     "synth": ["--frames", str(FRAMES), "--size", "96x72"],
+    "pretrain": ["--backbone", "tiny_vit8", "--epochs", "1", "--batch-size", "8",
+                 "--global-size", "32", "--local-size", "16", "--local-crops", "2",
+                 "--out-dim", "32", "--warmup-epochs", "0", "--frame-size", "40"],
     "export-trt": ["--network-size", "64x40", "--frames", "1"],
 }
 SKIP = {"build-engine": "needs TensorRT on an NVIDIA GPU (tests/test_trt_engine.py)",

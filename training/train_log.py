@@ -5,13 +5,12 @@ after its last checkpoint."""
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import torch
 
-from edge.atomic import write_text_atomic
 from training import distributed as ddp
+from training.csv_log import restart_csv
 from training.stego import CorrelationTerms
 
 LOG_FILE = "train_log.csv"
@@ -28,7 +27,7 @@ class TrainLog:
         self.path = out_dir / LOG_FILE
         if not enabled:
             return
-        self._trim_csv(start_step)
+        restart_csv(self.path, LOG_COLUMNS, start_step)
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.writer(self._file)
         from torch.utils.tensorboard import SummaryWriter
@@ -36,17 +35,6 @@ class TrainLog:
         # purge_step drops events a killed run logged after its last checkpoint.
         self.writer = SummaryWriter(str(out_dir / TENSORBOARD_DIR),
                                     purge_step=start_step + 1 if start_step else None)
-
-    def _trim_csv(self, start_step: int) -> None:
-        rows = []
-        if start_step and self.path.is_file():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        buf = io.StringIO()
-        out = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-        out.writeheader()
-        out.writerows(rows)
-        write_text_atomic(self.path, buf.getvalue())
 
     def row(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:

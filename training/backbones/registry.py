@@ -5,6 +5,7 @@ from __future__ import annotations
 from training.backbones.vit import ViTConfig
 
 _DINO_S = {"family": "dino", "embed_dim": 384, "depth": 12, "num_heads": 6}
+_DINO_T = {"family": "dino", "embed_dim": 192, "depth": 12, "num_heads": 3}
 _DINO_B = {"family": "dino", "embed_dim": 768, "depth": 12, "num_heads": 12}
 _DINOV2_S = {"family": "dinov2", "embed_dim": 384, "depth": 12, "num_heads": 6, "patch_size": 14,
              "layerscale": True, "pretrain_size": 518}
@@ -12,6 +13,9 @@ _DINOV2_S = {"family": "dinov2", "embed_dim": 384, "depth": 12, "num_heads": 6, 
 BACKBONES: dict[str, ViTConfig] = {
     "dino_vits8": ViTConfig(**_DINO_S, patch_size=8),
     "dino_vits16": ViTConfig(**_DINO_S, patch_size=16),
+    # ViT-Ti: the official family's smallest member; no released DINO weights (pretrain it).
+    "dino_vitti8": ViTConfig(**_DINO_T, patch_size=8),
+    "dino_vitti16": ViTConfig(**_DINO_T, patch_size=16),
     "dino_vitb8": ViTConfig(**_DINO_B, patch_size=8),
     "dino_vitb16": ViTConfig(**_DINO_B, patch_size=16),
     "dinov2_vits14": ViTConfig(**_DINOV2_S),
