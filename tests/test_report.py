@@ -211,7 +211,12 @@ def test_the_report_plays_in_a_real_browser(compare_report, tmp_path):
         problems = page.problems.errors
     assert state["error"] is None and state["duration"] > 0 and state["readyState"] >= 2
     summary = read_summary(compare_report / SUMMARY_FILE)
-    assert len(state["images"]) == len(summary.outputs.plots) + len(summary.outputs.looks)
+    # The plots, the frames to look at and the survey's two figures (the dive has navigation).
+    survey = json.loads((compare_report / "survey" / "survey.json").read_text())
+    figures = [f for f in survey["files"] if f.endswith(".png")]
+    assert len(figures) == 2
+    assert len(state["images"]) == (len(summary.outputs.plots) + len(summary.outputs.looks)
+                                    + len(figures))
     assert [src for src, width in state["images"] if not width > 0] == []
     assert problems == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from edge.contract import IGNORE_LABEL
 from edge.objects import ObjectSettings
 from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
+from edge.settings_io import from_dict_strict
 from edge.survey.navigation import DEFAULT_MAX_GAP_S
 
 
@@ -68,5 +70,15 @@ class ReplaySettings:
                              f"{self.gt_classes} ground-truth classes")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (paths as strings, tuples as lists), as it reads back from JSON."""
+        """JSON-ready (paths as strings, tuples as lists), as :meth:`from_dict` reads it back."""
         return json.loads(json.dumps(asdict(self), default=str))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplaySettings:
+        """The settings back from :meth:`to_dict`, strictly (unknown keys are refused)."""
+        data = dict(data)
+        if isinstance(data.get("objects"), Mapping):
+            data["objects"] = from_dict_strict(ObjectSettings, data["objects"], "object settings")
+        if data.get("gt_dir") is not None:
+            data["gt_dir"] = Path(data["gt_dir"])
+        return from_dict_strict(cls, data, "replay settings")

@@ -40,7 +40,6 @@ from edge.bags import resolve_bag_path
 from edge.bundle import load_bundle
 from edge.contract import SYNTH_BAG_DIR
 from edge.replay.settings import ReplaySettings
-from edge.settings_io import from_dict_strict
 from edge.survey.dive import SURVEY_JSON, survey_dive
 from edge.survey.section import SURVEY_DIR
 from edge.survey.table import read_csv
@@ -100,7 +99,7 @@ def process_dive(bag: str, folder: str, bundle: str,
     from edge.replay.loop import replay
 
     started = time.perf_counter()
-    settings = from_dict_strict(ReplaySettings, replay_settings, "replay settings")
+    settings = ReplaySettings.from_dict(replay_settings)
     with atomic_dir(folder) as staging:
         result = replay(bag, bundle, settings, report_dir=staging / "report")
         if result.summary.stopped != "completed":

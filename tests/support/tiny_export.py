@@ -72,5 +72,6 @@ def export_tiny_bundle(spec: BundleSpec, out_dir: Path) -> Path:
         checkpoint = save_trained_model(Path(tmp) / "model.pt", model)
         export_bundle(checkpoint, out_dir, ExportSettings(camera=cam, network=net, frames=2,
                                                           seed=spec.seed, engine="skip",
-                                                          unknown_label=spec.unknown))
+                                                          unknown_label=spec.unknown,
+                                                          name=out_dir.name))
     return out_dir
