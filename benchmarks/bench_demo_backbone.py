@@ -6,7 +6,7 @@
 2. for the demo backbone (``weights/demo_vit_tiny8.pth``) and for ``--random-seeds`` random
    initialisations of the same architecture, the last-layer patch tokens are clustered by
    spherical k-means (9 clusters) and matched to the 9 classes by the Hungarian algorithm
-   (:func:`training.pretrain.probe.patch_kmeans_miou`; docs/pretrain.md §7), averaged over
+   (:func:`uwstego.training.pretrain.probe.patch_kmeans_miou`; docs/pretrain.md §7), averaged over
    ``--kmeans-seeds``;
 3. the target (issue 20): the demo backbone at least the best random initialisation + 10 points
    and 1.3x it.
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge.enhance import EnhanceSettings
-from training.backbones import build_backbone
-from training.pretrain.probe import load_labelled_dive, patch_kmeans_miou
-from training.synth.classes import CLASS_NAMES
-from training.synth.settings import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.enhance import EnhanceSettings
+from uwstego.training.backbones import build_backbone
+from uwstego.training.pretrain.probe import load_labelled_dive, patch_kmeans_miou
+from uwstego.training.synth.classes import CLASS_NAMES
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 from timing import emit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge.enhance import Enhancer, EnhanceSettings, apply_params, clahe_lightness
+from uwstego.enhance import Enhancer, EnhanceSettings, apply_params, clahe_lightness
 
 from timing import emit, time_ms
 

@@ -24,17 +24,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge.agreement import AgreementCounter
-from edge.enhance import EnhanceSettings
-from edge.image_size import Size
-from edge.sample_frames import host_stage, synthetic_frames
-from export.fused import FusedSegmenter
-from export.onnx_export import export_onnx
-from export.reference import ReferenceSegmenter
-from export.validate import ort_session
-from training.backbones import build_backbone
-from training.clusters import unit_rows
-from training.head import HeadConfig, SegmentationHead
+from uwstego.agreement import AgreementCounter
+from uwstego.enhance import EnhanceSettings
+from uwstego.export.fused import FusedSegmenter
+from uwstego.export.onnx_export import export_onnx
+from uwstego.export.reference import ReferenceSegmenter
+from uwstego.export.validate import ort_session
+from uwstego.image_size import Size
+from uwstego.sample_frames import host_stage, synthetic_frames
+from uwstego.training.backbones import build_backbone
+from uwstego.training.clusters import unit_rows
+from uwstego.training.head import HeadConfig, SegmentationHead
 
 from timing import emit
 

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training.backbones import build_backbone
-from training.features import FeatureCache, build_feature_cache
+from uwstego.training.backbones import build_backbone
+from uwstego.training.features import FeatureCache, build_feature_cache
 
 from timing import emit, time_ms
 

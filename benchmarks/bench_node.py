@@ -48,9 +48,9 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from edge.bundle import Bundle, load_bundle  # noqa: E402
-from edge.image_size import Size  # noqa: E402
-from edge.rosimage import (  # noqa: E402
+from uwstego.bundle import Bundle, load_bundle  # noqa: E402
+from uwstego.image_size import Size  # noqa: E402
+from uwstego.rosimage import (  # noqa: E402
     ImageDecodeError,
     compressed_header,
     decode_compressed,
@@ -58,7 +58,7 @@ from edge.rosimage import (  # noqa: E402
     encode_jpeg,
     reduction_for,
 )
-from edge.segmenter import Segmenter  # noqa: E402
+from uwstego.segmenter import Segmenter  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from ros_harness import NodeProcess, Probe  # noqa: E402

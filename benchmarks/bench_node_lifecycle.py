@@ -49,10 +49,10 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from edge.bundle import load_bundle  # noqa: E402
-from edge.enhance import EnhanceSettings  # noqa: E402
-from edge.segmenter import Segmenter  # noqa: E402
 from tests.support.bundles import make_tiny_bundle  # noqa: E402
+from uwstego.bundle import load_bundle  # noqa: E402
+from uwstego.enhance import EnhanceSettings  # noqa: E402
+from uwstego.segmenter import Segmenter  # noqa: E402
 
 from ros_harness import Flood, Lifecycle, NodeProcess, Probe  # noqa: E402
 from timing import emit  # noqa: E402

@@ -34,17 +34,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge.contract import IGNORE_LABEL
-from edge.segmenter import Segmenter
-from export.pipeline import export_bundle
-from export.settings import ExportSettings
-from training.artifact import load_trained_model, save_trained_model
-from training.pipeline import run_training
-from training.settings import PipelineSettings, TrainSettings
-from training.synth.classes import CLASS_NAMES
-from training.synth.sequence import generate_dive
-from training.synth.settings import HOLD_OUT_CLASSES, DiveSettings
-from training.synth.writer import write_dive
+from uwstego.contract import IGNORE_LABEL
+from uwstego.export.pipeline import export_bundle
+from uwstego.export.settings import ExportSettings
+from uwstego.segmenter import Segmenter
+from uwstego.training.artifact import load_trained_model, save_trained_model
+from uwstego.training.pipeline import run_training
+from uwstego.training.settings import PipelineSettings, TrainSettings
+from uwstego.training.synth.classes import CLASS_NAMES
+from uwstego.training.synth.sequence import generate_dive
+from uwstego.training.synth.settings import HOLD_OUT_CLASSES, DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 from timing import emit
 

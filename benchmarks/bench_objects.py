@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edge.objects import ObjectSettings, Tracker, find_regions
-from training.synth.classes import CLASS_NAMES
-from training.synth.sequence import generate_dive
-from training.synth.settings import DiveSettings
+from uwstego.objects import ObjectSettings, Tracker, find_regions
+from uwstego.training.synth.classes import CLASS_NAMES
+from uwstego.training.synth.sequence import generate_dive
+from uwstego.training.synth.settings import DiveSettings
 
 from timing import emit
 
@@ -68,12 +68,12 @@ def frame_cost(size: tuple[int, int], frames: int, repeats: int, min_area: int) 
 
 def found_fraction(args: argparse.Namespace, root: Path) -> dict:
     """Train, export and replay with ground truth; the objects scores of the replay."""
-    from edge.replay.loop import ReplaySettings, replay
-    from edge.replay.objects_run import OBJECTS_DIR, TRUTH_ROLE
-    from export.pipeline import export_bundle
-    from training.pipeline import PipelineSettings, run_training
-    from training.settings import TrainSettings
-    from training.synth.writer import write_dive
+    from uwstego.export.pipeline import export_bundle
+    from uwstego.replay.loop import ReplaySettings, replay
+    from uwstego.replay.objects_run import OBJECTS_DIR, TRUTH_ROLE
+    from uwstego.training.pipeline import PipelineSettings, run_training
+    from uwstego.training.settings import TrainSettings
+    from uwstego.training.synth.writer import write_dive
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     dive = dict(width=width, height=height, segment_frames=10, **DIVE)

@@ -31,25 +31,25 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_export import interleaved
 
-from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
-from edge.enhance import EnhanceSettings
-from edge.image_size import Size
-from edge.sample_frames import host_stage
-from export.fp16 import to_fp16
-from export.fused import FusedSegmenter, apply_params_torch
-from export.int8 import METHOD as INT8_METHOD
-from export.int8 import quantize_int8
-from export.onnx_export import export_onnx
-from export.pipeline import (
+from uwstego.contract import GRAPH_ENHANCE, GRAPH_IMAGE
+from uwstego.enhance import EnhanceSettings
+from uwstego.export.fp16 import to_fp16
+from uwstego.export.fused import FusedSegmenter, apply_params_torch
+from uwstego.export.int8 import METHOD as INT8_METHOD
+from uwstego.export.int8 import quantize_int8
+from uwstego.export.onnx_export import export_onnx
+from uwstego.export.pipeline import (
     FP16_METHOD,
     MIN_REDUCED_AGREEMENT,
     default_network_size,
     split_frames,
 )
-from export.validate import compare_graphs, ort_session, sample_frames
-from training.backbones import build_backbone
-from training.clusters import spherical_kmeans
-from training.head import HeadConfig, SegmentationHead
+from uwstego.export.validate import compare_graphs, ort_session, sample_frames
+from uwstego.image_size import Size
+from uwstego.sample_frames import host_stage
+from uwstego.training.backbones import build_backbone
+from uwstego.training.clusters import spherical_kmeans
+from uwstego.training.head import HeadConfig, SegmentationHead
 
 from timing import emit
 

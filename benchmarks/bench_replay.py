@@ -22,7 +22,7 @@ shared machine cancels out. Replay rates are steady state (first frame read to l
 written); ``ratio_end_to_end`` also counts opening the bag and starting the threads. Ratios and
 overheads are medians of the per-replay figures (``ratio_range``: their spread), frame rates
 medians over the runs; ``load_1min`` (start, end) says how busy the machine was, though not what
-other virtual machines on the same host do. ``colorize`` compares :func:`edge.visualize.colorize`
+other virtual machines on the same host do. ``colorize`` compares :func:`uwstego.visualize.colorize`
 with numpy's gather (``palette[labels]``). Without ``--bundle`` this needs the ``export`` extra
 (torch). Prints one JSON object.
 """
@@ -45,7 +45,7 @@ import numpy as np
 from timing import emit, time_ms
 
 if TYPE_CHECKING:
-    from edge.image_size import Size
+    from uwstego.image_size import Size
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.9
@@ -64,7 +64,7 @@ class Variant:
 
 
 def segmenter_fps(bundle: Path, images: Sequence[np.ndarray], backend: str) -> float:
-    from edge.segmenter import Segmenter
+    from uwstego.segmenter import Segmenter
 
     seg = Segmenter(bundle, backend=backend)
     seg.segment(images[0])  # warm-up, as the replay warms up before timing
@@ -78,12 +78,12 @@ def segmenter_fps(bundle: Path, images: Sequence[np.ndarray], backend: str) -> f
 def replay_fps(bundle: Path, bag: Path, work: Path, backend: str,
                variant: Variant) -> tuple[float, float]:
     """(steady-state frames/s, frames/s including opening the bag and starting the threads)."""
-    from edge.replay.loop import ReplaySettings, replay
+    from uwstego.replay.loop import ReplaySettings, replay
 
     settings = ReplaySettings(backend=backend, progress=False)
     if variant.truth:
-        from edge.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
-        from training.synth import CLASS_NAMES
+        from uwstego.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
+        from uwstego.training.synth import CLASS_NAMES
 
         # As tools/demo.py calls it.
         settings = replace(settings, topic=IMAGE_TOPIC, gt_topic=LABELS_GT_TOPIC,
@@ -138,10 +138,10 @@ def compare(bundle: Path, bag: Path, images: Sequence[np.ndarray], work: Path, b
 def export_demo_bundle(out: Path) -> Path:
     """``make demo``'s model (random weights) through the real exporter."""
     sys.path.insert(0, str(REPO))
-    from edge.image_size import Size
     from tests.support.bundles import make_tiny_bundle
     from tools.demo import FULL
-    from training.synth import CLASSES
+    from uwstego.image_size import Size
+    from uwstego.training.synth import CLASSES
 
     camera, network = (Size.parse(s).dsize for s in (FULL.camera, FULL.network))
     return make_tiny_bundle(out, camera=camera, network=network, k=len(CLASSES),
@@ -150,10 +150,10 @@ def export_demo_bundle(out: Path) -> Path:
 
 def demo_dive(out: Path, frames: int, camera: Size) -> tuple[Path, list[np.ndarray]]:
     """A synthetic dive bag written as the demo writes it, and its decoded frames."""
-    from edge.bags import iter_bag_images
-    from edge.contract import IMAGE_TOPIC
-    from training.synth import DiveSettings
-    from training.synth.writer import write_dive
+    from uwstego.bags import iter_bag_images
+    from uwstego.contract import IMAGE_TOPIC
+    from uwstego.training.synth import DiveSettings
+    from uwstego.training.synth.writer import write_dive
 
     settings = DiveSettings(seed=7, frames=frames, width=camera.width, height=camera.height,
                              fps=10.0)
@@ -164,7 +164,7 @@ def demo_dive(out: Path, frames: int, camera: Size) -> tuple[Path, list[np.ndarr
 
 def deployment(work: Path, bundle: Path | None, frames: int, repeats: int,
                backend: str) -> dict[str, Any]:
-    from edge.bundle import load_bundle
+    from uwstego.bundle import load_bundle
 
     t0 = time.perf_counter()
     bundle = bundle or export_demo_bundle(work / "demo_bundle")
@@ -186,10 +186,10 @@ def deployment(work: Path, bundle: Path | None, frames: int, repeats: int,
 def stress_tiny(work: Path, size: tuple[int, int], frames: int, repeats: int,
                 backend: str) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
-    from edge.bags import BagWriter
     from tests.support.bundles import can_export, make_tiny_bundle
-    from training.synth.sequence import generate_dive
-    from training.synth.settings import DiveSettings
+    from uwstego.bags import BagWriter
+    from uwstego.training.synth.sequence import generate_dive
+    from uwstego.training.synth.settings import DiveSettings
 
     if not can_export():
         return {"skipped": "exporting the tiny model needs torch (the export extra)"}
@@ -211,8 +211,8 @@ def stress_tiny(work: Path, size: tuple[int, int], frames: int, repeats: int,
 
 def colorize_ms(width: int, height: int, repeats: int) -> dict[str, float]:
     """Median ms of numpy's gather and of ``colorize`` on the same labels, and the speed-up."""
-    from edge.classes import default_classes
-    from edge.visualize import colorize, palette
+    from uwstego.classes import default_classes
+    from uwstego.visualize import colorize, palette
 
     lut = palette(default_classes(8))
     labels = np.random.default_rng(0).integers(0, 8, (height, width), dtype=np.uint8)

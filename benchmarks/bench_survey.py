@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edge.replay.settings import ReplaySettings
-from edge.survey.campaign import CampaignSettings, run_campaign
 from tests.support.bundles import make_tiny_bundle
-from training.synth.settings import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.replay.settings import ReplaySettings
+from uwstego.survey.campaign import CampaignSettings, run_campaign
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 from timing import emit
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training.synth.scene import render_seabed
-from training.synth.sequence import Dive
-from training.synth.settings import DiveSettings
+from uwstego.training.synth.scene import render_seabed
+from uwstego.training.synth.sequence import Dive
+from uwstego.training.synth.settings import DiveSettings
 
 from timing import emit, time_ms
 

@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training.backbones import build_backbone
-from training.batches import draw_positives
-from training.distributed import DistInfo
-from training.features import build_feature_cache
-from training.settings import TrainSettings
-from training.step import build_run, train_step
+from uwstego.training.backbones import build_backbone
+from uwstego.training.batches import draw_positives
+from uwstego.training.distributed import DistInfo
+from uwstego.training.features import build_feature_cache
+from uwstego.training.settings import TrainSettings
+from uwstego.training.step import build_run, train_step
 
 from timing import emit, time_ms
 

@@ -1,7 +1,7 @@
 """Crash-safe writes: a file or folder is either complete at its final path or absent.
 
-A full disk is raised as :class:`edge.disk_full.DiskFull` naming the final path; a folder has
-one writer at a time (:func:`edge.writer_lock.claim`), which removes what killed writers of the
+A full disk is raised as :class:`uwstego.disk_full.DiskFull` naming the final path; a folder has
+one writer at a time (:func:`uwstego.writer_lock.claim`), which removes what killed writers of the
 same folder left.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edge.disk_full import naming
-from edge.writer_lock import TEMP_NAME, claim, remove_abandoned
+from uwstego.disk_full import naming
+from uwstego.writer_lock import TEMP_NAME, claim, remove_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +195,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     never missing; the sibling, now holding the old folder, is deleted. Where that call is
     missing, two renames are used (the old folder into the sibling as ``content``, ``new`` into
     place); a kill between them, where ``path`` is missing, is completed by :func:`recover_dir`,
-    which this function and ``edge.bundle.load_bundle`` run first, and which also removes a
+    which this function and ``uwstego.bundle.load_bundle`` run first, and which also removes a
     sibling left by a kill during the final delete. A kill while the block is still writing
     leaves its ``.NAME.*.staging`` folder, which the next writer of ``path`` removes. Writers of
-    one ``path`` take turns (:func:`edge.writer_lock.claim`): a second is refused while the
+    one ``path`` take turns (:func:`uwstego.writer_lock.claim`): a second is refused while the
     first writes.
     """
     path = Path(path)

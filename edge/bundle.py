@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import atomic_dir, recover_dir, write_bytes_atomic, write_json_atomic
-from edge.bundle_fields import (
+from uwstego.atomic import atomic_dir, recover_dir, write_bytes_atomic, write_json_atomic
+from uwstego.bundle_fields import (
     MAX_CAMERA_SIDE,
     MAX_NETWORK_SIDE,
     MAX_PATCH_SIZE,
@@ -40,21 +40,21 @@ from edge.bundle_fields import (
     positive_int,
     text,
 )
-from edge.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
-from edge.contract import (
+from uwstego.classes import ClassInfo, check_class_count, classes_from_list, classes_to_list
+from uwstego.contract import (
     GRAPH_CLASSES_KEY,
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
     GRAPH_OUTPUTS_WITH_NOVELTY,
     graph_io,
 )
-from edge.enhance import EnhanceSettings
-from edge.errors import UwstegoError
-from edge.graph_metadata import check_recorded_settings, read_graph_metadata
-from edge.image_size import Size
-from edge.novelty import NoveltyCalibration
-from edge.settings_io import parse_json_bounded, read_bounded
-from edge.signing import (
+from uwstego.enhance import EnhanceSettings
+from uwstego.errors import UwstegoError
+from uwstego.graph_metadata import check_recorded_settings, read_graph_metadata
+from uwstego.image_size import Size
+from uwstego.novelty import NoveltyCalibration
+from uwstego.settings_io import parse_json_bounded, read_bounded
+from uwstego.signing import (
     SIGNATURE_FILE,
     SignatureError,
     key_id,
@@ -62,7 +62,7 @@ from edge.signing import (
     load_public_keys,
     sign,
 )
-from edge.signing import verify as verify_signature
+from uwstego.signing import verify as verify_signature
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -117,7 +117,7 @@ class BundleMeta:
     def graph_settings(self) -> dict[str, Any]:
         """The settings that change what the graph outputs for a frame (the host-stage
         enhancement included): export records them in the graph's metadata
-        (:data:`~edge.contract.GRAPH_SETTINGS_KEY`) and :func:`load_bundle` refuses a
+        (:data:`~uwstego.contract.GRAPH_SETTINGS_KEY`) and :func:`load_bundle` refuses a
         ``bundle.json`` that disagrees. Class names and colours are free to edit."""
         novelty = None if self.novelty is None else hashlib.sha256(json.dumps(
             self.novelty.to_dict(), sort_keys=True).encode()).hexdigest()
@@ -375,7 +375,7 @@ def check_graph(bundle: Bundle, model: Path, inputs: Mapping[str, Sequence[Any]]
 
     ``inputs``/``outputs`` map the graph's tensor names to their shapes and ``metadata`` is the
     model's metadata (ONNX ``metadata_props``). The number of classes is checked against
-    :data:`~edge.contract.GRAPH_CLASSES_KEY`, which export writes into the graph file from the
+    :data:`~uwstego.contract.GRAPH_CLASSES_KEY`, which export writes into the graph file from the
     centroid tensor it bakes in, so it is covered by the graph's checksum and cannot drift from
     the graph; graphs exported before it existed are loaded with a warning.
     """

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge.contract import GRAPH_INPUTS, GRAPH_OUTPUTS, graph_io
-from edge.image_size import Size
-from edge.novelty import NoveltyCalibration
+from uwstego.contract import GRAPH_INPUTS, GRAPH_OUTPUTS, graph_io
+from uwstego.image_size import Size
+from uwstego.novelty import NoveltyCalibration
 
 # Bounds of bundle.json's sizes (docs/bundle.md §1): an 8K camera, a ViT input far past
 # what any Jetson runs, DINO's patch sizes (8, 14, 16) with room.

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from edge.atomic import write_text_atomic
-from edge.coverage import SEPARATOR
-from edge.settings_io import read_yaml_bounded
+from uwstego.atomic import write_text_atomic
+from uwstego.coverage import SEPARATOR
+from uwstego.settings_io import read_yaml_bounded
 
 MAX_CLASSES = 255  # labels travel as uint8 (mono8) and 255 is kept free for "ignore"
 

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from edge import __version__
-from edge.errors import UwstegoError, missing_package
+from uwstego import __version__
+from uwstego.errors import UwstegoError, missing_package
 
 COMMAND_GROUP = "uwstego.commands"
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.image_size import Size
+from uwstego.image_size import Size
 
 # --- The fused graph's I/O (docs/ARCHITECTURE.md "Fused ONNX graph I/O") ----------------
 GRAPH_IMAGE = "image"

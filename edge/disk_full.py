@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edge.errors import UwstegoError
+from uwstego.errors import UwstegoError
 
 # Less free space than this after a failed write means the disk is what failed it.
 _FULL_BELOW_BYTES = 1 << 20

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.settings_io import from_dict_strict
+from uwstego.settings_io import from_dict_strict
 
 IDENTITY_PARAMS = np.array([0.0, 0.0, 1.0, 1.0, 1.0], dtype=np.float32)
 # Upper bounds of the settings that size work or memory (CLAHE keeps tiles x tiles histograms

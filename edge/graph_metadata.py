@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edge.contract import GRAPH_SETTINGS_KEY
-from edge.settings_io import MAX_SETTINGS_BYTES, parse_json_bounded
+from uwstego.contract import GRAPH_SETTINGS_KEY
+from uwstego.settings_io import MAX_SETTINGS_BYTES, parse_json_bounded
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A few kilobytes of JPEG can declare 20000x20000 pixels, which a decoder then tries to allocate
 (gigabytes) before it finds out that the data is not there. Reading the declared width and height
-first lets ``edge.rosimage`` refuse such frames for the cost of a few dozen byte reads.
+first lets ``uwstego.rosimage`` refuse such frames for the cost of a few dozen byte reads.
 Formats: JPEG (SOF marker), PNG (IHDR), BMP (DIB header) and TIFF (IFD0 tags 256/257), the
 formats that camera drivers and the training folders deliver. Plain bytes in, no numpy, no cv2.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from edge.errors import UwstegoError
+from uwstego.errors import UwstegoError
 
 JPEG_SOI = b"\xff\xd8"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ Containment: whatever the message holds, decoding either returns a frame or rais
 OpenCV errors and out-of-memory on one frame become such errors too, so that every consumer (the
 node, replay, training) can skip the frame, count it by kind and go on. Frames that declare more
 than ``max_pixels`` pixels are refused before anything is allocated: for compressed frames the
-size is read from the file header (``edge.image_header``), not from the decoder.
+size is read from the file header (``uwstego.image_header``), not from the decoder.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.errors import UwstegoError
-from edge.image_header import HeaderError, ImageHeader, read_header
-from edge.image_size import Size
+from uwstego.errors import UwstegoError
+from uwstego.image_header import HeaderError, ImageHeader, read_header
+from uwstego.image_size import Size
 
 # encoding -> (bytes per pixel, channels, dtype, cv2 conversion to RGB or None)
 _RAW: dict[str, tuple[int, int, type, int | None]] = {

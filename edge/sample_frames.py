@@ -12,10 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.contract import IMAGE_SUFFIXES
-from edge.enhance import Enhancer, EnhanceSettings
-from edge.image_files import read_image_file
-from edge.image_size import Size
+from uwstego.contract import IMAGE_SUFFIXES
+from uwstego.enhance import Enhancer, EnhanceSettings
+from uwstego.image_files import read_image_file
+from uwstego.image_size import Size
 
 
 def synthetic_frames(camera: Size, count: int, seed: int = 0) -> list[np.ndarray]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import MissingPackage, missing_package
+from uwstego.errors import MissingPackage, missing_package
 
 
 class ScoringUnavailable(MissingPackage):

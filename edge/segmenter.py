@@ -16,12 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.backends import BackendChoice, BackendOptions, create_backend
-from edge.bundle import Bundle, load_bundle
-from edge.contract import UNKNOWN_LABEL
-from edge.enhance import Enhancer, check_rgb_frame
-from edge.image_size import Size
-from edge.novelty import unknown_mask
+from uwstego.backends import BackendChoice, BackendOptions, create_backend
+from uwstego.bundle import Bundle, load_bundle
+from uwstego.contract import UNKNOWN_LABEL
+from uwstego.enhance import Enhancer, check_rgb_frame
+from uwstego.image_size import Size
+from uwstego.novelty import unknown_mask
 
 log = logging.getLogger(__name__)
 

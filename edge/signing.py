@@ -18,8 +18,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from edge.errors import UwstegoError
-from edge.settings_io import parse_json_bounded, read_bounded
+from uwstego.errors import UwstegoError
+from uwstego.settings_io import parse_json_bounded, read_bounded
 
 SIGNATURE_FILE = "bundle.sig"
 ALGORITHM = "ed25519"

@@ -7,9 +7,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from edge.bundle import sign_bundle
-from edge.cli import HelpFormatter
-from edge.signing import generate_key_pair
+from uwstego.bundle import sign_bundle
+from uwstego.cli import HelpFormatter
+from uwstego.signing import generate_key_pair
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edge.settings_io import from_dict_strict
+from uwstego.settings_io import from_dict_strict
 
 TRUST_KEY = "trust"
 NAME_KEY = "name"

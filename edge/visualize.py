@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edge.classes import ClassInfo
+from uwstego.classes import ClassInfo
 
 # Labels outside the class list (255 = ignore in ground truth) are drawn in this colour.
 UNKNOWN_COLOR = (0, 0, 0)

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge.disk_full import naming
-from edge.errors import UwstegoError
+from uwstego.disk_full import naming
+from uwstego.errors import UwstegoError
 
 try:
     import fcntl

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.bundle import sign_bundle
-from edge.cli import HelpFormatter, configure_logging, run_command
-from edge.signing import load_private_key
-from edge.trust import NAME_KEY, read_trust
-from export.settings import ENGINE_MODES, ENGINE_PRECISIONS, ExportSettings
+from uwstego.bundle import sign_bundle
+from uwstego.cli import HelpFormatter, configure_logging, run_command
+from uwstego.export.settings import ENGINE_MODES, ENGINE_PRECISIONS, ExportSettings
+from uwstego.signing import load_private_key
+from uwstego.trust import NAME_KEY, read_trust
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def settings_from_args(args: argparse.Namespace) -> ExportSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.pipeline import export_bundle
+    from uwstego.export.pipeline import export_bundle
 
     if args.sign_key:  # a bad key fails now, not after minutes of export
         load_private_key(args.sign_key)

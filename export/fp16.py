@@ -1,6 +1,6 @@
 """The fused graph at FP16 on the CPU, with the layers the TensorRT build keeps in FP32.
 
-The TensorRT FP16 build (:mod:`edge.trt.builder`) pins LayerNorm, Softmax and Reduce layers to
+The TensorRT FP16 build (:mod:`uwstego.trt.builder`) pins LayerNorm, Softmax and Reduce layers to
 FP32; everything else may run in FP16. This module converts the FP32 ONNX graph the same way
 (``onnxruntime.transformers.float16`` with those ops blocked; graph I/O stays as the contract
 says) so that ONNX Runtime on the CPU can show, before the dive, what FP16 does to the labels.
@@ -9,7 +9,7 @@ What this measures: every weight and every tensor between layers is rounded to f
 ONNX Runtime's CPU provider has no float16 kernel for an op it computes that op in float32
 between float16 tensors, which is also how TensorRT's FP16 tensor cores accumulate. It does not
 reproduce TensorRT's kernel choice or layer fusions; the engine check on the target
-(:mod:`edge.trt.check`) measures the engine itself.
+(:mod:`uwstego.trt.check`) measures the engine itself.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 
 import onnx
 
-# ONNX ops of the layer types edge.trt.builder.FP32_LAYER_TYPES pins (NORMALIZATION, SOFTMAX,
+# ONNX ops of the layer types uwstego.trt.builder.FP32_LAYER_TYPES pins (NORMALIZATION, SOFTMAX,
 # REDUCE), plus ArgMax, whose index output must not pass through a float16 cast.
 FP32_OPS = ("LayerNormalization", "Softmax", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceMin",
             "ReduceSum", "ReduceSumSquare", "ReduceProd", "ReduceL1", "ReduceLogSum",

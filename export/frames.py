@@ -1,8 +1,9 @@
 """Which frames the export validates on: the model's own training frames by default.
 
 A parity or precision check only means something on frames where the model's classes split
-(:mod:`edge.agreement`); the frames a model was trained on are where it does, by construction of
-its k-means centroids. The trained model records its feature cache (``training.pipeline``), and
+(:mod:`uwstego.agreement`); the frames a model was trained on are where it does, by construction of
+its k-means centroids. The trained model records its feature cache (``uwstego.training.pipeline``),
+and
 the cache records every frame's source reference, so the export reads ``count`` frames spread
 evenly over the training set again. ``--samples`` (a folder of images) overrides; a model without
 a readable training record falls back to a seeded synthetic dive, and the log says so.
@@ -16,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.image_size import Size
-from edge.sample_frames import folder_frames
-from export.validate import sample_frames
-from training.artifact import TrainedModel
+from uwstego.export.validate import sample_frames
+from uwstego.image_size import Size
+from uwstego.sample_frames import folder_frames
+from uwstego.training.artifact import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ def training_frames(model: TrainedModel, camera: Size, count: int) -> list[np.nd
     Raises ``ValueError``/``OSError`` when the model has no training record or its frames can
     no longer be read (moved cache or source).
     """
-    from training.data.sources import FrameRef, read_frame
-    from training.features import FeatureCache
+    from uwstego.training.data.sources import FrameRef, read_frame
+    from uwstego.training.features import FeatureCache
 
     cache_dir = model.provenance.get("feature_cache")
     if not cache_dir:

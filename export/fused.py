@@ -4,7 +4,7 @@ Everything has the static shapes of one camera size and one network size, in thi
 
 1. ``uint8 -> float32`` first (TensorRT 8.6 converts uint8 network inputs only to float), then
    NHWC -> NCHW and ``/ 255``;
-2. the graph stage of the enhancement, op for op as :func:`edge.enhance.apply_params`, at camera
+2. the graph stage of the enhancement, op for op as :func:`uwstego.enhance.apply_params`, at camera
    resolution: it is nonlinear (compensation, clipping) so it does not commute with the resize;
 3. bilinear resize to the network size (``align_corners=False``, no antialiasing);
 4. ImageNet normalisation as one per-channel affine ``x * (1/std) + (-mean/std)``;
@@ -18,14 +18,15 @@ Everything has the static shapes of one camera size and one network size, in thi
    ``confidence = max_k score / norm``; for models whose clusters were merged by name
    (edge/classes.py), a ``Gather`` of the cluster -> class table turns the argmax into class
    indices;
-10. for calibrated models, ``novelty`` (:func:`edge.novelty.novelty_map`): the cluster's knots
+10. for calibrated models, ``novelty`` (:func:`uwstego.novelty.novelty_map`): the cluster's knots
     gathered by the argmax (``Gather`` on int32 indices) and a clipped sum over the knot
     segments; with ``mark_unknown``, labels whose confidence is below their cluster's threshold
-    become :data:`edge.contract.UNKNOWN_LABEL` (a ``Where`` before the uint8 cast). Without it the
+    become :data:`uwstego.contract.UNKNOWN_LABEL` (a ``Where`` before the uint8 cast). Without it
+    the
     label ops are the same as in an uncalibrated graph, so the labels are bit-identical.
 
 What is exact and what is approximated, against the official path (upsample the D-channel code
-``z``, normalise it, cosine to the centroids; :mod:`export.reference`):
+``z``, normalise it, cosine to the centroids; :mod:`uwstego.export.reference`):
 
 - **labels are exact.** Bilinear upsampling is a per-pixel convex combination ``z_up = sum w_i
   z_i`` and commutes with the 1x1 convolution, so the upsampled scores are ``<z_up, c_k>`` and
@@ -50,11 +51,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.contract import UNKNOWN_LABEL
-from edge.image_size import Size
-from edge.novelty import KNOT_COUNT, NoveltyCalibration, segment_slopes
-from training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
-from training.head import SegmentationHead
+from uwstego.contract import UNKNOWN_LABEL
+from uwstego.image_size import Size
+from uwstego.novelty import KNOT_COUNT, NoveltyCalibration, segment_slopes
+from uwstego.training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
+from uwstego.training.head import SegmentationHead
 
 # Floor of the per-patch code norm: keeps the confidence finite for an all-zero code and is
 # representable in float16 (unlike the 1e-12 of F.normalize).
@@ -69,7 +70,8 @@ def imagenet_affine() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def apply_params_torch(x01: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """:func:`edge.enhance.apply_params` on ``[1, 3, H, W]`` with ``params [1, 5]``, same op order.
+    """:func:`uwstego.enhance.apply_params` on ``[1, 3, H, W]`` with ``params [1, 5]``, same op
+    order.
 
     The numpy version skips the compensation when its coefficient is 0; computing it anyway adds
     exactly 0, so both give the same bits.

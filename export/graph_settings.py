@@ -1,6 +1,6 @@
 """Export's half of the bundle/graph binding: the settings that change the graph's output are
 written into each graph file's ONNX ``metadata_props`` (so the graph's checksum covers them);
-``edge.bundle.load_bundle`` refuses a ``bundle.json`` that disagrees (docs/bundle.md)."""
+``uwstego.bundle.load_bundle`` refuses a ``bundle.json`` that disagrees (docs/bundle.md)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from edge.bundle import GRAPH_FILES, BundleMeta
-from edge.contract import GRAPH_SETTINGS_KEY
+from uwstego.bundle import GRAPH_FILES, BundleMeta
+from uwstego.contract import GRAPH_SETTINGS_KEY
 
 
 def record_settings(files: Mapping[str, bytes | Path], meta: BundleMeta

@@ -2,7 +2,7 @@
 
 ONNX Runtime static quantisation in QDQ format (explicit ``QuantizeLinear``/``DequantizeLinear``
 pairs in standard ONNX), which ONNX Runtime's CPU provider runs with integer kernels and
-TensorRT 8.6+ builds into an INT8 engine with explicit quantisation (:mod:`edge.trt.builder`).
+TensorRT 8.6+ builds into an INT8 engine with explicit quantisation (:mod:`uwstego.trt.builder`).
 The choices follow what TensorRT accepts and what accuracy needs:
 
 - **signed INT8, symmetric** (zero point 0) for weights and activations: TensorRT's explicit
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE
+from uwstego.contract import GRAPH_ENHANCE, GRAPH_IMAGE
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ import torch
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edge.contract import (
+from uwstego.contract import (
     GRAPH_CLASSES_KEY,
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
     GRAPH_OUTPUTS_WITH_NOVELTY,
     image_shape,
 )
-from edge.enhance import IDENTITY_PARAMS
-from export.fused import FusedSegmenter
+from uwstego.enhance import IDENTITY_PARAMS
+from uwstego.export.fused import FusedSegmenter
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from collections import defaultdict
 import onnx
 from onnx import TensorProto
 
-from edge.contract import (
+from uwstego.contract import (
     GRAPH_INPUTS,
     GRAPH_NOVELTY,
     GRAPH_OUTPUTS,
     GRAPH_OUTPUTS_WITH_NOVELTY,
     graph_io,
 )
-from edge.errors import UwstegoError
-from edge.image_size import Size
-from export.onnx_export import OPSET
+from uwstego.errors import UwstegoError
+from uwstego.export.onnx_export import OPSET
+from uwstego.image_size import Size
 
 _TRT86_OPS_TABLE = """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast

@@ -13,7 +13,7 @@ confidence check against the eager module, the vehicle may still run FP32, and t
 random-weight models must export. The export then warns loudly and the bundle's validation says
 so; ``strict_precision`` (``--strict-precision``) turns every such warning into a refusal
 before anything is written. The bundle is then written atomically
-(:func:`edge.bundle.write_bundle`). Where TensorRT is importable the engine is built into the
+(:func:`uwstego.bundle.write_bundle`). Where TensorRT is importable the engine is built into the
 bundle's cache and checked against ONNX Runtime; elsewhere the log says that the target builds
 it.
 """
@@ -34,9 +34,9 @@ import onnx
 import onnxruntime
 import torch
 
-from edge import __version__
-from edge.agreement import PASSED
-from edge.bundle import (
+from uwstego import __version__
+from uwstego.agreement import PASSED
+from uwstego.bundle import (
     BUNDLE_FILE,
     INT8_MODEL_FILE,
     MODEL_FILE,
@@ -45,27 +45,27 @@ from edge.bundle import (
     sha256_file,
     write_bundle,
 )
-from edge.classes import MAX_CLASSES
-from edge.errors import UwstegoError
-from edge.image_size import Size
-from edge.sample_frames import host_stage
-from edge.trt import missing_packages
-from edge.trust import NAME_KEY, TRUST_KEY, ModelTrust
-from export.fp16 import FP32_OPS, to_fp16
-from export.frames import validation_frames
-from export.fused import FusedSegmenter, check_network_size
-from export.graph_settings import record_settings
-from export.int8 import METHOD as INT8_METHOD
-from export.int8 import quantize_int8
-from export.onnx_export import OPSET, export_onnx
-from export.opcheck import check_graph
-from export.reference import ReferenceSegmenter
-from export.settings import ExportSettings
-from export.validate import ParityReport, PrecisionReport, check_parity, compare_graphs
-from training.artifact import MODEL_FILE as MODEL_FILE_NAME
-from training.artifact import ModelFileError, TrainedModel, load_trained_model
-from training.backbones import IMAGENET_MEAN, IMAGENET_STD
-from training.trust import model_trust
+from uwstego.classes import MAX_CLASSES
+from uwstego.errors import UwstegoError
+from uwstego.export.fp16 import FP32_OPS, to_fp16
+from uwstego.export.frames import validation_frames
+from uwstego.export.fused import FusedSegmenter, check_network_size
+from uwstego.export.graph_settings import record_settings
+from uwstego.export.int8 import METHOD as INT8_METHOD
+from uwstego.export.int8 import quantize_int8
+from uwstego.export.onnx_export import OPSET, export_onnx
+from uwstego.export.opcheck import check_graph
+from uwstego.export.reference import ReferenceSegmenter
+from uwstego.export.settings import ExportSettings
+from uwstego.export.validate import ParityReport, PrecisionReport, check_parity, compare_graphs
+from uwstego.image_size import Size
+from uwstego.sample_frames import host_stage
+from uwstego.training.artifact import MODEL_FILE as MODEL_FILE_NAME
+from uwstego.training.artifact import ModelFileError, TrainedModel, load_trained_model
+from uwstego.training.backbones import IMAGENET_MEAN, IMAGENET_STD
+from uwstego.training.trust import model_trust
+from uwstego.trt import missing_packages
+from uwstego.trust import NAME_KEY, TRUST_KEY, ModelTrust
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +299,8 @@ def _precision_warning(report: PrecisionReport) -> list[str]:
 def _build_and_check_engine(bundle: Bundle, precision: str, cache_dir: str | Path | None,
                             workspace_mb: int, frames: Sequence[np.ndarray],
                             parity: ParityReport) -> None:
-    from edge.trt.check import check_engine
-    from edge.trt.engine import ensure_engine
+    from uwstego.trt.check import check_engine
+    from uwstego.trt.engine import ensure_engine
 
     plan = ensure_engine(bundle, precision=precision, cache_dir=cache_dir,
                          workspace_bytes=workspace_mb << 20)

@@ -1,6 +1,6 @@
 """The unfused eager PyTorch path the fused graph is checked against (docs/stego.md §8, no CRF).
 
-Per frame: the numpy graph-stage enhancement of :mod:`edge.enhance` (what training applies), the
+Per frame: the numpy graph-stage enhancement of :mod:`uwstego.enhance` (what training applies), the
 resize to the network size, ImageNet normalisation, the backbone with its positional embedding
 interpolated on the fly, the head, bilinear upsampling of the **D-channel code** to camera size,
 cosine similarity to the centroids and argmax. Used by the export's parity check and by the
@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge.enhance import apply_params
-from edge.image_size import Size
-from training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
-from training.clusters import cosine_scores
-from training.head import SegmentationHead
+from uwstego.enhance import apply_params
+from uwstego.image_size import Size
+from uwstego.training.backbones import IMAGENET_MEAN, IMAGENET_STD, DinoViT
+from uwstego.training.clusters import cosine_scores
+from uwstego.training.head import SegmentationHead
 
 
 class ReferenceSegmenter:

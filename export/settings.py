@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.image_size import Size
-from edge.settings_io import from_dict_strict
+from uwstego.image_size import Size
+from uwstego.settings_io import from_dict_strict
 
 ENGINE_MODES = ("auto", "skip", "require")
 ENGINE_PRECISIONS = ("fp16", "fp32")

@@ -2,11 +2,12 @@
 
 Two comparisons on the same frames and enhancement parameters:
 
-- **ONNX Runtime vs the reference** (:mod:`export.reference`, the official unfused path): label
+- **ONNX Runtime vs the reference** (:mod:`uwstego.export.reference`, the official unfused path):
+label
   agreement, which must reach ``min_agreement`` (99.5 % in fp32) and comes with the classes the
-  reference predicts on those frames (:mod:`edge.agreement`: on single-class frames the check is
+  reference predicts on those frames (:mod:`uwstego.agreement`: on single-class frames the check is
   "not informative", never passed), and the confidence difference, which includes the
-  documented approximation of the fused confidence (:mod:`export.fused`);
+  documented approximation of the fused confidence (:mod:`uwstego.export.fused`);
 - **ONNX Runtime vs the eager fused module**: the export's own numerical error, which must stay
   within float32 rounding (``max_graph_error``); anything larger is an exporter bug. Being a
   continuous figure, it checks the graph even where the labels are not informative.
@@ -24,16 +25,22 @@ import numpy as np
 import onnx
 import torch
 
-from edge.agreement import FAILED, AgreementCounter, LabelAgreement, format_percent
-from edge.contract import GRAPH_CONFIDENCE, GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_LABELS, UNKNOWN_LABEL
-from edge.enhance import EnhanceSettings
-from edge.errors import UwstegoError
-from edge.image_size import Size
-from edge.novelty import NoveltyCalibration, novelty_map
-from edge.sample_frames import host_stage, synthetic_frames
-from export.fused import FusedSegmenter
-from export.reference import ReferenceSegmenter
-from export.settings import MIN_AGREEMENT
+from uwstego.agreement import FAILED, AgreementCounter, LabelAgreement, format_percent
+from uwstego.contract import (
+    GRAPH_CONFIDENCE,
+    GRAPH_ENHANCE,
+    GRAPH_IMAGE,
+    GRAPH_LABELS,
+    UNKNOWN_LABEL,
+)
+from uwstego.enhance import EnhanceSettings
+from uwstego.errors import UwstegoError
+from uwstego.export.fused import FusedSegmenter
+from uwstego.export.reference import ReferenceSegmenter
+from uwstego.export.settings import MIN_AGREEMENT
+from uwstego.image_size import Size
+from uwstego.novelty import NoveltyCalibration, novelty_map
+from uwstego.sample_frames import host_stage, synthetic_frames
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,7 @@ class ParityReport:
     confidence_mean_abs: float
     graph_label_agreement: float  # ORT vs eager fused module: export error only
     graph_confidence_max_abs: float
-    # ORT novelty vs edge.novelty.novelty_map of ORT's labels and confidence; None: no novelty
+    # ORT novelty vs uwstego.novelty.novelty_map of ORT's labels and confidence; None: no novelty
     graph_novelty_max_abs: float | None = None
 
     @property
@@ -77,12 +84,13 @@ def _flat(report: ParityReport | PrecisionReport) -> dict[str, Any]:
 
 
 def sample_frames(camera: Size, count: int, seed: int = 0) -> tuple[list[np.ndarray], str]:
-    """``count`` consecutive frames of a synthetic dive (:mod:`training.synth`) at the camera
+    """``count`` consecutive frames of a synthetic dive (:mod:`uwstego.training.synth`) at the
+    camera
     size, or seeded synthetic fields where the dive generator is absent or cannot render that
     size; with a description of the source."""
     try:
-        from training.synth.sequence import generate_dive
-        from training.synth.settings import DiveSettings
+        from uwstego.training.synth.sequence import generate_dive
+        from uwstego.training.synth.settings import DiveSettings
 
         settings = DiveSettings(seed=seed, frames=count, width=camera.width,
                                 height=camera.height)
@@ -90,7 +98,7 @@ def sample_frames(camera: Size, count: int, seed: int = 0) -> tuple[list[np.ndar
         log.debug("synthetic dive unavailable (%s): using synthetic colour fields", exc)
         return synthetic_frames(camera, count, seed), f"synthetic fields (seed {seed})"
     return ([frame.rgb for frame in generate_dive(settings)],
-            f"synthetic dive (training.synth, seed {seed})")
+            f"synthetic dive (uwstego.training.synth, seed {seed})")
 
 
 def ort_session(model: onnx.ModelProto | bytes | Path, threads: int = 0):
@@ -153,7 +161,7 @@ def check_parity(model: onnx.ModelProto, fused: FusedSegmenter, reference: Refer
                           f"{agreement.percent()}% of pixels (need "
                           f"{100 * min_agreement:g}%): the export is wrong; nothing written")
     if novelty_max is not None and novelty_max > max_graph_error:
-        raise ParityError(f"ONNX Runtime novelty differs from edge.novelty.novelty_map by "
+        raise ParityError(f"ONNX Runtime novelty differs from uwstego.novelty.novelty_map by "
                           f"{novelty_max:.3g} (> {max_graph_error:g}): exporter bug; nothing "
                           "written")
     if graph_max > max_graph_error:
@@ -185,7 +193,7 @@ class PrecisionReport:
 
 def _novelty_error(novelty: np.ndarray, confidence: np.ndarray, labels: np.ndarray,
                    calibration: NoveltyCalibration) -> float:
-    """Largest difference between the graph's novelty and :func:`edge.novelty.novelty_map` of
+    """Largest difference between the graph's novelty and :func:`uwstego.novelty.novelty_map` of
     the graph's own labels and confidence. Against the eager module the novelty would differ
     wherever a tie flips the argmax (another cluster's knots) and by the knots' slope (up to
     1 / MIN_KNOT_GAP) times the confidence's rounding error; this checks the op sequence.

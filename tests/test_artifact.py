@@ -11,10 +11,10 @@ pytest.importorskip("torch")
 
 import torch
 
-from edge.classes import ClassInfo, default_classes
-from edge.enhance import EnhanceSettings
 from tests.support.trained import tiny_model
-from training.artifact import (
+from uwstego.classes import ClassInfo, default_classes
+from uwstego.enhance import EnhanceSettings
+from uwstego.training.artifact import (
     ModelFileError,
     load_trained_model,
     save_trained_model,

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from edge import atomic
-from edge.bundle import MODEL_FILE, BundleMeta, load_bundle, write_bundle
-from edge.classes import default_classes
-from edge.enhance import EnhanceSettings
-from edge.image_size import Size
 from tests.support.commands import REPO, snapshot
+from uwstego import atomic
+from uwstego.bundle import MODEL_FILE, BundleMeta, load_bundle, write_bundle
+from uwstego.classes import default_classes
+from uwstego.enhance import EnhanceSettings
+from uwstego.image_size import Size
 
 # Run in a child: write a new bundle over TARGET and SIGKILL itself at the chosen step.
 _CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from edge import atomic
-from edge.bundle import MODEL_FILE, write_bundle
+from uwstego import atomic
+from uwstego.bundle import MODEL_FILE, write_bundle
 from tests.test_atomic_kill import meta
 
 step, target = sys.argv[1], Path(sys.argv[2])
@@ -111,8 +111,8 @@ def test_the_next_write_also_recovers(tmp_path: Path):
 _SYNTH_CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from training.synth.settings import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 real_replace = os.replace
 def replace(src, dst):
@@ -129,9 +129,9 @@ def _hidden(root: Path) -> list[str]:
 
 
 def test_the_next_synth_removes_what_a_killed_synth_left(tmp_path: Path):
-    pytest.importorskip("training.synth.sequence")
-    from training.synth.settings import DiveSettings
-    from training.synth.writer import write_dive
+    pytest.importorskip("uwstego.training.synth.sequence")
+    from uwstego.training.synth.settings import DiveSettings
+    from uwstego.training.synth.writer import write_dive
 
     out = tmp_path / "dive"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

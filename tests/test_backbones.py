@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 import torch
 from torch import nn
 
-from training.backbones import (
+from uwstego.training.backbones import (
     BACKBONES,
     LAYOUTS,
     CheckpointError,

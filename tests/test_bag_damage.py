@@ -1,4 +1,5 @@
-"""Damaged bags read through edge.bags.open_bag: every frame outside the damage, the loss reported
+"""Damaged bags read through uwstego.bags.open_bag: every frame outside the damage, the loss
+reported
 per topic, never a traceback. Real rosbag2 files, written with rosbags (through BagWriter, which
 stores chunk CRCs, and with rosbags' own Writer for compressed storage, which does not).
 
@@ -18,7 +19,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
-from edge.bags import IMAGE_TYPE, BagWriter, open_bag, typestore
+from uwstego.bags import IMAGE_TYPE, BagWriter, open_bag, typestore
 
 RAW, INFO = "/camera/image_raw", "/camera/camera_info"
 T0, DT = 1_700_000_000_000_000_000, 100_000_000
@@ -239,7 +240,7 @@ def test_missing_metadata_and_storage_only(original: Path, tmp_path: Path) -> No
 
 def test_training_reads_past_the_same_damage_and_reports_it(original: Path,
                                                            tmp_path: Path) -> None:
-    from training.data.sources import ReadReport, RosBag
+    from uwstego.training.data.sources import ReadReport, RosBag
 
     bag, store, data = damaged(original, tmp_path)
     offset, length, t0, t1 = chunks(bytes(data))[1]

@@ -23,7 +23,8 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.interfaces import QosTime as T
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from edge.bags import (
+from tests.support.media import scene
+from uwstego.bags import (
     IMAGE_TYPE,
     BagWriter,
     camera_topics,
@@ -31,9 +32,8 @@ from edge.bags import (
     open_bag,
     typestore,
 )
-from edge.bags.topics import why_not_camera
-from edge.contract import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_GT_TOPIC
-from tests.support.media import scene
+from uwstego.bags.topics import why_not_camera
+from uwstego.contract import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_GT_TOPIC
 
 T0, DT = 1_700_000_000_000_000_000, 100_000_000
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_killed_writer_leaves_staging_that_the_next_run_removes(tmp_path: Path, 
     script = textwrap.dedent(f"""
         import sys, time
         import numpy as np
-        from edge.bags import BagWriter
+        from uwstego.bags import BagWriter
         with BagWriter({str(tmp_path / 'b')!r}, storage="sqlite3") as w:
             for i in range(1000):
                 w.write_image("/camera/image_raw", {T0} + i, np.zeros((8, 8, 3), np.uint8))
@@ -177,8 +177,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("target", ["mcap", "sqlite3"])
 def test_replay_into_either_storage_keeps_real_qos(tmp_path: Path, bundle: Path, source: str,
                                                    target: str) -> None:
-    from edge.replay.loop import ReplaySettings, replay
-    from edge.replay.outputs import NODE_NAMESPACE
+    from uwstego.replay.loop import ReplaySettings, replay
+    from uwstego.replay.outputs import NODE_NAMESPACE
 
     bag = _write_with_rosbags(tmp_path / "in", StoragePlugin[source.upper()])
     out = tmp_path / "out"
@@ -243,7 +243,7 @@ def _nv21_camera(path: Path) -> Path:
 def test_a_camera_the_decoder_cannot_read_is_one_line_in_replay_and_training(
         tmp_path: Path, bundle: Path) -> None:
     from tests.support.commands import assert_one_line_error, run_tool
-    from training.data.sources import ReadReport, RosBag
+    from uwstego.training.data.sources import ReadReport, RosBag
 
     bag = _nv21_camera(tmp_path / "bag")
     outcome = run_tool("uwstego", "replay", bag, "--bundle", bundle, "--out", tmp_path / "out",
@@ -259,7 +259,7 @@ def test_a_camera_the_decoder_cannot_read_is_one_line_in_replay_and_training(
 def test_the_reports_frames_to_look_at_are_read_past_the_damage_replay_read_past(
         tmp_path: Path, bundle: Path) -> None:
     pytest.importorskip("matplotlib")
-    from edge.replay.loop import ReplaySettings, replay
+    from uwstego.replay.loop import ReplaySettings, replay
 
     with BagWriter(tmp_path / "dive") as w:
         for i in range(12):
@@ -280,7 +280,7 @@ def test_the_reports_frames_to_look_at_are_read_past_the_damage_replay_read_past
 
 
 def _replay_cli(*args: str | Path) -> subprocess.Popen[str]:
-    code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from uwstego.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, "replay", *map(str, args)],
                             env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -324,7 +324,7 @@ def test_two_replays_into_one_output_the_second_is_refused(tmp_path: Path,
 def test_the_next_replay_removes_what_a_killed_replay_left(tmp_path: Path,
                                                            bundle: Path) -> None:
     pytest.importorskip("matplotlib")
-    from edge.replay.loop import ReplaySettings, replay
+    from uwstego.replay.loop import ReplaySettings, replay
 
     dive, out, report = _paced_dive(tmp_path / "dive"), tmp_path / "out", tmp_path / "report"
     killed = _replay_cli(dive, "--bundle", bundle, "--out", out, "--report", report,
@@ -341,9 +341,9 @@ def test_the_next_replay_removes_what_a_killed_replay_left(tmp_path: Path,
 
 @pytest.fixture(scope="module")
 def synth_dive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("training.synth.sequence")
-    from training.synth.settings import DiveSettings
-    from training.synth.writer import write_dive
+    pytest.importorskip("uwstego.training.synth.sequence")
+    from uwstego.training.synth.settings import DiveSettings
+    from uwstego.training.synth.writer import write_dive
 
     out = tmp_path_factory.mktemp("synth") / "dive"
     write_dive(DiveSettings(frames=6, width=96, height=64, seed=1), out, folders=False, bag=True)
@@ -386,8 +386,8 @@ def test_not_a_bag_says_what_is_there(tmp_path: Path) -> None:
 
 def test_replay_and_play_take_a_synth_dive_folder(synth_dive: Path, bundle: Path,
                                                   tmp_path: Path) -> None:
-    from edge.replay.loop import ReplaySettings, replay
-    from edge.replay.source import FrameSource, choose_topic
+    from uwstego.replay.loop import ReplaySettings, replay
+    from uwstego.replay.source import FrameSource, choose_topic
 
     result = replay(synth_dive, bundle, ReplaySettings(backend="onnxruntime", progress=False))
     assert result.summary.topic == IMAGE_TOPIC and result.summary.frames.processed == 6
@@ -398,10 +398,10 @@ def test_replay_and_play_take_a_synth_dive_folder(synth_dive: Path, bundle: Path
 def test_train_on_a_synth_bag_takes_the_camera_frames_only(synth_dive: Path,
                                                            tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from training.backbones import save_random_checkpoint
-    from training.features import FeatureCache
-    from training.pipeline import run_training
-    from training.settings import PipelineSettings, TrainSettings
+    from uwstego.training.backbones import save_random_checkpoint
+    from uwstego.training.features import FeatureCache
+    from uwstego.training.pipeline import run_training
+    from uwstego.training.settings import PipelineSettings, TrainSettings
 
     weights = save_random_checkpoint("tiny_vit8", tmp_path / "w.pth", seed=0)
     pipeline = PipelineSettings(backbone="tiny_vit8", weights=weights, resolution=32,

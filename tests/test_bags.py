@@ -12,7 +12,7 @@ import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 
-from edge.bags import (
+from uwstego.bags import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
     IMAGE_TYPE,
@@ -23,7 +23,7 @@ from edge.bags import (
     iter_bag_messages,
     typestore,
 )
-from edge.coverage import SEPARATOR
+from uwstego.coverage import SEPARATOR
 
 RAW, COMPRESSED, INFO, LABELS = ("/camera/image_raw", "/camera/image_raw/compressed",
                                  "/camera/camera_info", "/camera/labels_gt")
@@ -347,7 +347,7 @@ def test_the_bags_package_has_no_import_circle() -> None:
             continue
         names = set()
         for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edge.bags."):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("uwstego.bags."):
                 names.add(node.module.rsplit(".", 1)[1])
         graph[source.stem] = names
 

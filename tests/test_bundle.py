@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import (
+from uwstego.bundle import (
     BUNDLE_FILE,
     MODEL_FILE,
     BundleError,
@@ -14,9 +14,9 @@ from edge.bundle import (
     load_bundle,
     write_bundle,
 )
-from edge.classes import ClassInfo, default_classes
-from edge.enhance import EnhanceSettings
-from edge.image_size import Size
+from uwstego.classes import ClassInfo, default_classes
+from uwstego.enhance import EnhanceSettings
+from uwstego.image_size import Size
 
 
 def _meta(k: int = 3) -> BundleMeta:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-import edge.bundle as bundle_mod
-from edge.bundle import BUNDLE_FILE, MODEL_FILE, BundleError, load_bundle, sha256_file
-from edge.contract import GRAPH_SETTINGS_KEY
-from edge.graph_metadata import read_graph_metadata
-from edge.segmenter import Segmenter
-from edge.settings_io import MAX_NESTING, MAX_SETTINGS_BYTES
+import uwstego.bundle as bundle_mod
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import assert_one_line_error, run_tool, snapshot
 from tests.support.media import scene, write_bag
+from uwstego.bundle import BUNDLE_FILE, MODEL_FILE, BundleError, load_bundle, sha256_file
+from uwstego.contract import GRAPH_SETTINGS_KEY
+from uwstego.graph_metadata import read_graph_metadata
+from uwstego.segmenter import Segmenter
+from uwstego.settings_io import MAX_NESTING, MAX_SETTINGS_BYTES
 
 CAMERA = (64, 48)
 K = 5
@@ -49,7 +49,7 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 
 @pytest.mark.parametrize("classes", [3, 7])
 def test_class_count_that_differs_from_the_graph_is_refused(copy: Path, classes: int):
-    from edge.classes import classes_to_list, default_classes
+    from uwstego.classes import classes_to_list, default_classes
 
     def change(doc):
         doc["classes"] = classes_to_list(default_classes(classes))
@@ -148,7 +148,7 @@ def test_truncated_graph_with_a_matching_checksum_is_one_line(copy: Path):
     ("red_alpha", "red_alpha must be a finite number, got inf"),
 ])
 def test_replay_prints_one_line_for_a_bad_bundle(copy: Path, tmp_path: Path, damage, needle):
-    from edge.classes import classes_to_list, default_classes
+    from uwstego.classes import classes_to_list, default_classes
 
     if damage == "classes":
         _edit(copy, lambda d: d.update(classes=classes_to_list(default_classes(3)),

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import (
+from tests.support.bundles import make_tiny_bundle
+from tests.support.commands import assert_one_line_error, run_tool
+from tests.support.media import scene, write_bag
+from uwstego.bundle import (
     BUNDLE_FILE,
     MODEL_FILE,
     BundleError,
@@ -17,10 +20,7 @@ from edge.bundle import (
     sha256_file,
     sign_bundle,
 )
-from edge.signing import SIGNATURE_FILE, generate_key_pair
-from tests.support.bundles import make_tiny_bundle
-from tests.support.commands import assert_one_line_error, run_tool
-from tests.support.media import scene, write_bag
+from uwstego.signing import SIGNATURE_FILE, generate_key_pair
 
 pytest.importorskip("cryptography")
 
@@ -116,7 +116,7 @@ def test_keygen_and_sign_commands(bundles, tmp_path: Path):
 def test_export_signs_with_sign_key_and_refuses_a_bad_key_before_exporting(keys, tmp_path):
     pytest.importorskip("torch")
     from tests.support.tiny_export import make_tiny_model
-    from training.artifact import save_trained_model
+    from uwstego.training.artifact import save_trained_model
 
     model = save_trained_model(tmp_path / "model.pt", make_tiny_model())
     args = ("export", model, "--camera-size", "64x48", "--engine", "skip", "--frames", "1")

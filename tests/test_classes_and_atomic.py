@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.atomic import atomic_dir, atomic_path, write_bytes_atomic
-from edge.classes import (
+from uwstego.atomic import atomic_dir, atomic_path, write_bytes_atomic
+from uwstego.classes import (
     ClassInfo,
     check_cluster_classes,
     default_classes,

@@ -9,10 +9,10 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from edge.cli import run_command
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import assert_one_line_error, run_tool, snapshot
 from tests.support.media import scene, write_bag
+from uwstego.cli import run_command
 
 
 def test_a_runtime_error_is_one_line(tmp_path: Path):
@@ -65,7 +65,7 @@ def test_every_project_exception_derives_from_the_one_base_type():
 
 
 def test_a_project_error_of_any_kind_is_one_line(caplog):
-    from edge.errors import UwstegoError
+    from uwstego.errors import UwstegoError
 
     def refuses(_args: argparse.Namespace) -> int:
         raise UwstegoError("the bundle /x was exported for another camera; re-export it")
@@ -77,7 +77,7 @@ def test_a_project_error_of_any_kind_is_one_line(caplog):
 
 
 def test_the_missing_package_line_names_the_extra_from_the_installed_metadata():
-    from edge.errors import extra_of, missing_package
+    from uwstego.errors import extra_of, missing_package
 
     assert (extra_of("torch"), extra_of("sklearn"), extra_of("scipy"), extra_of("pycuda")) \
         == ("train", "train", "replay", "trt")
@@ -88,7 +88,7 @@ def test_the_missing_package_line_names_the_extra_from_the_installed_metadata():
 
 
 def test_a_command_whose_extra_is_missing_is_listed_with_the_same_line(caplog):
-    from edge.cli import _register_unavailable
+    from uwstego.cli import _register_unavailable
 
     parser = argparse.ArgumentParser()
     _register_unavailable(parser.add_subparsers(), "train",

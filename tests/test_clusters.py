@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from training.clusters import ClusterProbe, cosine_scores, spherical_kmeans
+from uwstego.training.clusters import ClusterProbe, cosine_scores, spherical_kmeans
 
 
 def _three_directions(n_per: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.enhance import Enhancer, EnhanceSettings
 from tests.support.media import TOPIC, scene, write_bag, write_image, write_video
-from training.data.crops import (
+from uwstego.enhance import Enhancer, EnhanceSettings
+from uwstego.training.data.crops import (
     crop_box,
     crop_names,
     enhance_params,
@@ -23,7 +23,7 @@ from training.data.crops import (
     render,
     resize_center_crop,
 )
-from training.data.sources import (
+from uwstego.training.data.sources import (
     EmptyDatasetError,
     ReadReport,
     RosBag,

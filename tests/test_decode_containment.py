@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.bags import BagWriter, ReadStats, iter_bag_images
-from edge.rosimage import encode_jpeg
 from tests.support.hostile import jpeg_declaring
-from training.data.sources import ImageFolder, ReadReport
+from uwstego.bags import BagWriter, ReadStats, iter_bag_images
+from uwstego.rosimage import encode_jpeg
+from uwstego.training.data.sources import ImageFolder, ReadReport
 
 W, H = 64, 48
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.commands import REPO, Outcome, assert_one_line_error, snapshot
 
-_ENTRY = {"uwstego": "edge.cli", "export-trt": "export.cli"}
+_ENTRY = {"uwstego": "uwstego.cli", "export-trt": "uwstego.export.cli"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,7 +73,7 @@ def _leftovers(root: Path) -> list[str]:
 def _tiny_checkpoint(path: Path) -> Path:
     pytest.importorskip("torch")
     from tests.support.tiny_export import make_tiny_model
-    from training.artifact import save_trained_model
+    from uwstego.training.artifact import save_trained_model
 
     return save_trained_model(path, make_tiny_model(seed=0, k=4))
 
@@ -84,8 +84,8 @@ def earlier_bundle(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("earlier")
     ckpt = _tiny_checkpoint(root / "model.pt")
     pytest.importorskip("onnx")
-    from export.pipeline import export_bundle
-    from export.settings import ExportSettings
+    from uwstego.export.pipeline import export_bundle
+    from uwstego.export.settings import ExportSettings
 
     export_bundle(ckpt, root / "outputs" / "bundle", ExportSettings(camera="64x48", engine="skip"))
     return ckpt, root / "outputs"
@@ -106,8 +106,8 @@ def test_export_on_a_full_disk_keeps_the_earlier_bundle(small_disk: Path, earlie
 
 
 def test_synth_on_a_full_disk_keeps_earlier_dives(small_disk: Path, tmp_path: Path):
-    from training.synth.settings import DiveSettings
-    from training.synth.writer import write_dive
+    from uwstego.training.synth.settings import DiveSettings
+    from uwstego.training.synth.writer import write_dive
 
     earlier = tmp_path / "earlier"
     write_dive(DiveSettings(seed=1, frames=2, width=80, height=64), earlier / "old_dive",
@@ -124,7 +124,7 @@ def test_synth_on_a_full_disk_keeps_earlier_dives(small_disk: Path, tmp_path: Pa
 
 def test_a_model_save_on_a_full_disk_keeps_the_earlier_model(small_disk: Path, tmp_path: Path):
     # torch.save reports a full disk as RuntimeError("... file write failed"), without a path.
-    from edge.classes import default_classes, save_classes_yaml
+    from uwstego.classes import default_classes, save_classes_yaml
 
     earlier = tmp_path / "earlier"
     model = _tiny_checkpoint(earlier / "run" / "model.pt")

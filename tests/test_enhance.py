@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.enhance import (
+from uwstego.enhance import (
     IDENTITY_PARAMS,
     Enhancer,
     EnhanceSettings,

@@ -12,16 +12,16 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.enhance import Enhancer
-from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import assert_one_line_error, run_tool
 from tests.support.trained import tiny_model
-from training.artifact import save_trained_model
-from training.evaluate import evaluate, resize_center_crop
-from training.inference import segment, to_network_input
-from training.masks import SUIM_CLASSES, decode_suim, read_mask
-from training.settings import EvalSettings
+from uwstego.enhance import Enhancer
+from uwstego.segmenter import Segmenter
+from uwstego.training.artifact import save_trained_model
+from uwstego.training.evaluate import evaluate, resize_center_crop
+from uwstego.training.inference import segment, to_network_input
+from uwstego.training.masks import SUIM_CLASSES, decode_suim, read_mask
+from uwstego.training.settings import EvalSettings
 
 DATA = Path(os.environ.get("UWSTEGO_DATA",
                            Path(__file__).resolve().parents[2] / "shared/data/underwater"))

@@ -19,19 +19,19 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from edge.bundle import BUNDLE_FILE, MODEL_FILE, load_bundle
-from edge.enhance import EnhanceSettings
-from edge.image_size import Size
-from edge.sample_frames import host_stage, synthetic_frames
-from edge.trust import NAME_KEY, OFFICIAL, RANDOM, TRUST_KEY, ModelTrust, read_trust
-from export.cli import main as export_main
-from export.opcheck import GraphCheckError, check_graph, trt_problems
-from export.pipeline import ExportError, default_network_size, export_bundle
-from export.reference import ReferenceSegmenter
-from export.settings import ExportSettings
-from export.validate import ParityError, ort_session
 from tests.support.tiny_export import make_tiny_model
-from training.artifact import save_trained_model
+from uwstego.bundle import BUNDLE_FILE, MODEL_FILE, load_bundle
+from uwstego.enhance import EnhanceSettings
+from uwstego.export.cli import main as export_main
+from uwstego.export.opcheck import GraphCheckError, check_graph, trt_problems
+from uwstego.export.pipeline import ExportError, default_network_size, export_bundle
+from uwstego.export.reference import ReferenceSegmenter
+from uwstego.export.settings import ExportSettings
+from uwstego.export.validate import ParityError, ort_session
+from uwstego.image_size import Size
+from uwstego.sample_frames import host_stage, synthetic_frames
+from uwstego.training.artifact import save_trained_model
+from uwstego.trust import NAME_KEY, OFFICIAL, RANDOM, TRUST_KEY, ModelTrust, read_trust
 
 DATA = Path(os.environ.get("UWSTEGO_DATA",
                            Path(__file__).resolve().parents[1].parent / "shared/data/underwater"))
@@ -135,8 +135,8 @@ def test_parity_on_real_underwater_photos(checkpoint, tmp_path):
 
 
 def test_graph_stage_enhancement_mirrors_numpy():
-    from edge.enhance import apply_params
-    from export.fused import apply_params_torch
+    from uwstego.enhance import apply_params
+    from uwstego.export.fused import apply_params_torch
 
     rng = np.random.default_rng(0)
     img = rng.uniform(0, 1, size=(16, 24, 3)).astype(np.float32)
@@ -293,7 +293,7 @@ def test_cli_writes_a_bundle_and_reports_errors_in_one_line(checkpoint, tmp_path
 
 
 def test_engine_required_without_tensorrt_fails_before_writing(checkpoint, tmp_path):
-    from edge.trt import missing_packages
+    from uwstego.trt import missing_packages
 
     if not missing_packages():
         pytest.skip("TensorRT and pycuda are installed here")

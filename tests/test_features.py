@@ -18,12 +18,12 @@ pytest.importorskip("torch")
 
 import torch
 
-from edge.enhance import EnhanceSettings
 from tests.support.media import scene, write_image, write_video
-from training.backbones import build_backbone
-from training.data.crops import make_crops, normalise, render, to_uint8
-from training.data.sources import EmptyDatasetError, ReadReport, VideoFile, as_sources
-from training.features import CacheError, FeatureCache, build_feature_cache
+from uwstego.enhance import EnhanceSettings
+from uwstego.training.backbones import build_backbone
+from uwstego.training.data.crops import make_crops, normalise, render, to_uint8
+from uwstego.training.data.sources import EmptyDatasetError, ReadReport, VideoFile, as_sources
+from uwstego.training.features import CacheError, FeatureCache, build_feature_cache
 
 RES = 64
 ENH = EnhanceSettings(temporal_alpha=0.5)
@@ -188,9 +188,9 @@ def test_readable_from_several_processes(cache) -> None:
 
 _KILLED_BUILD = """
 import os, signal, sys
-from training.backbones import build_backbone
-from training.data.sources import ImageFolder
-from training.features import build_feature_cache
+from uwstego.training.backbones import build_backbone
+from uwstego.training.data.sources import ImageFolder
+from uwstego.training.features import build_feature_cache
 
 class Dying:
     # A real folder whose reading ends in SIGKILL after `after` frames: no cleanup runs.
@@ -211,7 +211,7 @@ build_feature_cache([Dying(ImageFolder(folder), int(after))], build_backbone("ti
 
 
 def test_sigkill_during_extraction_resumes_from_the_last_complete_shard(tmp_path) -> None:
-    from training.backbones import save_random_checkpoint
+    from uwstego.training.backbones import save_random_checkpoint
 
     folder = tmp_path / "imgs"
     for i in range(7):
@@ -240,7 +240,7 @@ def test_sigkill_during_extraction_resumes_from_the_last_complete_shard(tmp_path
 
 
 def test_progress_bar_has_the_frame_total(data, backbone, tmp_path, capsys) -> None:
-    from training.data.totals import total_frames
+    from uwstego.training.data.totals import total_frames
 
     assert total_frames(as_sources(_sources(data))) == 6  # 3 stills + every 2nd of 6 frames
     _build(data, backbone, tmp_path / "c")

@@ -21,12 +21,12 @@ pytest.importorskip("torch")
 import torch
 
 from tests.support.media import scene, write_image
-from training.backbones import build_backbone, save_random_checkpoint
-from training.data.sources import ImageFolder, ReadReport
-from training.features import FeatureCache, build_feature_cache
-from training.knn import compute_knn, compute_knn_ranks, query_blocks
-from training.pipeline import KNN_FILE, run_training
-from training.settings import PipelineSettings, TrainSettings
+from uwstego.training.backbones import build_backbone, save_random_checkpoint
+from uwstego.training.data.sources import ImageFolder, ReadReport
+from uwstego.training.features import FeatureCache, build_feature_cache
+from uwstego.training.knn import compute_knn, compute_knn_ranks, query_blocks
+from uwstego.training.pipeline import KNN_FILE, run_training
+from uwstego.training.settings import PipelineSettings, TrainSettings
 
 RES = 64
 BUILD = {"resolution": RES, "batch_size": 3, "crop_type": "five+full", "shard_items": 12}
@@ -136,9 +136,9 @@ def test_a_rank_killed_mid_build_resumes_shard_by_shard(data, reference, tmp_pat
 
 _KILLED_RUN = """
 import json, os, signal, sys
-import training.data.sources as sources
-from training.pipeline import run_training
-from training.settings import PipelineSettings, TrainSettings
+import uwstego.training.data.sources as sources
+from uwstego.training.pipeline import run_training
+from uwstego.training.settings import PipelineSettings, TrainSettings
 
 real = sources.ImageFolder.frames
 def dying(self, report):  # SIGKILL while frame 5 is read: no cleanup code runs

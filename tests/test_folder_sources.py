@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from edge.contract import IMAGE_TOPIC
 from tests.support.media import scene, write_image
-from training.data.sources import (
+from uwstego.contract import IMAGE_TOPIC
+from uwstego.training.data.sources import (
     ImageFolder,
     ReadReport,
     RosBag,
     iter_frames,
     source_from_path,
 )
-from training.synth.settings import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 FRAMES = 3
 
@@ -37,7 +37,7 @@ def _count(source) -> int:
 @pytest.mark.parametrize("folders, bag", [(True, False), (True, True), (False, True)])
 def test_a_synth_dive_gives_its_camera_frames_only(tmp_path: Path, folders, bag, caplog):
     dive = _dive(tmp_path / "dive", folders, bag)
-    with caplog.at_level(logging.INFO, logger="training.data.sources"):
+    with caplog.at_level(logging.INFO, logger="uwstego.training.data.sources"):
         source = source_from_path(dive)
         frames = _count(source)
     # Not 3x (images + labels + range), not 2x (camera + labels_gt topics).
@@ -65,6 +65,6 @@ def test_other_folders_log_their_images_per_subfolder(tmp_path: Path, caplog):
     for i in range(3):
         write_image(root / "dive2" / "masks" / f"{i}.png", scene(i))
     write_image(root / "top.png", scene(9))
-    with caplog.at_level(logging.INFO, logger="training.data.sources"):
+    with caplog.at_level(logging.INFO, logger="uwstego.training.data.sources"):
         assert _count(source_from_path(root)) == 6
     assert f"{root}: 6 images, by subfolder: (top) 1, dive1/ 2, dive2/masks/ 3" in caplog.text

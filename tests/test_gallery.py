@@ -13,25 +13,25 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.bundle import load_bundle
-from edge.classes import ClassInfo, default_classes, load_classes_yaml, save_classes_yaml
-from edge.image_size import Size
-from edge.segmenter import Segmenter
-from export.pipeline import export_bundle
-from export.settings import ExportSettings
 from tests.support.commands import run_tool
 from tests.support.media import scene, write_video
 from tests.support.tiny_export import make_tiny_model
 from tests.support.trained import tiny_model
-from training.artifact import load_trained_model, save_trained_model
-from training.calibration import calibrate_cosines, graph_confidences
-from training.data.crops import FIVE_CROP, make_crops
-from training.data.sources import FrameRef, ImageFolder, VideoFile
-from training.features import build_feature_cache
-from training.gallery import TILE, cache_views, source_views, write_gallery
-from training.gallery_frames import ExampleSource, frame_box
-from training.naming import apply_names
-from training.trust import model_trust
+from uwstego.bundle import load_bundle
+from uwstego.classes import ClassInfo, default_classes, load_classes_yaml, save_classes_yaml
+from uwstego.export.pipeline import export_bundle
+from uwstego.export.settings import ExportSettings
+from uwstego.image_size import Size
+from uwstego.segmenter import Segmenter
+from uwstego.training.artifact import load_trained_model, save_trained_model
+from uwstego.training.calibration import calibrate_cosines, graph_confidences
+from uwstego.training.data.crops import FIVE_CROP, make_crops
+from uwstego.training.data.sources import FrameRef, ImageFolder, VideoFile
+from uwstego.training.features import build_feature_cache
+from uwstego.training.gallery import TILE, cache_views, source_views, write_gallery
+from uwstego.training.gallery_frames import ExampleSource, frame_box
+from uwstego.training.naming import apply_names
+from uwstego.training.trust import model_trust
 
 K = 4
 

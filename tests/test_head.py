@@ -8,7 +8,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from training.head import HeadConfig, SegmentationHead
+from uwstego.training.head import HeadConfig, SegmentationHead
 
 
 def test_parameter_count_matches_stego_for_vit_s():

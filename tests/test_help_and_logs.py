@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cli import build_parser
 from tests.support.commands import assert_one_line_error, run_tool, snapshot
+from uwstego.cli import build_parser
 
 
 # Parsers other helpers own (issue 12 lists their missing help texts for them).
 def _commands() -> dict[str, argparse.ArgumentParser]:
-    from export.cli import add_arguments
+    from uwstego.export.cli import add_arguments
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     commands = dict(sub.choices)
@@ -56,7 +56,7 @@ def test_train_without_weights_names_the_random_weights_flag(tmp_path: Path):
 def test_verbose_logs_hold_no_third_party_debug_flood(tmp_path: Path):
     pytest.importorskip("torch")
     from tests.support.trained import tiny_model
-    from training.artifact import save_trained_model
+    from uwstego.training.artifact import save_trained_model
 
     model = save_trained_model(tmp_path / "model.pt", tiny_model(k=3))
     rng = np.random.default_rng(0)

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.image_header import HeaderError, ImageHeader, read_header
-from edge.image_size import Size
-from edge.rosimage import (
+from tests.support.hostile import jpeg_declaring, png_declaring
+from uwstego.image_header import HeaderError, ImageHeader, read_header
+from uwstego.image_size import Size
+from uwstego.rosimage import (
     DECODE_ERROR_KINDS,
     ImageDecodeError,
     compressed_header,
@@ -20,7 +21,6 @@ from edge.rosimage import (
     encode_jpeg,
     reduction_for,
 )
-from tests.support.hostile import jpeg_declaring, png_declaring
 
 W, H = 64, 48
 

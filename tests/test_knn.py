@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from training.knn import compute_knn, query_blocks
+from uwstego.training.knn import compute_knn, query_blocks
 
 
 def _brute(desc: np.ndarray, k: int, penalty: np.ndarray | None = None) -> np.ndarray:

@@ -6,7 +6,7 @@ import pkgutil
 import subprocess
 import sys
 
-import edge
+import uwstego
 
 # Present only on GPU hosts, Jetsons or ROS machines; edge modules may need them at import.
 OPTIONAL = ("tensorrt", "pycuda", "rclpy")

@@ -7,21 +7,21 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.bundle import load_bundle
-from edge.contract import GRAPH_NOVELTY, UNKNOWN_LABEL
-from edge.novelty import (
+from tests.support.bundles import make_tiny_bundle
+from tests.support.tiny_export import make_tiny_model
+from uwstego.bundle import load_bundle
+from uwstego.contract import GRAPH_NOVELTY, UNKNOWN_LABEL
+from uwstego.novelty import (
     KNOT_COUNT,
     NoveltyCalibration,
     describe,
     novelty_map,
     unknown_mask,
 )
-from edge.sample_frames import synthetic_frames
-from edge.segmenter import Segmenter
-from tests.support.bundles import make_tiny_bundle
-from tests.support.tiny_export import make_tiny_model
-from training.artifact import load_trained_model, save_trained_model
-from training.calibration import calibrate
+from uwstego.sample_frames import synthetic_frames
+from uwstego.segmenter import Segmenter
+from uwstego.training.artifact import load_trained_model, save_trained_model
+from uwstego.training.calibration import calibrate
 
 
 def _clustered_codes(seed: int = 0, k: int = 3, n: int = 3000, dim: int = 8):
@@ -138,8 +138,8 @@ def test_bundle_carries_calibration_to_the_segmenter(bundles, tmp_path):
 
 
 def test_unknown_label_needs_a_calibrated_model(tmp_path):
-    from export.pipeline import ExportError, export_bundle
-    from export.settings import ExportSettings
+    from uwstego.export.pipeline import ExportError, export_bundle
+    from uwstego.export.settings import ExportSettings
 
     checkpoint = save_trained_model(tmp_path / "model.pt", make_tiny_model(k=3))
     with pytest.raises(ExportError, match="no novelty calibration"):
@@ -150,7 +150,7 @@ def test_unknown_label_needs_a_calibrated_model(tmp_path):
 def test_novelty_graphs_pass_the_tensorrt_op_check(bundles):
     import onnx
 
-    from export.opcheck import io_problems, trt_problems
+    from uwstego.export.opcheck import io_problems, trt_problems
 
     for name in ("novelty", "unknown"):
         bundle = load_bundle(bundles[name])

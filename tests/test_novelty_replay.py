@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.coverage import UNKNOWN_NAME
-from edge.novelty import novelty_mono8
-from edge.replay.looks import pick_frames
-from edge.replay.loop import SUMMARY_FILE, replay
-from edge.replay.novelty import NOVELTY_PLOT
-from edge.replay.outputs import NODE_NAMESPACE
-from edge.replay.summary import read_summary
-from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
 from tests.test_replay import CAMERA, frames, read_topic, settings, topic_counts, write_bag
+from uwstego.coverage import UNKNOWN_NAME
+from uwstego.novelty import novelty_mono8
+from uwstego.replay.looks import pick_frames
+from uwstego.replay.loop import SUMMARY_FILE, replay
+from uwstego.replay.novelty import NOVELTY_PLOT
+from uwstego.replay.outputs import NODE_NAMESPACE
+from uwstego.replay.summary import read_summary
+from uwstego.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from edge.objects import ObjectSettings, Tracker, find_regions, object_class_ids
-from training.synth import CLASS_NAMES, DiveSettings, generate_dive
+from uwstego.objects import ObjectSettings, Tracker, find_regions, object_class_ids
+from uwstego.training.synth import CLASS_NAMES, DiveSettings, generate_dive
 
 OBJECT_CLASSES = ("fish", "debris", "diver", "cable")
 MIN_AREA = 6

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from edge.bundle import load_bundle
-from edge.objects import ObjectSettings, Tracker, find_regions
-from edge.objects.regions import Region
-from edge.replay.loop import replay
-from edge.replay.objects_run import INDEX_FILE, OBJECTS_DIR
-from edge.replay.objects_scoring import matched_pairs
-from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import assert_one_line_error, run_tool
 from tests.test_replay import CAMERA, GT, frames, settings, write_bag
+from uwstego.bundle import load_bundle
+from uwstego.objects import ObjectSettings, Tracker, find_regions
+from uwstego.objects.regions import Region
+from uwstego.replay.loop import replay
+from uwstego.replay.objects_run import INDEX_FILE, OBJECTS_DIR
+from uwstego.replay.objects_scoring import matched_pairs
+from uwstego.segmenter import Segmenter
 
 TRUE_OBJECTS = ("fish", "debris", "diver", "cable")
 MIN_AREA = 6
@@ -33,7 +33,7 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dive():
-    synth = pytest.importorskip("training.synth")
+    synth = pytest.importorskip("uwstego.training.synth")
     return list(synth.generate_dive(synth.DiveSettings(
         seed=4, frames=8, width=96, height=72, fish_density=60.0, diver_prob=1.0,
         cable_prob=1.0, segment_frames=8)))
@@ -51,7 +51,7 @@ def _read_csv(path):
 
 def test_objects_files_report_and_scores(tmp_path, bundle, dive):
     pytest.importorskip("matplotlib")
-    from training.synth import CLASS_NAMES
+    from uwstego.training.synth import CLASS_NAMES
 
     b = load_bundle(bundle)
     names = [c.name for c in b.meta.classes]

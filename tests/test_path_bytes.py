@@ -41,8 +41,8 @@ def _labels(folder: Path, count: int) -> Path:
 def test_masks_and_label_files_read_by_their_bytes(odd: Path):
     masks = _labels(odd / "masks", 2)
     outcome = run_bounded(
-        "import sys; from pathlib import Path; from training.masks import read_mask; "
-        "from edge.replay.source import DirGroundTruth; p = Path(sys.argv[1]); "
+        "import sys; from pathlib import Path; from uwstego.training.masks import read_mask; "
+        "from uwstego.replay.source import DirGroundTruth; p = Path(sys.argv[1]); "
         "print(read_mask(p / '000001.png').max(), len(DirGroundTruth(p).files))",
         str(masks), cpu_s=60)
     assert outcome.returncode == 0, (outcome.returncode, outcome.stderr[-2000:])
@@ -65,7 +65,7 @@ def test_replay_of_a_bundle_and_ground_truth_under_such_a_path(odd: Path, tmp_pa
 def test_train_and_clusters_refuse_an_output_they_cannot_write_as_text(odd: Path):
     pytest.importorskip("torch")
     from tests.support.trained import tiny_model
-    from training.artifact import save_trained_model
+    from uwstego.training.artifact import save_trained_model
 
     model = save_trained_model(odd / "run" / "model.pt", tiny_model())
     outcome = run_tool("uwstego", "clusters", model.parent, timeout=120)

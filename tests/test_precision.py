@@ -15,25 +15,25 @@ pytest.importorskip("torch")
 import onnx
 from onnx import TensorProto, helper
 
-from edge.agreement import (
+from tests.support.tiny_export import make_tiny_model
+from uwstego.agreement import (
     FAILED,
     NOT_INFORMATIVE,
     PASSED,
     AgreementCounter,
     format_percent,
 )
-from edge.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleError, load_bundle
-from edge.image_size import Size
-from edge.sample_frames import synthetic_frames
-from edge.segmenter import Segmenter
-from export.cli import main as export_main
-from export.opcheck import check_graph, trt_problems
-from export.pipeline import ExportError, export_bundle, split_frames
-from export.settings import ExportSettings
-from tests.support.tiny_export import make_tiny_model
-from training.artifact import load_trained_model, save_trained_model
-from training.pipeline import run_training
-from training.settings import PipelineSettings, TrainSettings
+from uwstego.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleError, load_bundle
+from uwstego.export.cli import main as export_main
+from uwstego.export.opcheck import check_graph, trt_problems
+from uwstego.export.pipeline import ExportError, export_bundle, split_frames
+from uwstego.export.settings import ExportSettings
+from uwstego.image_size import Size
+from uwstego.sample_frames import synthetic_frames
+from uwstego.segmenter import Segmenter
+from uwstego.training.artifact import load_trained_model, save_trained_model
+from uwstego.training.pipeline import run_training
+from uwstego.training.settings import PipelineSettings, TrainSettings
 
 CAMERA = "96x64"
 

@@ -20,9 +20,9 @@ pytest.importorskip("torch")
 import torch
 
 from tests.support.commands import REPO, assert_one_line_error, run_tool
-from training.backbones import build_backbone, read_checkpoint
-from training.synth import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.training.backbones import build_backbone, read_checkpoint
+from uwstego.training.synth import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 TINY = ["--backbone", "tiny_vit8", "--batch-size", "4", "--global-size", "32",
         "--local-size", "16", "--local-crops", "2", "--out-dim", "32", "--warmup-epochs", "1",
@@ -73,7 +73,7 @@ def test_teacher_loads_as_backbone_weights(run):
 
 
 def test_float16_teacher_file_loads_into_the_float32_backbone(run, tmp_path):
-    from training.pretrain.checkpoint import save_teacher_backbone
+    from uwstego.training.pretrain.checkpoint import save_teacher_backbone
 
     path = save_teacher_backbone(run / "checkpoint.pth", tmp_path / "w16.pth")
     assert all(v.dtype == torch.float16 for v in read_checkpoint(path).values())
@@ -114,7 +114,7 @@ def test_resume_after_kill_ends_where_an_unbroken_run_ends(dive, tmp_path):
     assert whole.returncode == 0, whole.stderr[-3000:]
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from uwstego.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "pretrain", "--out", str(out),
                              *map(str, args)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -17,9 +17,9 @@ pytest.importorskip("torch")
 
 import torch
 
-from training.backbones import read_checkpoint
-from training.synth import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.training.backbones import read_checkpoint
+from uwstego.training.synth import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 
 def _free_port() -> int:
@@ -39,7 +39,7 @@ def _outputs(rank: int) -> torch.Tensor:
 
 
 def _centre_worker(rank: int, port: int, out: str) -> None:
-    from training.pretrain.loss import DinoLoss
+    from uwstego.training.pretrain.loss import DinoLoss
 
     _join(rank, port)
     torch.distributed.init_process_group("gloo")
@@ -62,7 +62,7 @@ def test_centre_is_averaged_over_the_global_batch(tmp_path):
 def _cli_worker(rank: int, port: int, argv: list[str]) -> None:
     import argparse
 
-    from training.pretrain.cli import register
+    from uwstego.training.pretrain.cli import register
 
     _join(rank, port)
     parser = argparse.ArgumentParser()

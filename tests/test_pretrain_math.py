@@ -12,21 +12,21 @@ pytest.importorskip("torch")
 
 import torch
 
-from training.backbones import backbone_config
-from training.backbones.vit import DinoViT
-from training.pretrain.augment import augment, multi_crop_batch, policies, resized_crop_box
-from training.pretrain.head import DinoHead, WeightNormLinear
-from training.pretrain.loss import DinoLoss
-from training.pretrain.monitor import Entropies, collapse, teacher_entropies
-from training.pretrain.network import MultiCropNet, add_drop_path
-from training.pretrain.optim import (
+from uwstego.training.backbones import backbone_config
+from uwstego.training.backbones.vit import DinoViT
+from uwstego.training.pretrain.augment import augment, multi_crop_batch, policies, resized_crop_box
+from uwstego.training.pretrain.head import DinoHead, WeightNormLinear
+from uwstego.training.pretrain.loss import DinoLoss
+from uwstego.training.pretrain.monitor import Entropies, collapse, teacher_entropies
+from uwstego.training.pretrain.network import MultiCropNet, add_drop_path
+from uwstego.training.pretrain.optim import (
     cancel_last_layer_gradients,
     clip_gradients,
     ema_update,
     param_groups,
 )
-from training.pretrain.probe import patch_labels
-from training.pretrain.schedules import cosine_schedule, teacher_temperature
+from uwstego.training.pretrain.probe import patch_labels
+from uwstego.training.pretrain.schedules import cosine_schedule, teacher_temperature
 
 
 def test_cosine_schedule_follows_the_formula():

@@ -27,9 +27,9 @@ pytest.importorskip("torch")
 
 from tests.support.commands import REPO, Outcome, run_tool
 from tests.support.media import write_bag
-from training.masks import SUIM_CLASSES
-from training.synth.settings import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.training.masks import SUIM_CLASSES
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 FRAMES = 8  # KNN positives are ranks 1..7: at least 8 frames per training set
 TINY = {
@@ -148,7 +148,7 @@ def test_readme_recipes_up_to_the_export_work_as_written(readme_run):
     assert (root / "runs" / "reef" / "eval").is_dir()
     assert (root / "dive" / "dive.json").is_file()
     assert (root / "bundle" / "bundle.json").is_file()
-    from training.artifact import load_trained_model
+    from uwstego.training.artifact import load_trained_model
 
     assert load_trained_model(root / "runs" / "reef" / "model.pt").classes[0].name == "reef"
 

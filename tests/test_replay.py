@@ -19,18 +19,18 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
-from edge.bags import BagWriter, iter_bag_images, typestore
-from edge.bundle import load_bundle
-from edge.enhance import EnhanceSettings
-from edge.replay.cli import register
-from edge.replay.loop import SUMMARY_FILE, ReplaySettings, replay
-from edge.replay.outputs import NODE_NAMESPACE
-from edge.replay.summary import read_summary
-from edge.replay.video import VIDEO_FILES, find_video
-from edge.scoring import unsupervised_scores
-from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
 from tests.support.media import scene
+from uwstego.bags import BagWriter, iter_bag_images, typestore
+from uwstego.bundle import load_bundle
+from uwstego.enhance import EnhanceSettings
+from uwstego.replay.cli import register
+from uwstego.replay.loop import SUMMARY_FILE, ReplaySettings, replay
+from uwstego.replay.outputs import NODE_NAMESPACE
+from uwstego.replay.summary import read_summary
+from uwstego.replay.video import VIDEO_FILES, find_video
+from uwstego.scoring import unsupervised_scores
+from uwstego.segmenter import Segmenter
 
 CAMERA = (64, 48)
 RAW, JPEG, GT = "/camera/image_raw", "/camera/image_raw/compressed", "/camera/labels_gt"
@@ -212,9 +212,9 @@ def test_bag_with_damaged_metadata_is_replayed_record_by_record(tmp_path, bundle
 
 
 def test_ground_truth_scores_on_a_synthetic_dive(tmp_path, bundle):
-    synth = pytest.importorskip("training.synth.sequence")
-    from training.synth.classes import CLASS_NAMES
-    from training.synth.settings import DiveSettings
+    synth = pytest.importorskip("uwstego.training.synth.sequence")
+    from uwstego.training.synth.classes import CLASS_NAMES
+    from uwstego.training.synth.settings import DiveSettings
 
     dive = list(synth.generate_dive(DiveSettings(frames=5, width=96, height=64, seed=3)))
     truth: list[np.ndarray | None] = [f.labels for f in dive]
@@ -423,10 +423,10 @@ def test_interrupt_leaves_a_valid_bag_and_a_report(tmp_path, bundle):
     out, report = tmp_path / "out", tmp_path / "report"
     argv = ["replay", str(bag), "--bundle", str(bundle), "--out", str(out), "--report",
             str(report), "--realtime", "--backend", "onnxruntime", "--no-progress"]
-    # As `uwstego replay` runs it: edge.cli.main turns KeyboardInterrupt into exit code 130.
+    # As `uwstego replay` runs it: uwstego.cli.main turns KeyboardInterrupt into exit code 130.
     script = textwrap.dedent(f"""
         import argparse, sys
-        from edge.replay.cli import register
+        from uwstego.replay.cli import register
         parser = argparse.ArgumentParser(prog="uwstego")
         register(parser.add_subparsers())
         args = parser.parse_args({argv!r})
@@ -461,8 +461,8 @@ def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
     script = textwrap.dedent(f"""
         import sys
         sys.modules["matplotlib"] = None  # as on a vehicle without it
-        from edge.replay.loop import ReplaySettings, replay
-        from edge.replay.plots import ReportUnavailable
+        from uwstego.replay.loop import ReplaySettings, replay
+        from uwstego.replay.plots import ReportUnavailable
         s = ReplaySettings(backend="onnxruntime", progress=False)
         r = replay({str(bag)!r}, {str(bundle)!r}, s, out_bag={str(tmp_path / "out")!r})
         assert r.summary.frames.processed == 2
@@ -479,8 +479,8 @@ def test_replay_needs_no_matplotlib_without_a_report(tmp_path, bundle):
 
 
 def test_play_restamps_the_stored_bytes_and_reads_damaged_bags(tmp_path):
-    from edge.bags import open_bag
-    from edge.replay.play import parse_remap, restamped
+    from uwstego.bags import open_bag
+    from uwstego.replay.play import parse_remap, restamped
 
     bag = write_bag(tmp_path / "dive", frames(3))
     opened = open_bag(bag)
@@ -518,10 +518,10 @@ def test_existing_outputs_are_refused(tmp_path, bundle):
 
 def _uwstego(argv: list[str], prelude: str = "", timeout: float = 120
              ) -> subprocess.CompletedProcess[str]:
-    """``uwstego ARGV`` as the installed command runs it (edge.cli.main), after ``prelude``."""
+    """``uwstego ARGV`` as the installed command runs it (uwstego.cli.main), after ``prelude``."""
     script = prelude + textwrap.dedent(f"""
         import sys
-        from edge.cli import main
+        from uwstego.cli import main
         sys.exit(main({argv!r}))
     """)
     return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
@@ -577,7 +577,7 @@ def test_ctrl_c_before_any_frame_leaves_a_valid_bag_and_a_report(tmp_path, bundl
     # first frame of the bag), as a user's would during a slow first inference.
     prelude = textwrap.dedent(f"""
         import os, signal
-        from edge.segmenter import Segmenter
+        from uwstego.segmenter import Segmenter
         real, calls = Segmenter.segment, []
         def segment(self, *args, **kwargs):
             calls.append(1)
@@ -616,7 +616,7 @@ def test_ctrl_c_while_the_models_load_leaves_an_empty_bag_and_a_report(tmp_path,
     out, report = tmp_path / "out", tmp_path / "report"
     prelude = textwrap.dedent("""
         import os, signal
-        from edge.segmenter import Segmenter
+        from uwstego.segmenter import Segmenter
         real = Segmenter.__init__
         def init(self, *args, **kwargs):
             os.kill(os.getpid(), signal.SIGINT)  # while the backend is being created
@@ -643,10 +643,10 @@ def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_p
     out = tmp_path / "out"
     prelude = textwrap.dedent("""
         import os, signal
-        import edge.replay.report
+        import uwstego.replay.report
         def killed(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
-        edge.replay.report.write_report = killed
+        uwstego.replay.report.write_report = killed
     """)
     done = _uwstego(["replay", str(bag), "--bundle", str(bundle), "--out", str(out),
                      "--report", str(report), "--backend", "onnxruntime", "--no-progress"],
@@ -660,7 +660,7 @@ def test_a_kill_during_the_report_keeps_every_frame_and_the_earlier_report(tmp_p
 
 
 def test_restamping_maps_bag_time_onto_the_playback_clock():
-    from edge.replay.play import PlaybackClock
+    from uwstego.replay.play import PlaybackClock
 
     wall = 1_800_000_000_000_000_000
     for rate in (0.5, 1.0, 2.0):

@@ -13,19 +13,19 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from edge.bags import BagWriter, typestore
-from edge.bags.layout import CLASS_NAMES_KEY
-from edge.enhance import EnhanceSettings
-from edge.replay.class_names import bag_class_names
-from edge.replay.loop import ReplaySettings, replay
-from edge.replay.outputs import NODE_NAMESPACE
-from edge.replay.summary import SUMMARY_FILE, read_summary
-from edge.replay.video import find_video
 from tests.support.browser import chromium, serve, why_no_browser
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import run_tool
 from tests.support.media import scene
 from tests.support.media import write_bag as media_bag
+from uwstego.bags import BagWriter, typestore
+from uwstego.bags.layout import CLASS_NAMES_KEY
+from uwstego.enhance import EnhanceSettings
+from uwstego.replay.class_names import bag_class_names
+from uwstego.replay.loop import ReplaySettings, replay
+from uwstego.replay.outputs import NODE_NAMESPACE
+from uwstego.replay.summary import SUMMARY_FILE, read_summary
+from uwstego.replay.video import find_video
 
 CAMERA = (64, 48)  # the replay tests' bundles (tests/support/bundles.py SPECS)
 GT = "/camera/labels_gt"
@@ -43,9 +43,9 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def dive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``uwstego synth`` bag with ground truth: 12 frames of 96x64."""
-    pytest.importorskip("training.synth.sequence")
-    from training.synth.settings import DiveSettings
-    from training.synth.writer import write_dive
+    pytest.importorskip("uwstego.training.synth.sequence")
+    from uwstego.training.synth.settings import DiveSettings
+    from uwstego.training.synth.writer import write_dive
 
     out = tmp_path_factory.mktemp("dive") / "dive"
     write_dive(DiveSettings(frames=12, width=96, height=64, seed=2), out, folders=False,
@@ -67,7 +67,7 @@ def compare_report(tmp_path_factory: pytest.TempPathFactory, dive: Path,
 
 def test_synth_bags_name_their_classes_and_the_report_uses_them(dive, compare_report,
                                                                  tmp_path):
-    from training.synth.classes import CLASS_NAMES
+    from uwstego.training.synth.classes import CLASS_NAMES
 
     assert bag_class_names(dive, GT) == CLASS_NAMES
     assert bag_class_names(dive, "/camera/image_raw") is None  # no names for that topic
@@ -235,7 +235,7 @@ def test_the_report_plays_in_a_real_browser(compare_report, tmp_path):
 
 
 def test_model_names_prefer_the_bundles_own_name_and_stay_distinct():
-    from edge.replay.summary import BundleDoc, model_labels
+    from uwstego.replay.summary import BundleDoc, model_labels
 
     def doc(path: str, name: str = "") -> BundleDoc:
         return BundleDoc(path=path, model_sha256="0" * 64, classes=("a",),
@@ -293,7 +293,7 @@ def test_stretched_frames_and_random_weights_warn_in_the_terminal_and_the_report
 
 
 def test_the_confusion_matrix_has_ground_truth_on_its_rows(compare_report):
-    from edge.replay.plots import confusion_share
+    from uwstego.replay.plots import confusion_share
 
     summary = read_summary(compare_report / SUMMARY_FILE)
     for model in summary.models:
@@ -306,13 +306,13 @@ def test_the_confusion_matrix_has_ground_truth_on_its_rows(compare_report):
 
 
 def test_frames_to_look_at_never_pick_a_reason_with_nothing_to_show(tmp_path, bundles):
-    pytest.importorskip("training.synth.sequence")
+    pytest.importorskip("uwstego.training.synth.sequence")
     from dataclasses import replace as swap
 
-    from edge.replay.looks import pick_frames
-    from edge.replay.metrics import scene_cuts
-    from training.synth.settings import DiveSettings
-    from training.synth.writer import write_dive
+    from uwstego.replay.looks import pick_frames
+    from uwstego.replay.metrics import scene_cuts
+    from uwstego.training.synth.settings import DiveSettings
+    from uwstego.training.synth.writer import write_dive
 
     # A dive whose water, light and depth are redrawn every 8 frames: cuts at 8 and 16.
     write_dive(DiveSettings(frames=24, width=64, height=64, seed=3, segment_frames=8),

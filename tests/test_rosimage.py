@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bags import typestore
-from edge.rosimage import (
+from uwstego.bags import typestore
+from uwstego.rosimage import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     decode_compressed,

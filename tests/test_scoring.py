@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge.scoring import (
+from uwstego.scoring import (
     Confusion,
     ScoringUnavailable,
     hungarian_match,
@@ -128,7 +128,7 @@ def test_missing_scipy_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_importing_the_scorer_loads_neither_scipy_nor_torch() -> None:
-    code = ("import sys, edge.scoring; "
+    code = ("import sys, uwstego.scoring; "
             "print(sorted(m for m in ('scipy', 'torch', 'training') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

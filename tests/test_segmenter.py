@@ -8,12 +8,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edge.backends import BackendUnavailable, create_backend
-from edge.bundle import BundleError, load_bundle, write_bundle
-from edge.enhance import Enhancer
-from edge.image_size import Size
-from edge.segmenter import TIMING_KEYS, Segmenter
 from tests.support.bundles import make_tiny_bundle
+from uwstego.backends import BackendUnavailable, create_backend
+from uwstego.bundle import BundleError, load_bundle, write_bundle
+from uwstego.enhance import Enhancer
+from uwstego.image_size import Size
+from uwstego.segmenter import TIMING_KEYS, Segmenter
 
 CAMERA = (64, 48)
 

@@ -21,17 +21,21 @@ pytest.importorskip("torch")
 import torch
 import torch.nn.functional as F
 
-from edge.image_size import Size
-from edge.sample_frames import synthetic_frames
-from edge.segmenter import Segmenter
-from export.pipeline import export_bundle
-from export.settings import ExportSettings
-from training.artifact import load_trained_model
-from training.backbones import DinoViT, backbone_config
-from training.inference import segment, to_network_input
-from training.stego_import import DATASET_CLASSES, convert_stego_checkpoint, identify_backbone
-from training.stego_import_cli import register
-from training.stego_import_read import StegoCheckpointError, read_lightning_checkpoint
+from uwstego.export.pipeline import export_bundle
+from uwstego.export.settings import ExportSettings
+from uwstego.image_size import Size
+from uwstego.sample_frames import synthetic_frames
+from uwstego.segmenter import Segmenter
+from uwstego.training.artifact import load_trained_model
+from uwstego.training.backbones import DinoViT, backbone_config
+from uwstego.training.inference import segment, to_network_input
+from uwstego.training.stego_import import (
+    DATASET_CLASSES,
+    convert_stego_checkpoint,
+    identify_backbone,
+)
+from uwstego.training.stego_import_cli import register
+from uwstego.training.stego_import_read import StegoCheckpointError, read_lightning_checkpoint
 
 BACKBONE = "tiny_vit8"  # the test-only DINO configuration: 48-d, patch 8, 2 blocks
 DIM, K, N_LINEAR, SIDE = 6, 5, 3, 64

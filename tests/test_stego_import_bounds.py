@@ -14,7 +14,7 @@ from tests.support.commands import assert_one_line_error
 
 torch = pytest.importorskip("torch")
 
-CONVERT = ("import sys; from edge.cli import main; "
+CONVERT = ("import sys; from uwstego.cli import main; "
            "sys.exit(main(['import-stego', sys.argv[1], '--out', sys.argv[2]] + sys.argv[3:]))")
 
 
@@ -61,7 +61,7 @@ def test_names_yaml_with_nested_aliases_is_refused(tmp_path: Path):
     lines += ["classes: *a9"]
     names = tmp_path / "names.yaml"
     names.write_text("\n".join(lines) + "\n")
-    outcome = run_bounded("import sys; from edge.classes import load_classes_yaml; "
+    outcome = run_bounded("import sys; from uwstego.classes import load_classes_yaml; "
                           "load_classes_yaml(sys.argv[1], 5)", str(names),
                           memory_bytes=1 << 30, cpu_s=30)
     assert outcome.returncode == 1 and "alias *a0 refused" in outcome.stderr, \

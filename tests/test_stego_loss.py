@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from training.stego import PRESETS, correlation_loss, derange, get_preset, sample_at
+from uwstego.training.stego import PRESETS, correlation_loss, derange, get_preset, sample_at
 
 SHIFTS = (0.1, 0.2, 0.3)  # self, knn, random
 WEIGHTS = (0.5, 1.0, 2.0)

@@ -15,21 +15,21 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bags import open_bag
-from edge.contract import LABELS_GT_TOPIC, NAV_FIX_TOPIC, NAV_ODOM_TOPIC
-from edge.replay.loop import ReplaySettings, replay
-from edge.survey.dive import survey_dive
-from edge.survey.geo import to_local
-from edge.survey.navigation import FIX_TYPE, ODOMETRY_TYPE, choose_nav_topic, read_navigation
-from edge.survey.table import read_csv
-from edge.survey.truth import truth_cover
 from tests.support.bundles import make_tiny_bundle
 from tests.support.commands import REPO, assert_one_line_error, run_tool
+from uwstego.bags import open_bag
+from uwstego.contract import LABELS_GT_TOPIC, NAV_FIX_TOPIC, NAV_ODOM_TOPIC
+from uwstego.replay.loop import ReplaySettings, replay
+from uwstego.survey.dive import survey_dive
+from uwstego.survey.geo import to_local
+from uwstego.survey.navigation import FIX_TYPE, ODOMETRY_TYPE, choose_nav_topic, read_navigation
+from uwstego.survey.table import read_csv
+from uwstego.survey.truth import truth_cover
 
-synth = pytest.importorskip("training.synth.writer", reason="synthetic dives: train extra")
-from training.synth.navigation import nav_samples  # noqa: E402
-from training.synth.sequence import Dive  # noqa: E402
-from training.synth.settings import DiveSettings  # noqa: E402
+synth = pytest.importorskip("uwstego.training.synth.writer", reason="synthetic dives: train extra")
+from uwstego.training.synth.navigation import nav_samples  # noqa: E402
+from uwstego.training.synth.sequence import Dive  # noqa: E402
+from uwstego.training.synth.settings import DiveSettings  # noqa: E402
 
 ORIGIN = (43.1, 5.9)
 CAMERA = (96, 64)
@@ -145,7 +145,7 @@ def test_survey_files_csv_and_geojson(tmp_path: Path, bundle: Path) -> None:
 
 def test_survey_without_navigation_counts_every_frame(tmp_path: Path, bundle: Path) -> None:
     # A bag of another tool: copy the camera topic only (no navigation).
-    from edge.bags import BagWriter
+    from uwstego.bags import BagWriter
 
     _, bag = _dive(tmp_path, seed=8, frames=6)
     plain = tmp_path / "plain"
@@ -216,7 +216,7 @@ def test_killed_campaign_resumes_and_a_failed_dive_does_not_stop_the_others(
     pytest.importorskip("distributed", reason="the survey extra (Dask) is not installed")
     bags = [_dive(tmp_path, seed, frames=16)[1] for seed in (21, 22)]
     out = tmp_path / "campaign"
-    code = ("import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = ("import sys; from uwstego.cli import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "survey", *map(str, bags), "--bundle", str(bundle), "--out",

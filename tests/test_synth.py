@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bags import bag_info, iter_bag_images
-from training.synth import (
+from uwstego.bags import bag_info, iter_bag_images
+from uwstego.training.synth import (
     CLASS_NAMES,
     CLASSES,
     IGNORE,
@@ -22,13 +22,13 @@ from training.synth import (
     palette,
     write_dive,
 )
-from training.synth.actors import draw_diver, sample_diver
-from training.synth.classes import CABLE, DIVER, FISH, SAND, WATER
-from training.synth.cli import register
-from training.synth.degrade import Degrader, Snow, sample_conditions
-from training.synth.noise import periodic_noise
-from training.synth.scene import Camera, Layout, Pose, render_seabed
-from training.synth.world import WORLD_M, build_world
+from uwstego.training.synth.actors import draw_diver, sample_diver
+from uwstego.training.synth.classes import CABLE, DIVER, FISH, SAND, WATER
+from uwstego.training.synth.cli import register
+from uwstego.training.synth.degrade import Degrader, Snow, sample_conditions
+from uwstego.training.synth.noise import periodic_noise
+from uwstego.training.synth.scene import Camera, Layout, Pose, render_seabed
+from uwstego.training.synth.world import WORLD_M, build_world
 
 SMALL = dict(width=96, height=72, frames=3, fps=10.0)
 
@@ -308,7 +308,7 @@ def test_interrupted_write_is_kept_reported_and_resumed(tmp_path: Path,
 
 @pytest.mark.parametrize("held", ["debris", "diver"])
 def test_hold_out_renders_the_same_dive_without_the_class(held: str) -> None:
-    from training.synth.classes import DEBRIS
+    from uwstego.training.synth.classes import DEBRIS
 
     cls = {"debris": DEBRIS, "diver": DIVER}[held]
     base = dict(seed=3, frames=3, width=160, height=120, segment_frames=3, diver_prob=1.0,

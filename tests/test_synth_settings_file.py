@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.commands import assert_one_line_error, run_tool
-from training.synth.settings import DiveSettings, read_dive_settings
+from uwstego.training.synth.settings import DiveSettings, read_dive_settings
 
 
 @pytest.mark.parametrize("content, needle", [
@@ -36,7 +36,7 @@ def test_synth_refuses_a_folder_with_damaged_settings(tmp_path: Path):
 
 
 def test_its_own_settings_read_back(tmp_path: Path):
-    from edge.atomic import write_json_atomic
+    from uwstego.atomic import write_json_atomic
 
     settings = DiveSettings(frames=3)
     write_json_atomic(tmp_path / "settings.json", settings.to_dict())

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 
 
 def test_train_on_a_full_disk_says_no_space_left(small_disk: Path, tmp_path: Path):  # noqa: F811
-    from training.backbones import save_random_checkpoint
+    from uwstego.training.backbones import save_random_checkpoint
 
     weights = save_random_checkpoint("tiny_vit8", tmp_path / "tiny.pth", seed=0)
     images = tmp_path / "images"

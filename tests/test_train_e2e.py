@@ -25,21 +25,21 @@ pytest.importorskip("torch")
 import torch
 import torch.nn.functional as F
 
-from edge.scoring import unsupervised_scores
-from training.artifact import load_trained_model
-from training.backbones import build_backbone, save_random_checkpoint
-from training.clusters import spherical_kmeans
-from training.features import FeatureCache
-from training.head import SegmentationHead
-from training.inference import assign
-from training.pipeline import KNN_FILE, run_training
-from training.settings import PipelineSettings, TrainSettings
-from training.synth.classes import CLASSES
-from training.synth.sequence import generate_dive
-from training.synth.settings import DiveSettings
-from training.train import train_head
-from training.train_log import LOG_FILE
-from training.train_state import STATE_FILE
+from uwstego.scoring import unsupervised_scores
+from uwstego.training.artifact import load_trained_model
+from uwstego.training.backbones import build_backbone, save_random_checkpoint
+from uwstego.training.clusters import spherical_kmeans
+from uwstego.training.features import FeatureCache
+from uwstego.training.head import SegmentationHead
+from uwstego.training.inference import assign
+from uwstego.training.pipeline import KNN_FILE, run_training
+from uwstego.training.settings import PipelineSettings, TrainSettings
+from uwstego.training.synth.classes import CLASSES
+from uwstego.training.synth.sequence import generate_dive
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.train import train_head
+from uwstego.training.train_log import LOG_FILE
+from uwstego.training.train_state import STATE_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -143,11 +143,11 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(dive, trained, tmp_p
     script = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        import training.step as ts
-        import training.train as tt
-        from training.backbones import build_backbone
-        from training.features import FeatureCache
-        from training.settings import TrainSettings
+        import uwstego.training.step as ts
+        import uwstego.training.train as tt
+        from uwstego.training.backbones import build_backbone
+        from uwstego.training.features import FeatureCache
+        from uwstego.training.settings import TrainSettings
 
         real_step, calls = ts.train_step, [0]
         def dying_step(*args, **kwargs):
@@ -199,7 +199,7 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, port: int, argv: list[str]) -> None:
     import argparse
 
-    from training.cli import register_train
+    from uwstego.training.cli import register_train
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
                       RANK=str(rank), LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
@@ -228,8 +228,8 @@ def test_two_process_gloo_ddp_run(dive, tmp_path):
 
 
 def test_novelty_calibration_fits_the_graphs_cosine_on_training_pixels(trained):
-    from edge.novelty import novelty_map, unknown_mask
-    from training.calibration import graph_confidences
+    from uwstego.novelty import novelty_map, unknown_mask
+    from uwstego.training.calibration import graph_confidences
 
     result, cache = trained["result"], trained["cache"]
     model = load_trained_model(result.model_path)

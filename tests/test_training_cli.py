@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.classes import ClassInfo, save_classes_yaml
 from tests.support.trained import tiny_model
-from training.artifact import load_trained_model, save_trained_model
-from training.cli import register_clusters, register_evaluate, register_train
+from uwstego.classes import ClassInfo, save_classes_yaml
+from uwstego.training.artifact import load_trained_model, save_trained_model
+from uwstego.training.cli import register_clusters, register_evaluate, register_train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
 def test_registering_the_commands_does_not_import_torch():
     # `uwstego replay` on the vehicle registers every command; torch is not installed there.
     code = ("import sys, argparse\n"
-            "from training.cli import register_train, register_evaluate, register_clusters\n"
+            "from uwstego.training.cli import register_train, register_evaluate, register_clusters\n"
             "sub = argparse.ArgumentParser().add_subparsers()\n"
             "for r in (register_train, register_evaluate, register_clusters): r(sub)\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
@@ -52,8 +52,8 @@ def test_clusters_apply_names_the_model(tmp_path):
 
 
 def test_training_a_real_backbone_needs_its_weights(tmp_path):
-    from training.pipeline import run_training
-    from training.settings import PipelineSettings
+    from uwstego.training.pipeline import run_training
+    from uwstego.training.settings import PipelineSettings
 
     (tmp_path / "imgs").mkdir()
     with pytest.raises(ValueError, match="--weights is required for dino_vits8"):

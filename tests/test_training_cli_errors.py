@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 from tests.support.commands import assert_one_line_error, run_tool, snapshot
 from tests.support.media import scene, write_image
 from tests.support.trained import tiny_model
-from training.artifact import load_trained_model, save_trained_model
+from uwstego.training.artifact import load_trained_model, save_trained_model
 
 K = 4
 

@@ -18,14 +18,14 @@ pytest.importorskip("torch")
 
 import torch
 
-from edge.bags import BagWriter
-from edge.trust import SELF_PRETRAINED, ModelTrust, read_trust
 from tests.support.commands import REPO, assert_one_line_error, run_tool
 from tests.support.media import DT, T0, TOPIC, scene, write_image
-from training.artifact import load_trained_model
-from training.backbones import save_random_checkpoint
-from training.train_log import LOG_FILE
-from training.train_state import STATE_FILE
+from uwstego.bags import BagWriter
+from uwstego.training.artifact import load_trained_model
+from uwstego.training.backbones import save_random_checkpoint
+from uwstego.training.train_log import LOG_FILE
+from uwstego.training.train_state import STATE_FILE
+from uwstego.trust import SELF_PRETRAINED, ModelTrust, read_trust
 
 pytestmark = pytest.mark.slow  # real subprocesses that each import torch
 
@@ -80,7 +80,7 @@ def test_a_signal_mid_run_saves_the_step_and_the_printed_command_resumes(weights
                                                                         tmp_path, signum):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    code = "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from uwstego.cli import main; sys.exit(main(sys.argv[1:]))"
     # No checkpoint falls due before the signal: whatever is saved, the signal saved.
     argv = _train_args(weights, out, 100_000, "--checkpoint-every", "100000", images)
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,

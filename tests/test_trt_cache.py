@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.trt.cache import (
+from uwstego.trt.cache import (
     EngineKey,
     find_engine,
     is_stale,

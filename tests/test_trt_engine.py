@@ -14,14 +14,14 @@ import pytest
 trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (GPU hosts and Jetsons)")
 cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install pycuda)")
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from edge.backends.tensorrt import TensorRTBackend  # noqa: E402
-from edge.bundle import load_bundle  # noqa: E402
-from edge.sample_frames import host_stage, synthetic_frames  # noqa: E402
-from edge.trt.cache import is_stale, read_sidecar  # noqa: E402
-from edge.trt.check import check_engine  # noqa: E402
-from edge.trt.engine import ensure_engine, system_key  # noqa: E402
 from tests.support.bundles import make_tiny_bundle  # noqa: E402
+from uwstego.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from uwstego.backends.tensorrt import TensorRTBackend  # noqa: E402
+from uwstego.bundle import load_bundle  # noqa: E402
+from uwstego.sample_frames import host_stage, synthetic_frames  # noqa: E402
+from uwstego.trt.cache import is_stale, read_sidecar  # noqa: E402
+from uwstego.trt.check import check_engine  # noqa: E402
+from uwstego.trt.engine import ensure_engine, system_key  # noqa: E402
 
 CAMERA = (96, 64)
 
@@ -93,11 +93,11 @@ def test_check_engine_records_agreement_and_latency(bundle):
 def test_int8_engine_from_the_qdq_graph(tmp_path):
     """The bundle's INT8 QDQ graph built with explicit quantisation, checked against ORT."""
     pytest.importorskip("torch", reason="the INT8 graph is exported here (workstation)")
-    from edge.agreement import PASSED
-    from export.pipeline import export_bundle
-    from export.settings import ExportSettings
     from tests.support.tiny_export import make_tiny_model
-    from training.artifact import save_trained_model
+    from uwstego.agreement import PASSED
+    from uwstego.export.pipeline import export_bundle
+    from uwstego.export.settings import ExportSettings
+    from uwstego.training.artifact import save_trained_model
 
     checkpoint = save_trained_model(tmp_path / "model.pt", make_tiny_model(seed=3, k=5))
     bundle = export_bundle(checkpoint, tmp_path / "b", ExportSettings(camera="96x64", frames=2,

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.classes import default_classes
-from edge.visualize import UNKNOWN_COLOR, colorize, coverage, legend, overlay, palette
+from uwstego.classes import default_classes
+from uwstego.visualize import UNKNOWN_COLOR, colorize, coverage, legend, overlay, palette
 
 CLASSES = default_classes(5)
 

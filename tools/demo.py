@@ -24,20 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.bundle import BundleError, load_bundle
-from edge.cli import configure_logging
-from edge.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
-from edge.image_size import Size
-from edge.replay.loop import ReplaySettings, replay
-from edge.replay.summary import SUMMARY_FILE, ReplaySummary, read_summary
-from export.pipeline import export_bundle
-from export.settings import ExportSettings
-from training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
-from training.backbones.build import DEFAULT_CACHE_DIR
-from training.pipeline import run_training
-from training.settings import PipelineSettings, TrainSettings
-from training.synth import CLASS_NAMES, CLASSES, DiveSettings
-from training.synth.writer import write_dive
+from uwstego.bundle import BundleError, load_bundle
+from uwstego.cli import configure_logging
+from uwstego.contract import IMAGE_TOPIC, LABELS_GT_TOPIC
+from uwstego.export.pipeline import export_bundle
+from uwstego.export.settings import ExportSettings
+from uwstego.image_size import Size
+from uwstego.replay.loop import ReplaySettings, replay
+from uwstego.replay.summary import SUMMARY_FILE, ReplaySummary, read_summary
+from uwstego.training.backbones import OFFICIAL_WEIGHTS, download_weights, weights_hint
+from uwstego.training.backbones.build import DEFAULT_CACHE_DIR
+from uwstego.training.pipeline import run_training
+from uwstego.training.settings import PipelineSettings, TrainSettings
+from uwstego.training.synth import CLASS_NAMES, CLASSES, DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 log = logging.getLogger("demo")
 

@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.atomic import write_json_atomic
-from edge.cli import configure_logging
-from training.backbones import read_checkpoint
-from training.pretrain.checkpoint import CHECKPOINT_FILE, save_teacher_backbone
-from training.pretrain.frames import FRAMES_FILE
-from training.synth import DiveSettings
-from training.synth.writer import write_dive
+from uwstego.atomic import write_json_atomic
+from uwstego.cli import configure_logging
+from uwstego.training.backbones import read_checkpoint
+from uwstego.training.pretrain.checkpoint import CHECKPOINT_FILE, save_teacher_backbone
+from uwstego.training.pretrain.frames import FRAMES_FILE
+from uwstego.training.synth import DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 log = logging.getLogger("pretrain_demo_backbone")
 

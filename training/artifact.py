@@ -20,18 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.atomic import atomic_path
-from edge.classes import (
+from uwstego.atomic import atomic_path
+from uwstego.classes import (
     ClassInfo,
     check_class_count,
     check_cluster_classes,
     classes_from_list,
     classes_to_list,
 )
-from edge.enhance import EnhanceSettings
-from edge.errors import UwstegoError
-from edge.novelty import NoveltyCalibration
-from training.head import HeadConfig, SegmentationHead
+from uwstego.enhance import EnhanceSettings
+from uwstego.errors import UwstegoError
+from uwstego.novelty import NoveltyCalibration
+from uwstego.training.head import HeadConfig, SegmentationHead
 
 FORMAT = "uwstego.trained_model"
 FORMAT_VERSION = 1
@@ -112,7 +112,7 @@ class TrainedModel:
 
     def build_modules(self, device: torch.device | str = "cpu"):
         """``(backbone, head)`` with the stored weights, frozen, in eval mode, on ``device``."""
-        from training.backbones import DinoViT, backbone_config
+        from uwstego.training.backbones import DinoViT, backbone_config
 
         backbone = DinoViT(backbone_config(self.backbone), name=self.backbone)
         backbone.load_state_dict(self.backbone_state)

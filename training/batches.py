@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training import distributed as ddp
+from uwstego.training import distributed as ddp
 
 
 class EpochSampler:

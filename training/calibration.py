@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge.novelty import DEFAULT_QUANTILE, KNOT_PROBS, NoveltyCalibration
-from training.clusters import unit_rows
-from training.features import FeatureCache
-from training.head import SegmentationHead
+from uwstego.novelty import DEFAULT_QUANTILE, KNOT_PROBS, NoveltyCalibration
+from uwstego.training.clusters import unit_rows
+from uwstego.training.features import FeatureCache
+from uwstego.training.head import SegmentationHead
 
 log = logging.getLogger(__name__)
 # Must match export/fused.py's NORM_FLOOR (kept here to spare training an import of export).

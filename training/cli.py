@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.cli import HelpFormatter
-from edge.enhance import EnhanceSettings
-from edge.path_text import text_path
+from uwstego.cli import HelpFormatter
+from uwstego.enhance import EnhanceSettings
+from uwstego.path_text import text_path
 
 if TYPE_CHECKING:  # torch stays out of command registration (the vehicle has none)
-    from training.artifact import TrainedModel
-    from training.gallery import View
+    from uwstego.training.artifact import TrainedModel
+    from uwstego.training.gallery import View
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ ENHANCEMENTS = {"default": EnhanceSettings, "raw": EnhanceSettings.raw,
 
 
 def register_train(subparsers: argparse._SubParsersAction) -> None:
-    from training.presets import DEFAULT_PRESET, PRESETS
-    from training.settings import PipelineSettings, TrainSettings
+    from uwstego.training.presets import DEFAULT_PRESET, PRESETS
+    from uwstego.training.settings import PipelineSettings, TrainSettings
 
     d, pd = TrainSettings(), PipelineSettings()
     p = subparsers.add_parser(
@@ -89,10 +89,10 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training import distributed as ddp
-    from training.pipeline import run_training
-    from training.settings import PipelineSettings, TrainSettings
-    from training.stop import TrainingInterrupted
+    from uwstego.training import distributed as ddp
+    from uwstego.training.pipeline import run_training
+    from uwstego.training.settings import PipelineSettings, TrainSettings
+    from uwstego.training.stop import TrainingInterrupted
 
     if args.random_weights and args.weights is None:
         log.warning("%s\n--random-weights: training on a RANDOMLY INITIALISED %s. Its features "
@@ -137,8 +137,8 @@ def resume_command() -> str:
 
 
 def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    from training.masks import MASK_KINDS
-    from training.settings import INTERPOLATIONS, EvalSettings
+    from uwstego.training.masks import MASK_KINDS
+    from uwstego.training.settings import INTERPOLATIONS, EvalSettings
 
     d = EvalSettings()
     p = subparsers.add_parser(
@@ -174,8 +174,8 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate
-    from training.settings import EvalSettings
+    from uwstego.training.evaluate import evaluate
+    from uwstego.training.settings import EvalSettings
 
     settings = EvalSettings(resolution=args.resolution, interpolation=args.interpolation,
                             flip=args.flip, mask_kind=args.mask_kind,
@@ -214,10 +214,10 @@ def register_clusters(subparsers: argparse._SubParsersAction) -> None:
 
 def _views(model: TrainedModel, args: argparse.Namespace) -> Iterator[View]:
     """Where the gallery's examples come from: the sources given, else the training cache."""
-    from training.features import FeatureCache
-    from training.gallery import cache_views, source_views
-    from training.pipeline import open_sources
-    from training.settings import PipelineSettings
+    from uwstego.training.features import FeatureCache
+    from uwstego.training.gallery import cache_views, source_views
+    from uwstego.training.pipeline import open_sources
+    from uwstego.training.settings import PipelineSettings
 
     if args.sources:
         sources = open_sources(args.sources, PipelineSettings(topic=args.topic,
@@ -231,10 +231,10 @@ def _views(model: TrainedModel, args: argparse.Namespace) -> Iterator[View]:
 
 
 def _clusters(args: argparse.Namespace) -> int:
-    from training.artifact import load_trained_model
-    from training.gallery import write_gallery
-    from training.naming import apply_names, model_file
-    from training.trust import model_trust
+    from uwstego.training.artifact import load_trained_model
+    from uwstego.training.gallery import write_gallery
+    from uwstego.training.naming import apply_names, model_file
+    from uwstego.training.trust import model_trust
 
     model_path = model_file(args.model)
     for path, what in ((model_path, "model"), (args.out, "gallery folder")):
@@ -247,7 +247,7 @@ def _clusters(args: argparse.Namespace) -> int:
     if model.calibration is None:
         log.info("%s has no novelty calibration (novelty unavailable)", model_path)
     else:
-        from edge.novelty import describe
+        from uwstego.novelty import describe
 
         for line in describe(model.calibration, [c.name for c in model.classes]):
             log.info("%s", line)

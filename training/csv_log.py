@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.atomic import write_text_atomic
+from uwstego.atomic import write_text_atomic
 
 
 def restart_csv(path: Path, columns: Sequence[str], start_step: int) -> None:

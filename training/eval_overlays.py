@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.atomic import atomic_path
-from edge.classes import ClassInfo
-from edge.visualize import colorize, legend, palette
+from uwstego.atomic import atomic_path
+from uwstego.classes import ClassInfo
+from uwstego.visualize import colorize, legend, palette
 
 OVERLAY_DIR = "overlays"
 UNMATCHED_COLOR = (128, 128, 128)
@@ -33,7 +33,7 @@ def pick_overlays(images: int, count: int) -> set[int]:
 
 def prediction_palette(truth: Sequence[ClassInfo], clusters: int,
                        matched: Sequence[int | None]) -> np.ndarray:
-    """A :func:`edge.visualize.palette` table giving each cluster its matched class's colour."""
+    """A :func:`uwstego.visualize.palette` table giving each cluster its matched class's colour."""
     lut = palette(())
     lut[:clusters] = UNMATCHED_COLOR
     for cls, k in zip(truth, matched, strict=True):

@@ -2,7 +2,7 @@
 
 Both predict the labels of the scored square of one still image (docs/stego.md §8): a
 ``model.pt`` on the enhanced, resized and centre-cropped image; a bundle runs the deployed graph
-through :class:`edge.segmenter.Segmenter` (ONNX Runtime) on the whole image, as the vehicle
+through :class:`uwstego.segmenter.Segmenter` (ONNX Runtime) on the whole image, as the vehicle
 would, and its labels are cropped with the masks' geometry. Labels are class indices of the
 model's class table (clusters merged by name count as one class).
 """
@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import torch
 
-from edge.bundle import BUNDLE_FILE, Bundle, load_bundle
-from edge.classes import ClassInfo
-from edge.enhance import Enhancer
-from edge.segmenter import Segmenter
-from training.artifact import TrainedModel, load_trained_model
-from training.inference import segment, to_network_input
-from training.settings import EvalSettings
+from uwstego.bundle import BUNDLE_FILE, Bundle, load_bundle
+from uwstego.classes import ClassInfo
+from uwstego.enhance import Enhancer
+from uwstego.segmenter import Segmenter
+from uwstego.training.artifact import TrainedModel, load_trained_model
+from uwstego.training.inference import segment, to_network_input
+from uwstego.training.settings import EvalSettings
 
 CV2_INTERPOLATION = {"nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA,
                      "bilinear": cv2.INTER_LINEAR}

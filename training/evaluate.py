@@ -6,8 +6,9 @@ side resized to ``resolution`` and centre-cropped square (nearest neighbour for 
 by default, for the image too, as the official code does); the model's code is upsampled to the
 crop, compared to the centroids by cosine and argmaxed (no CRF), optionally averaged with the
 mirrored image. A bundle runs its deployed graph on the whole image instead
-(:mod:`training.eval_predict`). The confusion matrix of the whole set is matched to the classes
-once (Hungarian) by :mod:`edge.scoring`; with fewer clusters than classes, the classes left over
+(:mod:`uwstego.training.eval_predict`). The confusion matrix of the whole set is matched to the
+classes
+once (Hungarian) by :mod:`uwstego.scoring`; with fewer clusters than classes, the classes left over
 are matched to no cluster ("(none)", IoU 0).
 """
 
@@ -22,17 +23,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge.atomic import atomic_path, write_json_atomic, write_text_atomic
-from edge.bundle import Bundle
-from edge.classes import ClassInfo
-from edge.contract import IMAGE_SUFFIXES
-from edge.scoring import Confusion, Scores
-from training.artifact import TrainedModel
-from training.data.sources import decode_image_file
-from training.eval_overlays import OVERLAY_DIR, pick_overlays, write_overlays
-from training.eval_predict import open_predictor, resize_center_crop
-from training.masks import GroundTruth, ground_truth, read_mask_kind
-from training.settings import EvalSettings
+from uwstego.atomic import atomic_path, write_json_atomic, write_text_atomic
+from uwstego.bundle import Bundle
+from uwstego.classes import ClassInfo
+from uwstego.contract import IMAGE_SUFFIXES
+from uwstego.scoring import Confusion, Scores
+from uwstego.training.artifact import TrainedModel
+from uwstego.training.data.sources import decode_image_file
+from uwstego.training.eval_overlays import OVERLAY_DIR, pick_overlays, write_overlays
+from uwstego.training.eval_predict import open_predictor, resize_center_crop
+from uwstego.training.masks import GroundTruth, ground_truth, read_mask_kind
+from uwstego.training.settings import EvalSettings
 
 log = logging.getLogger(__name__)
 NONE = "(none)"

@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edge.atomic import atomic_path, write_json_atomic
-from edge.enhance import EnhanceSettings
-from edge.errors import UwstegoError
-from training import distributed as ddp
-from training.backbones import DinoViT
-from training.data.crops import (
+from uwstego.atomic import atomic_path, write_json_atomic
+from uwstego.enhance import EnhanceSettings
+from uwstego.errors import UwstegoError
+from uwstego.training import distributed as ddp
+from uwstego.training.backbones import DinoViT
+from uwstego.training.data.crops import (
     crop_box,
     crop_names,
     enhance_params,
@@ -50,7 +50,7 @@ from training.data.crops import (
     resize_center_crop,
     to_uint8,
 )
-from training.data.sources import (
+from uwstego.training.data.sources import (
     FrameRef,
     ReadReport,
     Source,
@@ -59,8 +59,8 @@ from training.data.sources import (
     iter_frames,
     read_frame,
 )
-from training.data.totals import total_frames
-from training.settings import DEFAULT_CROP_TYPE, SHARD_ITEMS
+from uwstego.training.data.totals import total_frames
+from uwstego.training.settings import DEFAULT_CROP_TYPE, SHARD_ITEMS
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class FeatureCache:
         return to_uint8(resize_center_crop(img[top:bottom, left:right], self.resolution))
 
     def sequences(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(group, position)`` per item for :func:`training.knn.compute_knn`'s exclusion.
+        """``(group, position)`` per item for :func:`uwstego.training.knn.compute_knn`'s exclusion.
 
         Group: one integer per stream (video, bag topic, still image); position: the frame
         number in it. The crops of one frame share both.
@@ -337,7 +337,8 @@ def build_feature_cache(items: Iterable[Source | str | Path] | Source | str | Pa
                         shard_items: int = SHARD_ITEMS, progress: bool = True) -> FeatureCache:
     """Run ``backbone`` once over every crop of every frame of ``items`` into ``out_dir``.
 
-    ``items``: sources (:mod:`training.data.sources`) or paths. Resumes an interrupted build of
+    ``items``: sources (:mod:`uwstego.training.data.sources`) or paths. Resumes an interrupted
+    build of
     the same settings in ``out_dir`` shard by shard; returns the finished cache at once if it is
     complete. The backbone is moved to ``device``.
 

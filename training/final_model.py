@@ -11,16 +11,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge import __version__
-from edge.classes import ClassInfo, default_classes
-from training.artifact import TrainedModel, save_trained_model
-from training.backbones import DinoViT
-from training.calibration import calibrate_cosines, graph_confidences
-from training.clusters import spherical_kmeans
-from training.features import FeatureCache, weights_fingerprint
-from training.head import SegmentationHead
-from training.settings import TrainSettings
-from training.stego import get_preset
+from uwstego import __version__
+from uwstego.classes import ClassInfo, default_classes
+from uwstego.training.artifact import TrainedModel, save_trained_model
+from uwstego.training.backbones import DinoViT
+from uwstego.training.calibration import calibrate_cosines, graph_confidences
+from uwstego.training.clusters import spherical_kmeans
+from uwstego.training.features import FeatureCache, weights_fingerprint
+from uwstego.training.head import SegmentationHead
+from uwstego.training.settings import TrainSettings
+from uwstego.training.stego import get_preset
 
 
 def cache_facts(cache: FeatureCache) -> dict[str, Any]:

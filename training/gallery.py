@@ -4,7 +4,7 @@ Writes ``index.html`` (the model's trust facts, then one row per cluster: colour
 of pixels, examples with their source file and time, each linking to its full frame in
 ``frames/``), ``gallery.png`` (the rows as one picture), ``cluster_XX.png`` strips, ``tiles/``
 and ``classes.yaml``, the names and colours file to edit (one entry per cluster; equal names
-merge clusters, :mod:`training.naming`).
+merge clusters, :mod:`uwstego.training.naming`).
 
 Examples come from the training feature cache (no backbone run) or from any image sources.
 For each image and cluster, the candidate is the cluster's most confident pixel; each cluster
@@ -26,16 +26,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge.atomic import atomic_path, write_text_atomic
-from edge.classes import ClassInfo, load_classes_yaml, save_classes_yaml
-from edge.trust import ModelTrust
-from training.artifact import TrainedModel
-from training.data.crops import enhance_params, make_crops, render, to_uint8
-from training.data.sources import FrameRef, ReadReport, Source, iter_frames
-from training.features import FeatureCache
-from training.gallery_frames import FRAMES_DIR, ExampleSource, describe, write_full_frame
-from training.inference import assign, to_network_input
-from training.trust import model_trust
+from uwstego.atomic import atomic_path, write_text_atomic
+from uwstego.classes import ClassInfo, load_classes_yaml, save_classes_yaml
+from uwstego.training.artifact import TrainedModel
+from uwstego.training.data.crops import enhance_params, make_crops, render, to_uint8
+from uwstego.training.data.sources import FrameRef, ReadReport, Source, iter_frames
+from uwstego.training.features import FeatureCache
+from uwstego.training.gallery_frames import FRAMES_DIR, ExampleSource, describe, write_full_frame
+from uwstego.training.inference import assign, to_network_input
+from uwstego.training.trust import model_trust
+from uwstego.trust import ModelTrust
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.atomic import atomic_path
-from training.data.crops import crop_box
-from training.data.sources import FrameRef, read_frame
+from uwstego.atomic import atomic_path
+from uwstego.training.data.crops import crop_box
+from uwstego.training.data.sources import FrameRef, read_frame
 
 FRAMES_DIR = "frames"
 JPEG_QUALITY = 90

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.clusters import cosine_scores
-from training.data.crops import normalise
+from uwstego.training.clusters import cosine_scores
+from uwstego.training.data.crops import normalise
 
 
 def to_network_input(images01: list[np.ndarray],

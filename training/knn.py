@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training import distributed as ddp
+from uwstego.training import distributed as ddp
 
 logger = logging.getLogger(__name__)
 

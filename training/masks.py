@@ -10,9 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.classes import ClassInfo, default_colors
-from edge.contract import IGNORE_LABEL
-from edge.image_files import read_image_file
+from uwstego.classes import ClassInfo, default_colors
+from uwstego.contract import IGNORE_LABEL
+from uwstego.image_files import read_image_file
 
 IGNORE = IGNORE_LABEL
 MASK_KINDS = ("auto", "suim", "index")

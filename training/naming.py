@@ -1,7 +1,7 @@
 """Naming the clusters of a model: the names YAML into ``model.pt``, equal names merged.
 
 The names file has one entry per cluster. Clusters given the same name become one class
-(:func:`edge.classes.merge_by_name`): the model keeps every centroid and gains a cluster -> class
+(:func:`uwstego.classes.merge_by_name`): the model keeps every centroid and gains a cluster -> class
 table, which export applies after the nearest-centroid argmax, so bundles publish class indices
 and list each merged class once (docs/ARCHITECTURE.md, "Naming and merging clusters").
 
@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.classes import load_classes_yaml, merge_by_name
-from edge.novelty import NoveltyCalibration
-from training.artifact import TrainedModel, load_trained_model, save_trained_model
-from training.backbones import backbone_config
-from training.calibration import calibrate_cosines, graph_confidences
-from training.features import FeatureCache
-from training.head import SegmentationHead
-from training.settings import TrainSettings
+from uwstego.classes import load_classes_yaml, merge_by_name
+from uwstego.novelty import NoveltyCalibration
+from uwstego.training.artifact import TrainedModel, load_trained_model, save_trained_model
+from uwstego.training.backbones import backbone_config
+from uwstego.training.calibration import calibrate_cosines, graph_confidences
+from uwstego.training.features import FeatureCache
+from uwstego.training.head import SegmentationHead
+from uwstego.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

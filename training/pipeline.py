@@ -3,14 +3,15 @@
 Layout of an output folder::
 
     OUT/
-      features/<key>/   the feature cache (reused when present; see training.features)
+      features/<key>/   the feature cache (reused when present; see uwstego.training.features)
       knn.npz           KNN table of that cache (reused when the cache and k match)
       state.pt          resumable training state
       train_log.csv     every loss term, tensorboard/ the same plus cd histograms
-      model.pt          the trained model (training.artifact)
+      model.pt          the trained model (uwstego.training.artifact)
 
 Under torchrun every rank extracts its share of the cache's shards and computes its share of
-the KNN table's rows (see training.features and training.knn), then trains on its slice.
+the KNN table's rows (see uwstego.training.features and uwstego.training.knn), then trains on its
+slice.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.atomic import atomic_path
-from edge.trust import TRUST_KEY, ModelTrust
-from training import distributed as ddp
-from training.backbones import OFFICIAL_WEIGHTS, build_backbone, weights_hint
-from training.data.sources import Source, source_from_path
-from training.features import FeatureCache, build_feature_cache, cache_key
-from training.knn import compute_knn_ranks
-from training.settings import PipelineSettings, TrainSettings
-from training.train import TrainResult, check_new_run, train_head
-from training.train_state import STATE_FILE
-from training.trust import describe_data, weights_origin
+from uwstego.atomic import atomic_path
+from uwstego.training import distributed as ddp
+from uwstego.training.backbones import OFFICIAL_WEIGHTS, build_backbone, weights_hint
+from uwstego.training.data.sources import Source, source_from_path
+from uwstego.training.features import FeatureCache, build_feature_cache, cache_key
+from uwstego.training.knn import compute_knn_ranks
+from uwstego.training.settings import PipelineSettings, TrainSettings
+from uwstego.training.train import TrainResult, check_new_run, train_head
+from uwstego.training.train_state import STATE_FILE
+from uwstego.training.trust import describe_data, weights_origin
+from uwstego.trust import TRUST_KEY, ModelTrust
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.enhance import EnhanceSettings
-from edge.settings_io import from_dict_strict
-from training.presets import DEFAULT_PRESET, get_preset
+from uwstego.enhance import EnhanceSettings
+from uwstego.settings_io import from_dict_strict
+from uwstego.training.presets import DEFAULT_PRESET, get_preset
 
 INTERPOLATIONS = ("nearest", "area", "bilinear")
 # STEGO's five-crop plus the whole frame (training/data/crops.py, docs/stego.md §6).

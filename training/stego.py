@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 # The presets live in a torch-free module (the CLI lists them); re-exported here.
-from training.presets import DEFAULT_PRESET, PRESETS, LossPreset, get_preset
+from uwstego.training.presets import DEFAULT_PRESET, PRESETS, LossPreset, get_preset
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "CorrelationTerms", "LossPreset", "correlation_loss",
            "correlation_term", "derange", "get_preset", "pair_corr", "random_coords",

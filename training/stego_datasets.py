@@ -1,6 +1,7 @@
 """What ``uwstego import-stego`` offers, without torch: probes, dataset class names, resolution.
 
-Kept apart from :mod:`training.stego_import` so that registering the sub-command (which needs
+Kept apart from :mod:`uwstego.training.stego_import` so that registering the sub-command (which
+needs
 these for its choices) imports no torch.
 """
 

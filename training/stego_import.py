@@ -5,7 +5,8 @@ as ``net.cluster1.0`` (1x1 conv ``C -> D``), its nonlinear branch as ``net.clust
 ``net.cluster2.2`` (``C -> C``, ReLU, ``C -> D``; absent for a linear head), the cluster probe
 ``cluster_probe.clusters`` (``[K, D]``) and the linear probe ``linear_probe`` (1x1 conv
 ``D -> n``). Its inference is: backbone, head, code upsampled bilinearly, cosine to the
-normalised cluster centres, argmax; exactly what a uwstego model computes (training.inference)
+normalised cluster centres, argmax; exactly what a uwstego model computes
+(uwstego.training.inference)
 and exports. The backbone's weights and names map one to one onto :class:`DinoViT`; the head's
 onto :class:`SegmentationHead` (``lin`` = cluster1, ``nl`` = cluster2).
 
@@ -28,20 +29,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.bundle import sha256_file
-from edge.classes import ClassInfo, default_classes, default_colors, load_classes_yaml
-from edge.enhance import EnhanceSettings
-from edge.settings_io import read_bounded
-from training.artifact import TrainedModel
-from training.backbones import DinoViT, backbone_config, matching_backbones
-from training.head import HeadConfig, SegmentationHead
-from training.stego_datasets import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
-from training.stego_import_read import (
+from uwstego.bundle import sha256_file
+from uwstego.classes import ClassInfo, default_classes, default_colors, load_classes_yaml
+from uwstego.enhance import EnhanceSettings
+from uwstego.settings_io import read_bounded
+from uwstego.training.artifact import TrainedModel
+from uwstego.training.backbones import DinoViT, backbone_config, matching_backbones
+from uwstego.training.head import HeadConfig, SegmentationHead
+from uwstego.training.stego_datasets import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
+from uwstego.training.stego_import_read import (
     LightningCheckpoint,
     StegoCheckpointError,
     read_lightning_checkpoint,
 )
-from training.trust import STEGO_IMPORT_SOURCE
+from uwstego.training.trust import STEGO_IMPORT_SOURCE
 
 log = logging.getLogger(__name__)
 

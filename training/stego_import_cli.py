@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from training.stego_datasets import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
+from uwstego.training.stego_datasets import DATASET_CLASSES, DEFAULT_RESOLUTION, PROBES
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from training.artifact import save_trained_model
-    from training.stego_import import convert_stego_checkpoint
+    from uwstego.training.artifact import save_trained_model
+    from uwstego.training.stego_import import convert_stego_checkpoint
 
     model = convert_stego_checkpoint(args.checkpoint, probe=args.probe, names=args.names,
                                      dataset=args.dataset, resolution=args.resolution)

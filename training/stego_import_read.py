@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from edge.errors import UwstegoError
+from uwstego.errors import UwstegoError
 
 log = logging.getLogger(__name__)
 

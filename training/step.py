@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import distributed as ddp
-from training.clusters import ClusterProbe
-from training.head import HeadConfig, SegmentationHead
-from training.settings import TrainSettings
-from training.stego import CorrelationTerms, correlation_loss, get_preset
+from uwstego.training import distributed as ddp
+from uwstego.training.clusters import ClusterProbe
+from uwstego.training.head import HeadConfig, SegmentationHead
+from uwstego.training.settings import TrainSettings
+from uwstego.training.stego import CorrelationTerms, correlation_loss, get_preset
 
 
 class StegoModule(nn.Module):

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from training import distributed as ddp
+from uwstego.training import distributed as ddp
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

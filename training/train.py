@@ -1,15 +1,18 @@
 """Training the STEGO head from cached backbone features: the loop (docs/stego.md §7).
 
-One step is :func:`training.step.train_step`; the batches come from :mod:`training.batches`, the
-resumable state from :mod:`training.train_state`, the logs from :mod:`training.train_log`, and
-the final k-means and model file from :mod:`training.final_model`.
+One step is :func:`uwstego.training.step.train_step`; the batches come from
+:mod:`uwstego.training.batches`, the
+resumable state from :mod:`uwstego.training.train_state`, the logs from
+:mod:`uwstego.training.train_log`, and
+the final k-means and model file from :mod:`uwstego.training.final_model`.
 
 Under ``torch.distributed`` (torchrun) every rank takes its own slice of each epoch's shuffled
 order and rank 0 writes logs, checkpoints and the final model. The batch size is per process, as
 in the official code.
 
 Resuming: the state is written atomically every ``checkpoint_every`` steps, at the last step,
-and when SIGINT or SIGTERM stops the run (:mod:`training.stop`); ``resume=True`` continues from
+and when SIGINT or SIGTERM stops the run (:mod:`uwstego.training.stop`); ``resume=True`` continues
+from
 it and reproduces the uninterrupted run when the number of processes is unchanged.
 """
 
@@ -27,18 +30,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge.classes import ClassInfo
-from training import distributed as ddp
-from training import step as step_module
-from training.artifact import MODEL_FILE, TrainedModel, load_trained_model
-from training.backbones import DinoViT
-from training.batches import EpochSampler, check_knn, draw_positives
-from training.features import FeatureCache
-from training.final_model import check_backbone, write_model
-from training.settings import TrainSettings
-from training.stop import StopRequests, TrainingInterrupted
-from training.train_log import LOG_FILE, TrainLog, loss_values
-from training.train_state import STATE_FILE, checkpoint, load_state, restore
+from uwstego.classes import ClassInfo
+from uwstego.training import distributed as ddp
+from uwstego.training import step as step_module
+from uwstego.training.artifact import MODEL_FILE, TrainedModel, load_trained_model
+from uwstego.training.backbones import DinoViT
+from uwstego.training.batches import EpochSampler, check_knn, draw_positives
+from uwstego.training.features import FeatureCache
+from uwstego.training.final_model import check_backbone, write_model
+from uwstego.training.settings import TrainSettings
+from uwstego.training.stop import StopRequests, TrainingInterrupted
+from uwstego.training.train_log import LOG_FILE, TrainLog, loss_values
+from uwstego.training.train_state import STATE_FILE, checkpoint, load_state, restore
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,7 @@ def train_head(cache: FeatureCache, knn: np.ndarray | torch.Tensor, settings: Tr
     ``backbone`` is the frozen network the cache was computed with; its weights are embedded in
     the model file so that export needs nothing else. Its enhancement and resolution are read
     from the cache. Under torch.distributed every rank calls this with the same arguments.
-    SIGINT/SIGTERM save the state and raise :class:`training.stop.TrainingInterrupted`.
+    SIGINT/SIGTERM save the state and raise :class:`uwstego.training.stop.TrainingInterrupted`.
     """
     info = ddp.dist_info()
     check_backbone(backbone, cache)

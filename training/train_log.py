@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from training import distributed as ddp
-from training.csv_log import restart_csv
-from training.stego import CorrelationTerms
+from uwstego.training import distributed as ddp
+from uwstego.training.csv_log import restart_csv
+from uwstego.training.stego import CorrelationTerms
 
 LOG_FILE = "train_log.csv"
 TENSORBOARD_DIR = "tensorboard"

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from edge.atomic import atomic_path
-from training import distributed as ddp
-from training.settings import TrainSettings
-from training.step import TrainRun, rank_seed
+from uwstego.atomic import atomic_path
+from uwstego.training import distributed as ddp
+from uwstego.training.settings import TrainSettings
+from uwstego.training.step import TrainRun, rank_seed
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
-from edge.trust import OFFICIAL, RANDOM, SELF_PRETRAINED, TRUST_KEY, UNKNOWN, ModelTrust
-from training.backbones.registry import OFFICIAL_WEIGHTS
+from uwstego.training.backbones.registry import OFFICIAL_WEIGHTS
+from uwstego.trust import OFFICIAL, RANDOM, SELF_PRETRAINED, TRUST_KEY, UNKNOWN, ModelTrust
 
 # training/stego_import.py's provenance "source" of an imported official checkpoint.
 STEGO_IMPORT_SOURCE = "official STEGO checkpoint"

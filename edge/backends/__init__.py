@@ -18,26 +18,26 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge.backends.base import PRECISIONS, Backend, BackendOptions, BackendUnavailable
-from edge.bundle import Bundle
-from edge.errors import missing_package
+from uwstego.backends.base import PRECISIONS, Backend, BackendOptions, BackendUnavailable
+from uwstego.bundle import Bundle
+from uwstego.errors import missing_package
 
 log = logging.getLogger(__name__)
 
-# The front door: callers import these from edge.backends, the backend modules from .base.
+# The front door: callers import these from uwstego.backends, the backend modules from .base.
 __all__ = ["AUTO_ORDER", "BACKEND_NAMES", "PRECISIONS", "Backend", "BackendChoice",
            "BackendOptions", "BackendUnavailable", "check_backend_name", "create_backend"]
 
 
 def _onnxruntime_cpu(bundle: Bundle, options: BackendOptions) -> Backend:
-    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from uwstego.backends.onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(bundle, device="cpu", threads=options.threads,
                               precision=options.precision)
 
 
 def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
-    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from uwstego.backends.onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(bundle, device="cuda", threads=options.threads,
                               precision=options.precision)
@@ -49,9 +49,9 @@ def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:
         raise BackendUnavailable(missing_package("the TensorRT backend", missing,
                                                  hint="JetPack ships tensorrt"))
     try:
-        from edge.backends.tensorrt import TensorRTBackend
+        from uwstego.backends.tensorrt import TensorRTBackend
     except ImportError as exc:
-        raise BackendUnavailable(f"edge.backends.tensorrt does not import: {exc}") from exc
+        raise BackendUnavailable(f"uwstego.backends.tensorrt does not import: {exc}") from exc
     return TensorRTBackend(bundle, precision=options.precision, cache_dir=options.cache_dir)
 
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from edge.errors import UwstegoError
+from uwstego.errors import UwstegoError
 
 # int8 runs the bundle's INT8 QDQ graph (model_int8.onnx) on every backend.
 PRECISIONS = ("fp16", "fp32", "int8")
@@ -29,7 +29,7 @@ class GraphMaps(NamedTuple):
 def graph_maps(outputs: dict[str, np.ndarray]) -> GraphMaps:
     """Batch-1 graph outputs by name -> :class:`GraphMaps`, uint8/float32 whatever the graph
     carried (graphs for TensorRT may hold int32 labels or float16 maps)."""
-    from edge.contract import GRAPH_CONFIDENCE, GRAPH_LABELS, GRAPH_NOVELTY
+    from uwstego.contract import GRAPH_CONFIDENCE, GRAPH_LABELS, GRAPH_NOVELTY
 
     novelty = outputs.get(GRAPH_NOVELTY)
     return GraphMaps(outputs[GRAPH_LABELS][0].astype(np.uint8, copy=False),

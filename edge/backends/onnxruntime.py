@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import BackendUnavailable, GraphMaps, graph_maps
-from edge.bundle import Bundle, BundleError, check_graph
-from edge.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS
+from uwstego.backends.base import BackendUnavailable, GraphMaps, graph_maps
+from uwstego.bundle import Bundle, BundleError, check_graph
+from uwstego.contract import GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_INPUTS
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
   pops it again, so it never leaks onto a thread, and :meth:`close` releases it.
 - Pinned host buffers, one stream; outputs are copied out so the caller owns them.
 - A cached plan that fails to deserialise is rebuilt once (after the cache key was already
-  checked by :func:`edge.trt.engine.ensure_engine`).
+  checked by :func:`uwstego.trt.engine.ensure_engine`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import GraphMaps, graph_maps
-from edge.bundle import Bundle, BundleError
-from edge.contract import (
+from uwstego.backends.base import GraphMaps, graph_maps
+from uwstego.bundle import Bundle, BundleError
+from uwstego.contract import (
     GRAPH_ENHANCE,
     GRAPH_IMAGE,
     GRAPH_INPUTS,
     map_shape,
 )
-from edge.trt.cache import read_sidecar
-from edge.trt.engine import DEFAULT_WORKSPACE_BYTES, DEVICE_INDEX, ensure_engine, input_shapes
+from uwstego.trt.cache import read_sidecar
+from uwstego.trt.engine import DEFAULT_WORKSPACE_BYTES, DEVICE_INDEX, ensure_engine, input_shapes
 
 log = logging.getLogger(__name__)
 

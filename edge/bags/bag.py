@@ -4,7 +4,7 @@
 a single storage file, a rosbag1 file, or a synthetic dive folder (``dive.json`` plus ``bag/``).
 The :class:`Bag` it returns says what the index promises (topics, types, message counts,
 QoS profiles, ground-truth topics and their class names) and reads the messages with
-:mod:`edge.bags.salvage`, which uses every part of a damaged file that survives. Whatever was
+:mod:`uwstego.bags.salvage`, which uses every part of a damaged file that survives. Whatever was
 found damaged is in :attr:`Bag.damage`, one line per finding; after a whole topic was read, the
 count its index promised is compared with what was read, and a shortfall is reported per topic
 (:attr:`Bag.losses`), so that no loss is silent. Training, replay and play all read through this,
@@ -26,14 +26,14 @@ from typing import Any
 
 import yaml
 
-from edge.bags.layout import (
+from uwstego.bags.layout import (
     CLASS_NAMES_KEY,
     LABEL_TOPICS_KEY,
     METADATA_FILE,
     is_storage_file,
     resolve_bag_path,
 )
-from edge.bags.messages import (
+from uwstego.bags.messages import (
     IMAGE_TYPES,
     BagImage,
     RawMessage,
@@ -41,8 +41,8 @@ from edge.bags.messages import (
     decode_bag_image,
     describe_topics,
 )
-from edge.bags.reader import bag_info, iter_bag_messages
-from edge.bags.salvage import SalvageReader
+from uwstego.bags.reader import bag_info, iter_bag_messages
+from uwstego.bags.salvage import SalvageReader
 
 log = logging.getLogger(__name__)
 

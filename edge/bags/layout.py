@@ -5,7 +5,7 @@ A rosbag2 bag is a folder holding ``metadata.yaml`` and storage files (``.mcap``
 ``.zstd`` when file-compressed); a synthetic dive folder holds its bag in ``bag/``. The project
 records two facts in ``metadata.yaml``'s ``custom_data`` (rosbag2's free key/value store, kept by
 the ``ros2 bag`` tools): which topics are ground truth and the class names of their label ids.
-Only :class:`edge.bags.BagWriter` writes them and only :class:`edge.bags.Bag` reads them.
+Only :class:`uwstego.bags.BagWriter` writes them and only :class:`uwstego.bags.Bag` reads them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from edge.contract import SYNTH_BAG_DIR, SYNTH_DIVE_FILE
+from uwstego.contract import SYNTH_BAG_DIR, SYNTH_DIVE_FILE
 
 METADATA_FILE = "metadata.yaml"
 MCAP_MAGIC = b"\x89MCAP0\r\n"

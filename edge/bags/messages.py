@@ -18,7 +18,7 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from edge.rosimage import ImageDecodeError, decode_image
+from uwstego.rosimage import ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ are converted), so they can be copied into a rosbag2 byte for byte. A bag that c
 or read raises a ValueError naming the bag and the problem.
 
 This is the strict reader, for bags the project has just written and checks of exact contents;
-recordings from the vehicle are read through :func:`edge.bags.open_bag`, which reads past damage
+recordings from the vehicle are read through :func:`uwstego.bags.open_bag`, which reads past damage
 and reports it.
 """
 
@@ -25,8 +25,8 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag1 import ReaderError as Reader1Error
 from rosbags.rosbag2 import ReaderError as Reader2Error
 
-from edge.bags.layout import METADATA_FILE, resolve_bag_path
-from edge.bags.messages import (
+from uwstego.bags.layout import METADATA_FILE, resolve_bag_path
+from uwstego.bags.messages import (
     IMAGE_TYPES,
     BagImage,
     RawMessage,

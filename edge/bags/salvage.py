@@ -3,9 +3,9 @@
 ``rosbags`` refuses damaged bags outright (an MCAP file cut short has no footer or index, a
 truncated sqlite3 file is "malformed" before the first query) or stops at the first bad chunk. A
 recording that stopped with the vehicle's power, or a copy that broke off, still holds hours of
-good frames, so the files are read here, one reader per storage: :mod:`edge.bags.salvage_mcap`
+good frames, so the files are read here, one reader per storage: :mod:`uwstego.bags.salvage_mcap`
 (chunks by the summary's index, or record by record past damage) and
-:mod:`edge.bags.salvage_sqlite` (rows in write order past damaged pages). A file is told by its
+:mod:`uwstego.bags.salvage_sqlite` (rows in write order past damaged pages). A file is told by its
 first bytes, not its name.
 
 Every finding goes into :attr:`SalvageReader.damage` as one line naming the file and the place.
@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from edge.bags.findings import Findings
-from edge.bags.layout import MCAP_MAGIC, SQLITE_MAGIC
-from edge.bags.messages import RawMessage
-from edge.bags.salvage_mcap import McapSalvage
-from edge.bags.salvage_sqlite import Hint, SqliteSalvage
+from uwstego.bags.findings import Findings
+from uwstego.bags.layout import MCAP_MAGIC, SQLITE_MAGIC
+from uwstego.bags.messages import RawMessage
+from uwstego.bags.salvage_mcap import McapSalvage
+from uwstego.bags.salvage_sqlite import Hint, SqliteSalvage
 
 
 def _is_mcap(path: Path) -> bool:

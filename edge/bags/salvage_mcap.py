@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.bags.findings import Findings
-from edge.bags.layout import MCAP_MAGIC
-from edge.bags.mcap_records import (
+from uwstego.bags.findings import Findings
+from uwstego.bags.layout import MCAP_MAGIC
+from uwstego.bags.mcap_records import (
     FOOTER_SIZE,
     INNER_OPS,
     OP_CHANNEL,
@@ -46,7 +46,7 @@ from edge.bags.mcap_records import (
     next_message,
     schema,
 )
-from edge.bags.messages import RawMessage
+from uwstego.bags.messages import RawMessage
 
 ROSBAG2_METADATA = "rosbag2"  # the MCAP metadata record holding a copy of metadata.yaml
 Channels = dict[int, tuple[str, str]]  # channel id -> (topic, message type)

@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from edge.bags.findings import Findings
-from edge.bags.messages import RawMessage, typestore
+from uwstego.bags.findings import Findings
+from uwstego.bags.messages import RawMessage, typestore
 
 Row = tuple[int, int, int, bytes]  # id, topic id, log time, data
 Hint = tuple[str, str, int]  # (topic, type, messages) that metadata.yaml lists

@@ -4,14 +4,14 @@ With a topic named by the user, that topic is used if it is an image topic (any,
 included: naming it is the user's choice). Without one, only camera image topics qualify:
 
 * never a topic the bag marks as ground truth (``uwstego synth`` records its label topic in the
-  bag's metadata, see :mod:`edge.bags.layout`);
+  bag's metadata, see :mod:`uwstego.bags.layout`);
 * never a topic named like labels (``label``, ``_gt``, ``ground_truth``, ``mask`` ...);
 * never an Image topic whose frames are not camera pictures the decoder reads: an encoding
-  outside :data:`edge.rosimage.SUPPORTED_ENCODINGS` (integer or float encodings are depth, range
+  outside :data:`uwstego.rosimage.SUPPORTED_ENCODINGS` (integer or float encodings are depth, range
   or label ids; others, such as ``nv21``, are pictures that cannot be decoded), or mono8 frames
   or mono16 frames with so few grey levels that they are label images (at most
   :data:`LABEL_LEVELS` distinct values in the first frame), unless the topic is named as the camera
-  (``edge.contract.PREFERRED_CAMERA_TOPICS``).
+  (``uwstego.contract.PREFERRED_CAMERA_TOPICS``).
 
 An Image topic and its ``/compressed`` sibling are one camera (the raw one is taken). If more
 than one camera remains, the choice stops with a message listing them. The chosen topic (or the
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.bags.bag import Bag
-from edge.bags.messages import (
+from uwstego.bags.bag import Bag
+from uwstego.bags.messages import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
     IMAGE_TYPE,
@@ -36,8 +36,8 @@ from edge.bags.messages import (
     describe_topics,
     typestore,
 )
-from edge.contract import PREFERRED_CAMERA_TOPICS
-from edge.rosimage import SUPPORTED_ENCODINGS
+from uwstego.contract import PREFERRED_CAMERA_TOPICS
+from uwstego.rosimage import SUPPORTED_ENCODINGS
 
 LABEL_LEVELS = 32
 _LABEL_NAME = re.compile(r"label|(^|[/_])gt($|[/_])|ground_?truth|mask|segmentation|classes",

@@ -6,8 +6,8 @@ properly and renamed into place holding every message written so far: a partial 
 valid, shorter bag, kept and reported. A block that fails before its first message, or a bag
 that cannot be closed (a full disk), leaves nothing at the path, so that the rerun is not
 refused: the staging folder is removed before anything else that could fail on a full disk, and
-a full disk is one line, "no space left on PATH" (:class:`edge.disk_full.DiskFull`). One writer
-writes a path at a time (:func:`edge.writer_lock.claim`): a second is refused while the first
+a full disk is one line, "no space left on PATH" (:class:`uwstego.disk_full.DiskFull`). One writer
+writes a path at a time (:func:`uwstego.writer_lock.claim`): a second is refused while the first
 writes, so no finished bag can be stranded in a staging folder. A run killed outright leaves
 only its staging folder; the next writer of the same path removes it and says so in the log
 (its storage was never finished: a killed sqlite3 writer has committed nothing).
@@ -56,8 +56,8 @@ from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys.store import Typestore
 
-from edge.bags.layout import CLASS_NAMES_KEY, LABEL_TOPICS_KEY
-from edge.bags.messages import (
+from uwstego.bags.layout import CLASS_NAMES_KEY, LABEL_TOPICS_KEY
+from uwstego.bags.messages import (
     CAMERA_INFO_TYPE,
     CAMERA_TYPES,
     COMPRESSED_TYPE,
@@ -65,10 +65,10 @@ from edge.bags.messages import (
     IMAGE_TYPE,
     typestore,
 )
-from edge.coverage import coverage_dimension
-from edge.disk_full import naming
-from edge.rosimage import encode_jpeg
-from edge.writer_lock import claim, remove_abandoned
+from uwstego.coverage import coverage_dimension
+from uwstego.disk_full import naming
+from uwstego.rosimage import encode_jpeg
+from uwstego.writer_lock import claim, remove_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class BagWriter:
     ``offered_qos`` maps topics (or namespaces, written with a trailing ``/``) to the
     ``offered_qos_profiles`` YAML to record for them, e.g. those of the bag a topic is copied
     from; ``label_topics`` are recorded in the bag's metadata as ground truth, so that no reader
-    takes them for a camera (:attr:`edge.bags.Bag.label_topics`). See the module text for the
+    takes them for a camera (:attr:`uwstego.bags.Bag.label_topics`). See the module text for the
     rest.
     """
 
@@ -193,7 +193,7 @@ class BagWriter:
 
     def set_class_names(self, names_by_topic: Mapping[str, Sequence[str]]) -> None:
         """Record the class names of label topics (``[name of id 0, ...]`` per topic) in the
-        bag's metadata, written when it closes (:attr:`edge.bags.Bag.class_names`)."""
+        bag's metadata, written when it closes (:attr:`uwstego.bags.Bag.class_names`)."""
         with self._lock:
             if self._writer is None:
                 raise RuntimeError("BagWriter is not open; use it as a context manager")

@@ -4,9 +4,9 @@ Torch-free and cheap (OpenCV's connected components); the node publishes them pe
 replay records them per model (docs/objects.md).
 """
 
-from edge.objects.regions import Region, find_regions
-from edge.objects.settings import ObjectSettings, object_class_ids, parse_class_list
-from edge.objects.tracking import Detection, Track, Tracker, box_iou
+from uwstego.objects.regions import Region, find_regions
+from uwstego.objects.settings import ObjectSettings, object_class_ids, parse_class_list
+from uwstego.objects.tracking import Detection, Track, Tracker, box_iou
 
 __all__ = ["Detection", "ObjectSettings", "Region", "Track", "Tracker", "box_iou", "find_regions",
            "object_class_ids", "parse_class_list"]

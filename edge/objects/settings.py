@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge.coverage import SEPARATOR
+from uwstego.coverage import SEPARATOR
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.objects.regions import Region
-from edge.objects.settings import ObjectSettings
+from uwstego.objects.regions import Region
+from uwstego.objects.settings import ObjectSettings
 
 # Weight of the newest displacement in a track's motion (per frame); the rest is its history.
 MOTION_SMOOTHING = 0.5

@@ -3,11 +3,11 @@
 - :func:`replay` (``uwstego replay``): the node's Segmenter over a bag's camera topic, writing an
   output bag, an HTML report (plots, an overlay video that plays in a browser, frames to look
   at) and scores against ground truth; survives damaged bags.
-- :mod:`edge.replay.play` (``uwstego play``): publish a bag onto ROS 2 with its recorded timing.
+- :mod:`uwstego.replay.play` (``uwstego play``): publish a bag onto ROS 2 with its recorded timing.
 """
 
 from __future__ import annotations
 
-from edge.replay.loop import ReplayResult, ReplaySettings, replay
+from uwstego.replay.loop import ReplayResult, ReplaySettings, replay
 
 __all__ = ["ReplayResult", "ReplaySettings", "replay"]

@@ -1,8 +1,9 @@
 """Ground-truth class names carried in a bag's metadata.
 
 ``uwstego synth`` knows what its label ids mean; it records them in the bag it writes
-(:meth:`edge.bags.BagWriter.set_class_names`, kept by the ``ros2 bag`` tools), and the replay reads
-them back (:attr:`edge.bags.Bag.class_names`), so that its report names the ground truth's
+(:meth:`uwstego.bags.BagWriter.set_class_names`, kept by the ``ros2 bag`` tools), and the replay
+reads
+them back (:attr:`uwstego.bags.Bag.class_names`), so that its report names the ground truth's
 classes without ``--gt-names``.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge.bags import open_bag
+from uwstego.bags import open_bag
 
 log = logging.getLogger(__name__)
 

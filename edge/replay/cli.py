@@ -7,12 +7,12 @@ import json
 import logging
 from pathlib import Path
 
-from edge.backends import BACKEND_NAMES, PRECISIONS
-from edge.objects import ObjectSettings, parse_class_list
-from edge.replay.loop import ReplaySettings, replay
-from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
-from edge.replay.summary import model_labels
-from edge.survey.cli import add_navigation_options
+from uwstego.backends import BACKEND_NAMES, PRECISIONS
+from uwstego.objects import ObjectSettings, parse_class_list
+from uwstego.replay.loop import ReplaySettings, replay
+from uwstego.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
+from uwstego.replay.summary import model_labels
+from uwstego.survey.cli import add_navigation_options
 
 log = logging.getLogger(__name__)
 

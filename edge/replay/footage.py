@@ -1,6 +1,6 @@
 """Footage that is not a bag: a video file or a folder of images, replayed like a bag's camera.
 
-It offers what the replay reads of a bag (:class:`edge.replay.source.FrameSource`): one image
+It offers what the replay reads of a bag (:class:`uwstego.replay.source.FrameSource`): one image
 topic, :data:`FOOTAGE_TOPIC`, whose frames are the video's frames or the folder's images in file
 name order. Frame times come from the video's frame rate, or from ``fps`` (``--fps``) for a
 folder (and for a video whose header gives no rate); they start at 0. Frames are decoded here
@@ -18,9 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.bags import BagImage, ReadStats
-from edge.bags.messages import IMAGE_TYPE
-from edge.contract import IMAGE_SUFFIXES, IMAGE_TOPIC, SYNTH_DIVE_FILE, VIDEO_SUFFIXES
+from uwstego.bags import BagImage, ReadStats
+from uwstego.bags.messages import IMAGE_TYPE
+from uwstego.contract import IMAGE_SUFFIXES, IMAGE_TOPIC, SYNTH_DIVE_FILE, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Footage:
         return round(index * 1e9 / self.fps)
 
     def topic_timing(self, _topic: str) -> tuple[int | None, int | None]:
-        """(frames, duration in ns), as :meth:`edge.replay.source.FrameSource.topic_timing`."""
+        """(frames, duration in ns), as :meth:`uwstego.replay.source.FrameSource.topic_timing`."""
         if self.count is None:
             return None, None
         return self.count, self.t_ns(self.count - 1)

@@ -5,7 +5,7 @@ frame): the lowest mean confidence, the most disagreement between compared model
 matching), the most novel pixels (bundles with a novelty calibration), the most label flicker
 and, with ground truth, the worst mIoU. A reason with nothing to show picks no frame (no novel
 pixel, no pixel differing between models), and label flicker at a scene cut (the input image
-itself jumps: :func:`edge.replay.metrics.scene_cuts`) is the scene changing, not the model, so
+itself jumps: :func:`uwstego.replay.metrics.scene_cuts`) is the scene changing, not the model, so
 those frames are left out of it. Only the chosen frames
 are read again from the bag (by log time) and segmented again by every model, with the
 segmenters' temporal state reset, so a picture may differ slightly from the frame as replayed.
@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.atomic import write_bytes_atomic
-from edge.bags import BagImage, ReadStats, decode_bag_image, open_bag
-from edge.contract import IGNORE_LABEL
-from edge.replay.metrics import scene_cuts
-from edge.replay.models import ReplayModel
-from edge.replay.source import DirGroundTruth, fit_labels, labels_from_image
-from edge.replay.summary import LookDoc, ReplaySummary, model_labels
-from edge.replay.video import caption
-from edge.rosimage import encode_jpeg
-from edge.visualize import UNKNOWN_COLOR, overlay
+from uwstego.atomic import write_bytes_atomic
+from uwstego.bags import BagImage, ReadStats, decode_bag_image, open_bag
+from uwstego.contract import IGNORE_LABEL
+from uwstego.replay.metrics import scene_cuts
+from uwstego.replay.models import ReplayModel
+from uwstego.replay.source import DirGroundTruth, fit_labels, labels_from_image
+from uwstego.replay.summary import LookDoc, ReplaySummary, model_labels
+from uwstego.replay.video import caption
+from uwstego.rosimage import encode_jpeg
+from uwstego.visualize import UNKNOWN_COLOR, overlay
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def draw_looks(folder: Path, summary: ReplaySummary, models: Sequence[ReplayMode
                extra: Mapping[int, Sequence[str]] | None = None) -> tuple[LookDoc, ...]:
     """Pick the frames, draw them into ``folder / LOOKS_DIR`` and describe them; a frame that
     cannot be read again is left out (logged). ``read_again``: frame by index, for footage
-    that is not a bag (:meth:`edge.replay.footage.Footage.frame_at`); ``extra``: more picks
+    that is not a bag (:meth:`uwstego.replay.footage.Footage.frame_at`); ``extra``: more picks
     (position -> reasons), such as the first sightings of objects."""
     chosen = pick_frames(summary, per_reason)
     for position, reasons in (extra or {}).items():

@@ -1,12 +1,12 @@
 """Offline replay: a bag's camera topic through the node's Segmenter(s), frame by frame.
 
-The stages, each in a module of its own: reading (:mod:`edge.replay.reading`, a thread that
+The stages, each in a module of its own: reading (:mod:`uwstego.replay.reading`, a thread that
 decodes frames and looks up their ground truth ahead of time), segmenting
-(:mod:`edge.replay.segmenting`, the calling thread runs every model), writing
-(:mod:`edge.replay.writing`, a thread that draws overlays, fills the output bag and the video and
-accumulates the figures), joined by :mod:`edge.replay.pipeline`; then the summary
-(:mod:`edge.replay.summary`) and the report drawn from it (:mod:`edge.replay.plots`,
-:mod:`edge.replay.report`). The output
+(:mod:`uwstego.replay.segmenting`, the calling thread runs every model), writing
+(:mod:`uwstego.replay.writing`, a thread that draws overlays, fills the output bag and the video and
+accumulates the figures), joined by :mod:`uwstego.replay.pipeline`; then the summary
+(:mod:`uwstego.replay.summary`) and the report drawn from it (:mod:`uwstego.replay.plots`,
+:mod:`uwstego.replay.report`). The output
 bag holds the input frames (and the camera's CameraInfo) exactly as stored in the input bag.
 
 Stopping is safe at any moment once the bag's topics are known: on Ctrl-C (or any error), also
@@ -26,26 +26,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge import __version__
-from edge.atomic import atomic_dir
-from edge.bags import ReadStats
-from edge.bundle import Bundle
-from edge.replay.class_names import bag_class_names
-from edge.replay.footage import FOOTAGE_TOPIC, Footage, is_footage
-from edge.replay.models import ReplayModel, load_models, random_weights_warning, truth_facts
-from edge.replay.objects_run import ObjectsRun, write_objects
-from edge.replay.pipeline import Pipeline, sigint_deferred
-from edge.replay.reading import Work, produce
-from edge.replay.segmenting import SegmentRun, segment_all
-from edge.replay.settings import ReplaySettings
-from edge.replay.source import (
+from uwstego import __version__
+from uwstego.atomic import atomic_dir
+from uwstego.bags import ReadStats
+from uwstego.bundle import Bundle
+from uwstego.replay.class_names import bag_class_names
+from uwstego.replay.footage import FOOTAGE_TOPIC, Footage, is_footage
+from uwstego.replay.models import ReplayModel, load_models, random_weights_warning, truth_facts
+from uwstego.replay.objects_run import ObjectsRun, write_objects
+from uwstego.replay.pipeline import Pipeline, sigint_deferred
+from uwstego.replay.reading import Work, produce
+from uwstego.replay.segmenting import SegmentRun, segment_all
+from uwstego.replay.settings import ReplaySettings
+from uwstego.replay.source import (
     BagGroundTruth,
     DirGroundTruth,
     FrameSource,
     camera_info_topic,
     choose_topic,
 )
-from edge.replay.summary import (
+from uwstego.replay.summary import (
     SUMMARY_FILE,
     FrameCounts,
     OutputsDoc,
@@ -53,11 +53,11 @@ from edge.replay.summary import (
     model_labels,
     write_summary,
 )
-from edge.replay.writing import FrameWriter
-from edge.scoring import check_scoring_available
-from edge.survey.dive import survey_dive
-from edge.survey.navigation import choose_nav_topic
-from edge.survey.section import SURVEY_DIR
+from uwstego.replay.writing import FrameWriter
+from uwstego.scoring import check_scoring_available
+from uwstego.survey.dive import survey_dive
+from uwstego.survey.navigation import choose_nav_topic
+from uwstego.survey.section import SURVEY_DIR
 
 __all__ = ["SUMMARY_FILE", "ReplayResult", "ReplaySettings", "replay"]
 
@@ -125,7 +125,7 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
     if truth is not None or compared:
         check_scoring_available()
     if report_dir is not None:
-        from edge.replay.plots import check_report_available
+        from uwstego.replay.plots import check_report_available
         check_report_available()
     # The survey joins the frames with the vehicle's navigation, in the report (docs/survey.md).
     nav_topic = choose_nav_topic(source.all_topics, s.nav_topic)
@@ -172,8 +172,8 @@ def replay(bag: str | Path, bundle: str | Path | Bundle, settings: ReplaySetting
             summary = _summary(source, topic, s, models, truth, total, stats, run, writer,
                                out_bag, report_dir, info_topic)
             if staging is not None:
-                from edge.replay.looks import draw_looks
-                from edge.replay.report import write_report
+                from uwstego.replay.looks import draw_looks
+                from uwstego.replay.report import write_report
                 sightings = (write_objects(staging, summary, objects)
                              if objects is not None and summary.frames.processed else {})
                 looks = draw_looks(staging, summary, models, source.bag, gt_topic=s.gt_topic,

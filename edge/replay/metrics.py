@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge.contract import IGNORE_LABEL
-from edge.replay.summary import ModelFigures, ModelSeries, Percentiles, Scored
-from edge.scoring import Scores, hungarian_match, scores_with_assignment
-from edge.segmenter import TIMING_KEYS, Segmentation
-from edge.visualize import coverage
+from uwstego.contract import IGNORE_LABEL
+from uwstego.replay.summary import ModelFigures, ModelSeries, Percentiles, Scored
+from uwstego.scoring import Scores, hungarian_match, scores_with_assignment
+from uwstego.segmenter import TIMING_KEYS, Segmentation
+from uwstego.visualize import coverage
 
 PERCENTILES = (50, 95, 99)
 # Scene cuts (a synthetic dive's segments, a recording restarted): the input image itself jumps.
@@ -46,7 +46,7 @@ def _nan_to_none(values: Sequence[float]) -> tuple[float | None, ...]:
 class PairCounts:
     """Label pairs ``(prediction, truth)`` over a stream: a whole-set matrix and one per frame.
 
-    Truth values ``IGNORE_LABEL`` (:mod:`edge.contract`) are never counted. The number of truth
+    Truth values ``IGNORE_LABEL`` (:mod:`uwstego.contract`) are never counted. The number of truth
     classes can be left open until the end (the largest value seen), since a bag does not say
     how many classes its ground truth uses.
     """

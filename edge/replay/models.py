@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from edge.bundle import Bundle, BundleMeta, load_bundle
-from edge.contract import stretches
-from edge.image_size import Size
-from edge.replay.metrics import PairCounts, StreamFigures, scored
-from edge.replay.settings import ReplaySettings
-from edge.replay.source import BagGroundTruth, DirGroundTruth
-from edge.replay.summary import PRIMARY_ROLE, BundleDoc, ModelDoc, TruthDoc, compare_role
-from edge.segmenter import Segmenter
-from edge.visualize import palette
+from uwstego.bundle import Bundle, BundleMeta, load_bundle
+from uwstego.contract import stretches
+from uwstego.image_size import Size
+from uwstego.replay.metrics import PairCounts, StreamFigures, scored
+from uwstego.replay.settings import ReplaySettings
+from uwstego.replay.source import BagGroundTruth, DirGroundTruth
+from uwstego.replay.summary import PRIMARY_ROLE, BundleDoc, ModelDoc, TruthDoc, compare_role
+from uwstego.segmenter import Segmenter
+from uwstego.visualize import palette
 
 RANDOM_WEIGHTS = "random"
 

@@ -2,7 +2,7 @@
 
 Read from the summary alone (:attr:`ModelSeries.novel_fraction`, empty for bundles without a
 novelty calibration), like the rest of the report; the most novel frames are one of the reasons
-of the frames to look at (:mod:`edge.replay.looks`).
+of the frames to look at (:mod:`uwstego.replay.looks`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.replay.summary import ModelDoc, ReplaySummary
+from uwstego.replay.summary import ModelDoc, ReplaySummary
 
 NOVELTY_PLOT = "novelty.png"
 

@@ -15,8 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.bags import BagImage
-from edge.objects import Detection, ObjectSettings, Tracker, find_regions
+from uwstego.bags import BagImage
+from uwstego.objects import Detection, ObjectSettings, Tracker, find_regions
 
 THUMB_SIZE = 64  # the longer side of a track's thumbnail, in pixels
 THUMB_MARGIN = 0.25  # of the box's size, added around it so the object is seen in its context

@@ -18,15 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from edge.bags import BagImage
-from edge.objects import ObjectSettings, object_class_ids
-from edge.replay.models import ReplayModel
-from edge.replay.objects_record import ObjectRecorder, TrackRecord
-from edge.replay.objects_scoring import DetectionCounts
-from edge.replay.summary import ReplaySummary
-from edge.rosimage import encode_jpeg
-from edge.segmenter import Segmentation
+from uwstego.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from uwstego.bags import BagImage
+from uwstego.objects import ObjectSettings, object_class_ids
+from uwstego.replay.models import ReplayModel
+from uwstego.replay.objects_record import ObjectRecorder, TrackRecord
+from uwstego.replay.objects_scoring import DetectionCounts
+from uwstego.replay.summary import ReplaySummary
+from uwstego.rosimage import encode_jpeg
+from uwstego.segmenter import Segmentation
 
 log = logging.getLogger(__name__)
 

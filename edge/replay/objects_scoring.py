@@ -2,7 +2,7 @@
 
 The true objects are the connected regions of a ground-truth class; the detections are the
 regions of the model's cluster matched to that class by the run's usual cluster-to-class
-matching (the Hungarian assignment of :mod:`edge.scoring`). Since that matching is known only
+matching (the Hungarian assignment of :mod:`uwstego.scoring`). Since that matching is known only
 at the end of the run, every frame counts the matches of each object class against *every*
 cluster; the matched cluster's column is read at the end. A true object is found when a
 detection's bounding box overlaps its box by at least the IoU threshold (each one used once,
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.objects import Region, box_iou, find_regions
+from uwstego.objects import Region, box_iou, find_regions
 
 
 def matched_pairs(truth: Sequence[Region], found: Sequence[Region], threshold: float) -> int:

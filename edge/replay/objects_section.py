@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.replay.objects_run import INDEX_FILE, OBJECTS_DIR, THUMBS_PER_CLASS, TRUTH_ROLE
+from uwstego.replay.objects_run import INDEX_FILE, OBJECTS_DIR, THUMBS_PER_CLASS, TRUTH_ROLE
 
 
 def _rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -4,7 +4,7 @@ The input topic (and the camera's CameraInfo) are copied byte for byte from the 
 node's topics are named like the node's (``/uwstego_segmentation/labels`` ...), stamped with the
 input frame's header and log time, so tools set up for the live node read a replayed bag
 unchanged. Labels are mono8, novelty (calibrated bundles) mono8 as the node's ``~/novelty``,
-and coverage as in :mod:`edge.coverage` (the unknown share last for calibrated bundles). To keep
+and coverage as in :mod:`uwstego.coverage` (the unknown share last for calibrated bundles). To keep
 the bag small (raw rgb8 overlays and float confidence made a minute of 640x480 at 10 Hz about 2 GB),
 by default:
 
@@ -23,11 +23,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from edge.bags import BagImage, BagWriter, RawMessage
-from edge.contract import NODE_NAME
-from edge.coverage import coverage_names
-from edge.novelty import novelty_mono8
-from edge.segmenter import Segmentation
+from uwstego.bags import BagImage, BagWriter, RawMessage
+from uwstego.contract import NODE_NAME
+from uwstego.coverage import coverage_names
+from uwstego.novelty import novelty_mono8
+from uwstego.segmenter import Segmentation
 
 NODE_NAMESPACE = f"/{NODE_NAME}"
 OVERLAY_MODES = ("jpeg", "raw", "off")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.bags import CAMERA_TYPES, camera_topics, open_bag, typestore
-from edge.contract import QOS_PROFILES
+from uwstego.bags import CAMERA_TYPES, camera_topics, open_bag, typestore
+from uwstego.contract import QOS_PROFILES
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class Player:
         self._wait_for_subscribers()
 
     def _wait_for_subscribers(self) -> None:
-        """Wait for the camera topics only (the rule of :mod:`edge.bags.topics`): nothing needs
+        """Wait for the camera topics only (the rule of :mod:`uwstego.bags.topics`): nothing needs
         to subscribe to ground truth or other image topics before playing starts."""
         if self.s.wait_for_subscribers_s <= 0:
             return

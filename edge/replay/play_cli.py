@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from edge.contract import QOS_PROFILES
-from edge.replay.play import PlaySettings, parse_remap, play
+from uwstego.contract import QOS_PROFILES
+from uwstego.replay.play import PlaySettings, parse_remap, play
 
 log = logging.getLogger(__name__)
 

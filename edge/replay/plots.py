@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.atomic import atomic_path
-from edge.errors import MissingPackage, missing_package
-from edge.replay.novelty import NOVELTY_PLOT, has_novelty, plot_novelty
-from edge.replay.summary import ModelDoc, ReplaySummary, Scored, model_labels
+from uwstego.atomic import atomic_path
+from uwstego.errors import MissingPackage, missing_package
+from uwstego.replay.novelty import NOVELTY_PLOT, has_novelty, plot_novelty
+from uwstego.replay.summary import ModelDoc, ReplaySummary, Scored, model_labels
 
 # One colour per model, in the summary's order (matplotlib's tab10).
 MODEL_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.bags import BagImage, RawMessage, ReadStats
-from edge.replay.source import BagGroundTruth, DirGroundTruth, FrameSource, fit_labels
-from edge.segmenter import Segmentation
+from uwstego.bags import BagImage, RawMessage, ReadStats
+from uwstego.replay.source import BagGroundTruth, DirGroundTruth, FrameSource, fit_labels
+from uwstego.segmenter import Segmentation
 
 
 @dataclass

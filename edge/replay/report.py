@@ -1,8 +1,8 @@
 """The replay report: the HTML page over the plots, drawn from the summary document alone.
 
-The report reads the :class:`~edge.replay.summary.ReplaySummary` and never changes it; it returns
+The report reads the :class:`~uwstego.replay.summary.ReplaySummary` and never changes it; it returns
 the files it wrote, for the summary that is saved next to it. The plots come from
-:mod:`edge.replay.plots`. A run that processed no frame gets a page that says so and why.
+:mod:`uwstego.replay.plots`. A run that processed no frame gets a page that says so and why.
 """
 
 from __future__ import annotations
@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import write_text_atomic
-from edge.replay.objects_section import objects_section
-from edge.replay.plots import CONFUSION_PLOT, agreements, colored_models, truth_scores, write_plots
-from edge.replay.summary import ModelDoc, ReplaySummary, Scored
-from edge.replay.video import find_video
-from edge.survey.section import survey_section
+from uwstego.atomic import write_text_atomic
+from uwstego.replay.objects_section import objects_section
+from uwstego.replay.plots import (
+    CONFUSION_PLOT,
+    agreements,
+    colored_models,
+    truth_scores,
+    write_plots,
+)
+from uwstego.replay.summary import ModelDoc, ReplaySummary, Scored
+from uwstego.replay.video import find_video
+from uwstego.survey.section import survey_section
 
 
 def _fmt(value: Any) -> str:

@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge.image_size import Size
-from edge.replay.models import ReplayModel
-from edge.replay.pipeline import Pipeline, sigint_deferred
-from edge.replay.reading import Work
+from uwstego.image_size import Size
+from uwstego.replay.models import ReplayModel
+from uwstego.replay.pipeline import Pipeline, sigint_deferred
+from uwstego.replay.reading import Work
 
 log = logging.getLogger(__name__)
 

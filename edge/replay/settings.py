@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.contract import IGNORE_LABEL
-from edge.objects import ObjectSettings
-from edge.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
-from edge.settings_io import from_dict_strict
-from edge.survey.navigation import DEFAULT_MAX_GAP_S
+from uwstego.contract import IGNORE_LABEL
+from uwstego.objects import ObjectSettings
+from uwstego.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
+from uwstego.settings_io import from_dict_strict
+from uwstego.survey.navigation import DEFAULT_MAX_GAP_S
 
 
 @dataclass(frozen=True)

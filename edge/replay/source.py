@@ -1,6 +1,6 @@
 """Frames to replay: an image topic of a bag, whole or damaged, and the matching ground truth.
 
-The bag is read through :func:`edge.bags.open_bag`, which reads past damage;
+The bag is read through :func:`uwstego.bags.open_bag`, which reads past damage;
 :attr:`FrameSource.damage` says what was lost, per topic once a topic was read to its end.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.bags import (
+from uwstego.bags import (
     Bag,
     BagImage,
     RawMessage,
@@ -25,8 +25,8 @@ from edge.bags import (
     open_bag,
     qos_profile,
 )
-from edge.contract import OUTPUT_QOS
-from edge.image_files import read_image_file
+from uwstego.contract import OUTPUT_QOS
+from uwstego.image_files import read_image_file
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ __all__ = ["BagGroundTruth", "DirGroundTruth", "FrameSource", "camera_info_topic
 
 def choose_topic(topics: dict[str, str], requested: str | None, bag: Path | Bag,
                  exclude: tuple[str, ...] = ()) -> str:
-    """The camera topic to replay (the rule of :mod:`edge.bags.topics`), or a ValueError that
+    """The camera topic to replay (the rule of :mod:`uwstego.bags.topics`), or a ValueError that
     lists the candidates. ``exclude``: topics that are not the camera (e.g. the ground truth)."""
     opened = bag if isinstance(bag, Bag) else open_bag(bag)
     if requested is not None and requested not in topics:
@@ -64,7 +64,7 @@ class FrameSource:
     def read(self, topic: str, every: int = 1, stats: ReadStats | None = None,
              keep_raw: bool = False, companions: Collection[str] = ()
              ) -> Iterator[BagImage | RawMessage]:
-        """See :meth:`edge.bags.Bag.read`."""
+        """See :meth:`uwstego.bags.Bag.read`."""
         return self.source.read(topic, every, stats, keep_raw, companions)
 
     def frames(self, topic: str, every: int = 1, stats: ReadStats | None = None
@@ -73,7 +73,7 @@ class FrameSource:
         return self.source.images(topic, every, stats)
 
     def output_qos(self, namespace: str) -> dict[str, Any]:
-        """The ``offered_qos`` of a replay's output bag (:class:`edge.bags.BagWriter`): copied
+        """The ``offered_qos`` of a replay's output bag (:class:`uwstego.bags.BagWriter`): copied
         topics offer the QoS they were recorded with, the node's topics (under ``namespace``)
         the QoS the node publishes them with."""
         offered: dict[str, Any] = dict(self.source.qos_profiles)

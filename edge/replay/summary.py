@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge.atomic import write_json_atomic
+from uwstego.atomic import write_json_atomic
 
 SUMMARY_FILE = "summary.json"
 PRIMARY_ROLE = "model"
@@ -154,7 +154,7 @@ class FrameCounts:
 
 @dataclass(frozen=True)
 class LookDoc:
-    """A frame worth looking at, drawn into the report folder (:mod:`edge.replay.looks`)."""
+    """A frame worth looking at, drawn into the report folder (:mod:`uwstego.replay.looks`)."""
 
     position: int  # among the processed frames
     index: int  # on the input topic
@@ -191,7 +191,7 @@ class ReplaySummary:
     frames_index: tuple[int, ...] = ()  # per processed frame: its index on the topic
     frames_t_ns: tuple[int, ...] = ()  # log time
     frames_stamp_ns: tuple[int, ...] = ()  # header stamp
-    # How much the input image changed from the previous frame (edge.replay.metrics.InputChange)
+    # How much the input image changed from the previous frame (uwstego.replay.metrics.InputChange)
     frames_input_change: tuple[float | None, ...] = ()
     realtime_max_lag_s: float | None = None  # with --realtime only
     # What a reviewer must see before any figure: random weights, stretched frames ...

@@ -26,7 +26,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from edge.image_size import Size
+from uwstego.image_size import Size
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.bags import BagWriter
-from edge.replay.metrics import InputChange
-from edge.replay.models import ReplayModel
-from edge.replay.objects_run import ObjectsRun
-from edge.replay.outputs import OutputTopics
-from edge.replay.reading import Work
-from edge.replay.settings import ReplaySettings
-from edge.replay.video import VideoSink
-from edge.visualize import overlay
+from uwstego.bags import BagWriter
+from uwstego.replay.metrics import InputChange
+from uwstego.replay.models import ReplayModel
+from uwstego.replay.objects_run import ObjectsRun
+from uwstego.replay.outputs import OutputTopics
+from uwstego.replay.reading import Work
+from uwstego.replay.settings import ReplaySettings
+from uwstego.replay.video import VideoSink
+from uwstego.visualize import overlay
 
 
 class FrameWriter:

@@ -35,14 +35,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from edge.atomic import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
-from edge.bags import resolve_bag_path
-from edge.bundle import load_bundle
-from edge.contract import SYNTH_BAG_DIR
-from edge.replay.settings import ReplaySettings
-from edge.survey.dive import SURVEY_JSON, survey_dive
-from edge.survey.section import SURVEY_DIR
-from edge.survey.table import read_csv
+from uwstego.atomic import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from uwstego.bags import resolve_bag_path
+from uwstego.bundle import load_bundle
+from uwstego.contract import SYNTH_BAG_DIR
+from uwstego.replay.settings import ReplaySettings
+from uwstego.survey.dive import SURVEY_JSON, survey_dive
+from uwstego.survey.section import SURVEY_DIR
+from uwstego.survey.table import read_csv
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def process_dive(bag: str, folder: str, bundle: str,
     """One dive, on a worker: replay with its report (which holds the survey when the bag has
     navigation), ``done.json``; the folder appears whole at the end. Returns what
     ``done.json`` holds."""
-    from edge.replay.loop import replay
+    from uwstego.replay.loop import replay
 
     started = time.perf_counter()
     settings = ReplaySettings.from_dict(replay_settings)
@@ -299,7 +299,7 @@ def _campaign_map(out: Path, outcomes: Sequence[DiveOutcome],
     except ImportError:
         log.warning("no campaign map: matplotlib is not installed (the replay extra)")
         return None
-    from edge.survey.figures import track_map
+    from uwstego.survey.figures import track_map
 
     bundle = load_bundle(settings.bundle)
     colors = {c.name: c.color for c in bundle.meta.classes}

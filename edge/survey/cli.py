@@ -6,10 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from edge.backends import BACKEND_NAMES
-from edge.replay.settings import ReplaySettings
-from edge.survey.campaign import CampaignSettings, run_campaign
-from edge.survey.navigation import DEFAULT_MAX_GAP_S
+from uwstego.backends import BACKEND_NAMES
+from uwstego.replay.settings import ReplaySettings
+from uwstego.survey.campaign import CampaignSettings, run_campaign
+from uwstego.survey.navigation import DEFAULT_MAX_GAP_S
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.atomic import write_json_atomic
-from edge.bags import open_bag
-from edge.replay.summary import ReplaySummary
-from edge.survey.navigation import DEFAULT_MAX_GAP_S, Positions, read_navigation
-from edge.survey.table import SurveyTable, cover_table, write_csv, write_geojson
-from edge.survey.truth import truth_cover
+from uwstego.atomic import write_json_atomic
+from uwstego.bags import open_bag
+from uwstego.replay.summary import ReplaySummary
+from uwstego.survey.navigation import DEFAULT_MAX_GAP_S, Positions, read_navigation
+from uwstego.survey.table import SurveyTable, cover_table, write_csv, write_geojson
+from uwstego.survey.truth import truth_cover
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def survey_dive(summary: ReplaySummary, bag_path: str | Path, out: str | Path,
     if truth is not None:
         files.append(write_csv(truth[0], out / "survey_truth.csv").name)
     if figures and len(stamps):
-        from edge.survey.figures import cover_over_distance, track_map
+        from uwstego.survey.figures import cover_over_distance, track_map
 
         colors = dict(zip(table.classes, summary.primary.bundle.class_colors, strict=False))
         files.append(track_map(table, colors, out / "survey_map.png").name)

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.atomic import write_bytes_atomic
-from edge.survey.geo import to_local
-from edge.survey.table import SurveyTable
+from uwstego.atomic import write_bytes_atomic
+from uwstego.survey.geo import to_local
+from uwstego.survey.table import SurveyTable
 
 Color = Sequence[int]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.bags import Bag, typestore
-from edge.survey.geo import to_latlon, to_local
+from uwstego.bags import Bag, typestore
+from uwstego.survey.geo import to_latlon, to_local
 
 log = logging.getLogger(__name__)
 

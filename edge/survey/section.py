@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from edge.survey.dive import SURVEY_JSON
+from uwstego.survey.dive import SURVEY_JSON
 
 SURVEY_DIR = "survey"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.atomic import write_bytes_atomic
-from edge.survey.geo import to_local
-from edge.survey.navigation import Positions
+from uwstego.atomic import write_bytes_atomic
+from uwstego.survey.geo import to_local
+from uwstego.survey.navigation import Positions
 
 
 @dataclass(frozen=True)

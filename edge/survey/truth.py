@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge.bags import Bag
-from edge.contract import IGNORE_LABEL
-from edge.replay.source import labels_from_image
+from uwstego.bags import Bag
+from uwstego.contract import IGNORE_LABEL
+from uwstego.replay.source import labels_from_image
 
 
 def label_cover(labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.errors import UwstegoError
+from uwstego.errors import UwstegoError
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import write_bytes_atomic, write_json_atomic
-from edge.bundle import sha256_file
+from uwstego.atomic import write_bytes_atomic, write_json_atomic
+from uwstego.bundle import sha256_file
 
 PLAN_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".json"

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.agreement import FAILED, AgreementCounter
-from edge.bundle import Bundle
-from edge.sample_frames import host_stage
-from edge.trt.cache import update_sidecar
+from uwstego.agreement import FAILED, AgreementCounter
+from uwstego.bundle import Bundle
+from uwstego.sample_frames import host_stage
+from uwstego.trt.cache import update_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def check_engine(bundle: Bundle, frames: Sequence[np.ndarray], precision: str = 
                  cache_dir: str | Path | None = None, repeats: int = 50,
                  warmup: int = 5) -> dict[str, Any]:
     """Label agreement and confidence error of the engine vs ORT CPU, and engine latency."""
-    from edge.backends.onnxruntime import OnnxRuntimeBackend
-    from edge.backends.tensorrt import TensorRTBackend
+    from uwstego.backends.onnxruntime import OnnxRuntimeBackend
+    from uwstego.backends.tensorrt import TensorRTBackend
 
     engine = TensorRTBackend(bundle, precision=precision, cache_dir=cache_dir)
     try:

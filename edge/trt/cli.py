@@ -12,11 +12,11 @@ import logging
 import sys
 from pathlib import Path
 
-from edge.bundle import load_bundle
-from edge.cli import HelpFormatter
-from edge.errors import missing_package
-from edge.trt import missing_packages
-from edge.trt.builder import PRECISIONS
+from uwstego.bundle import load_bundle
+from uwstego.cli import HelpFormatter
+from uwstego.errors import missing_package
+from uwstego.trt import missing_packages
+from uwstego.trt.builder import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         log.error("%s", missing_package("build-engine", missing, hint="JetPack ships tensorrt"))
         return 2
-    from edge.sample_frames import synthetic_frames
-    from edge.trt.check import check_engine
-    from edge.trt.engine import ensure_engine
+    from uwstego.sample_frames import synthetic_frames
+    from uwstego.trt.check import check_engine
+    from uwstego.trt.engine import ensure_engine
 
     bundle = load_bundle(args.bundle)
     plan = ensure_engine(bundle, args.precision, args.cache_dir, force=args.force,

@@ -12,11 +12,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.atomic import write_bytes_atomic
-from edge.bundle import Bundle
-from edge.contract import ENHANCE_SHAPE, GRAPH_ENHANCE, GRAPH_IMAGE, image_shape
-from edge.trt.builder import PRECISIONS, build_plan
-from edge.trt.cache import (
+from uwstego.atomic import write_bytes_atomic
+from uwstego.bundle import Bundle
+from uwstego.contract import ENHANCE_SHAPE, GRAPH_ENHANCE, GRAPH_IMAGE, image_shape
+from uwstego.trt.builder import PRECISIONS, build_plan
+from uwstego.trt.cache import (
     EngineKey,
     find_engine,
     read_l4t_release,

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from edge.bundle import Bundle, load_bundle
 from tests.support.bundles import make_tiny_bundle
+from uwstego.bundle import Bundle, load_bundle
 
 from ros_harness import CAMERA, NODE_NAME, PACKAGE_DIR, NodeProcess, Probe
 

@@ -23,7 +23,7 @@ from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from edge.contract import NODE_NAME
+from uwstego.contract import NODE_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO / "ros2_ws" / "src" / "uwstego_ros"

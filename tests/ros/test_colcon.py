@@ -14,11 +14,11 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
-from edge.bags import iter_bag_images
-from edge.contract import NODE_NAME
-from edge.enhance import EnhanceSettings
-from edge.replay.loop import ReplaySettings, replay
 from tests.support.bundles import make_tiny_bundle
+from uwstego.bags import iter_bag_images
+from uwstego.contract import NODE_NAME
+from uwstego.enhance import EnhanceSettings
+from uwstego.replay.loop import ReplaySettings, replay
 
 from ros_harness import PACKAGE_DIR, NodeProcess
 from test_play_e2e import INFO, RAW, SIZE, spin_while_playing, stamp_ns, start_play, write_dive

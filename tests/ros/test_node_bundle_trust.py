@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from edge.bundle import sign_bundle
+from uwstego.bundle import sign_bundle
 
 from ros_harness import CAMERA, NODE_NAME
 from test_ros_node import RELIABLE, START_TIMEOUT, raw_msg
@@ -43,7 +43,7 @@ def test_an_edited_bundle_is_a_failed_start_with_its_reason(bundle, start_node, 
 def test_trusted_keys_refuse_an_unsigned_bundle_and_run_a_signed_one(bundle, start_node, probe,
                                                                      tmp_path):
     pytest.importorskip("cryptography")
-    from edge.signing import generate_key_pair
+    from uwstego.signing import generate_key_pair
 
     generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub.pem")
     keys = f"[{tmp_path / 'k.pub.pem'}]"

@@ -15,9 +15,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from edge.bundle import load_bundle, write_bundle
-from edge.contract import GRAPH_CONFIDENCE, GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_LABELS
 from tests.support.hostile import jpeg_declaring, png_declaring
+from uwstego.bundle import load_bundle, write_bundle
+from uwstego.contract import GRAPH_CONFIDENCE, GRAPH_ENHANCE, GRAPH_IMAGE, GRAPH_LABELS
 
 from ros_harness import CAMERA, NODE_NAME
 from test_ros_node import (

@@ -10,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from edge.image_size import Size
+from uwstego.image_size import Size
 from uwstego_ros.diagnostics import (
     RANDOM_WEIGHTS,
     Expectations,

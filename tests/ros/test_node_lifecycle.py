@@ -11,10 +11,10 @@ from lifecycle_msgs.msg import Transition
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from edge.bundle import load_bundle
-from edge.enhance import EnhanceSettings
-from edge.segmenter import Segmenter
 from tests.support.bundles import make_tiny_bundle
+from uwstego.bundle import load_bundle
+from uwstego.enhance import EnhanceSettings
+from uwstego.segmenter import Segmenter
 
 from ros_harness import CAMERA, Flood, Lifecycle
 from test_ros_node import _frame, _set_parameter, image_array, latest_status, raw_msg

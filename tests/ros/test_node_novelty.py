@@ -8,11 +8,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray
 
-from edge.bundle import load_bundle
-from edge.coverage import UNKNOWN_NAME
-from edge.novelty import novelty_mono8
-from edge.visualize import coverage
 from tests.support.bundles import make_tiny_bundle
+from uwstego.bundle import load_bundle
+from uwstego.coverage import UNKNOWN_NAME
+from uwstego.novelty import novelty_mono8
+from uwstego.visualize import coverage
 
 from ros_harness import CAMERA, NODE_NAME
 from test_ros_node import (

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import ImageMarker
 
-from edge.objects import ObjectSettings, Tracker, find_regions
+from uwstego.objects import ObjectSettings, Tracker, find_regions
 
 import test_ros_node as node_tests
 from ros_harness import NODE_NAME

@@ -13,9 +13,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from edge.bundle import write_bundle
-from edge.rosimage import encode_jpeg
 from tests.support.hostile import jpeg_declaring
+from uwstego.bundle import write_bundle
+from uwstego.rosimage import encode_jpeg
 
 from ros_harness import NODE_NAME
 from test_ros_node import _frame, jpeg_msg, latest_status, raw_msg, wait_connected

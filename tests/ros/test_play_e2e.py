@@ -16,11 +16,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
-from edge.bags import BagWriter, iter_bag_images
-from edge.enhance import EnhanceSettings
-from edge.replay.loop import ReplaySettings, replay
 from tests.support.bundles import make_tiny_bundle
 from tests.support.media import scene
+from uwstego.bags import BagWriter, iter_bag_images
+from uwstego.enhance import EnhanceSettings
+from uwstego.replay.loop import ReplaySettings, replay
 
 from ros_harness import NODE_NAME, REPO, Probe
 from test_ros_node import latest_status
@@ -37,8 +37,8 @@ BEST_EFFORT = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 def dive_frames(n: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """A synthetic dive with ground truth, or plain test scenes while the generator is absent."""
     try:
-        from training.synth.sequence import generate_dive
-        from training.synth.settings import DiveSettings
+        from uwstego.training.synth.sequence import generate_dive
+        from uwstego.training.synth.settings import DiveSettings
     except ImportError:
         return [(scene(i, h=SIZE[1], w=SIZE[0]), None) for i in range(n)]
     settings = DiveSettings(frames=n, width=SIZE[0], height=SIZE[1], seed=5)
@@ -62,7 +62,7 @@ def start_play(bag: Path, *options: str) -> subprocess.Popen:
     """`uwstego play` in its own process, as a user runs it."""
     script = textwrap.dedent(f"""
         import argparse, logging, sys
-        from edge.replay.play_cli import register
+        from uwstego.replay.play_cli import register
         logging.basicConfig(level=logging.INFO)
         parser = argparse.ArgumentParser(prog="uwstego")
         register(parser.add_subparsers())

@@ -17,9 +17,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32MultiArray
 
-from edge.rosimage import decode_compressed, decode_image, encode_jpeg
-from edge.segmenter import Segmenter
-from edge.visualize import coverage, overlay, palette
+from uwstego.rosimage import decode_compressed, decode_image, encode_jpeg
+from uwstego.segmenter import Segmenter
+from uwstego.visualize import coverage, overlay, palette
 
 from ros_harness import CAMERA, NODE_NAME, Probe
 

@@ -13,8 +13,8 @@ import yaml
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from edge.contract import NODE_NAME
-from edge.image_size import Size
+from uwstego.contract import NODE_NAME
+from uwstego.image_size import Size
 from uwstego_ros.conversions import array_to_image, coverage_to_msg, scale_camera_info
 from uwstego_ros.mailbox import Mailbox
 from uwstego_ros.params import DEFAULTS, SPECS, check_value, pixel_cap

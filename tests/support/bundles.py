@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.atomic import atomic_dir
-from edge.bundle import BUNDLE_FILE
-from edge.enhance import EnhanceSettings
+from uwstego.atomic import atomic_dir
+from uwstego.bundle import BUNDLE_FILE
+from uwstego.enhance import EnhanceSettings
 
 BUNDLES_ENV = "UWSTEGO_TEST_BUNDLES"
 

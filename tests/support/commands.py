@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-_ENTRY = {"uwstego": "edge.cli", "export-trt": "export.cli"}
+_ENTRY = {"uwstego": "uwstego.cli", "export-trt": "uwstego.export.cli"}
 
 
 @dataclass(frozen=True)

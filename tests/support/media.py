@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.bags import BagWriter
+from uwstego.bags import BagWriter
 
 TOPIC = "/camera/image_raw"
 T0 = 1_700_000_000_000_000_000

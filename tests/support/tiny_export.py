@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.classes import default_classes
-from edge.enhance import EnhanceSettings
-from edge.image_size import Size
-from edge.sample_frames import synthetic_frames
-from export.fused import imagenet_affine
-from export.pipeline import default_network_size, export_bundle
-from export.settings import ExportSettings
 from tests.support.bundles import BundleSpec
-from training.artifact import TrainedModel, save_trained_model
-from training.backbones import backbone_config, build_backbone, save_random_checkpoint
-from training.calibration import calibrate
-from training.head import HeadConfig, SegmentationHead
+from uwstego.classes import default_classes
+from uwstego.enhance import EnhanceSettings
+from uwstego.export.fused import imagenet_affine
+from uwstego.export.pipeline import default_network_size, export_bundle
+from uwstego.export.settings import ExportSettings
+from uwstego.image_size import Size
+from uwstego.sample_frames import synthetic_frames
+from uwstego.training.artifact import TrainedModel, save_trained_model
+from uwstego.training.backbones import backbone_config, build_backbone, save_random_checkpoint
+from uwstego.training.calibration import calibrate
+from uwstego.training.head import HeadConfig, SegmentationHead
 
 
 def make_tiny_model(seed: int = 0, k: int = 5, backbone: str = "tiny_vit8",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edge.classes import default_classes
-from edge.enhance import EnhanceSettings
-from training.artifact import TrainedModel
-from training.backbones import build_backbone
-from training.clusters import unit_rows
-from training.head import HeadConfig, SegmentationHead
+from uwstego.classes import default_classes
+from uwstego.enhance import EnhanceSettings
+from uwstego.training.artifact import TrainedModel
+from uwstego.training.backbones import build_backbone
+from uwstego.training.clusters import unit_rows
+from uwstego.training.head import HeadConfig, SegmentationHead
 
 
 def tiny_model(k: int = 4, seed: int = 0, code_dim: int = 6, resolution: int = 64,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from training.backbones.build import build_backbone, download_weights, weights_hint
-from training.backbones.checkpoint import (
+from uwstego.training.backbones.build import build_backbone, download_weights, weights_hint
+from uwstego.training.backbones.checkpoint import (
     LAYOUTS,
     CheckpointError,
     load_weights,
@@ -11,13 +11,13 @@ from training.backbones.checkpoint import (
     read_checkpoint,
     save_random_checkpoint,
 )
-from training.backbones.registry import (
+from uwstego.training.backbones.registry import (
     BACKBONES,
     OFFICIAL_WEIGHTS,
     backbone_config,
     matching_backbones,
 )
-from training.backbones.vit import IMAGENET_MEAN, IMAGENET_STD, DinoViT, ViTConfig
+from uwstego.training.backbones.vit import IMAGENET_MEAN, IMAGENET_STD, DinoViT, ViTConfig
 
 __all__ = [
     "BACKBONES",

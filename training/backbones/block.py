@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.backbones.attention import Attention
-from training.backbones.mlp import Mlp
+from uwstego.training.backbones.attention import Attention
+from uwstego.training.backbones.mlp import Mlp
 
 
 class LayerScale(nn.Module):

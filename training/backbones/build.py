@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from training.backbones.checkpoint import load_weights
-from training.backbones.registry import OFFICIAL_WEIGHTS, backbone_config
-from training.backbones.vit import DinoViT
+from uwstego.training.backbones.checkpoint import load_weights
+from uwstego.training.backbones.registry import OFFICIAL_WEIGHTS, backbone_config
+from uwstego.training.backbones.vit import DinoViT
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from edge.atomic import atomic_path
-from edge.errors import UwstegoError
-from training.backbones.registry import backbone_config, matching_backbones
-from training.backbones.vit import DinoViT
+from uwstego.atomic import atomic_path
+from uwstego.errors import UwstegoError
+from uwstego.training.backbones.registry import backbone_config, matching_backbones
+from uwstego.training.backbones.vit import DinoViT
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.backbones.vit import ViTConfig
+from uwstego.training.backbones.vit import ViTConfig
 
 _DINO_S = {"family": "dino", "embed_dim": 384, "depth": 12, "num_heads": 6}
 _DINO_T = {"family": "dino", "embed_dim": 192, "depth": 12, "num_heads": 3}

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.settings_io import from_dict_strict
-from training.backbones.block import Block
-from training.backbones.patch_embed import PatchEmbed
+from uwstego.settings_io import from_dict_strict
+from uwstego.training.backbones.block import Block
+from uwstego.training.backbones.patch_embed import PatchEmbed
 
 FAMILIES = ("dino", "dinov2")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

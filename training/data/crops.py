@@ -8,7 +8,7 @@ copied) and centre-cropped square.
 Crops (STEGO's five-crop precompute plus its per-sample centre crop): the four corners and the
 centre, each half the frame's height and width, and ``full``, the whole frame.
 
-Enhancement state: each still image starts from a reset :class:`edge.enhance.Enhancer`; within
+Enhancement state: each still image starts from a reset :class:`uwstego.enhance.Enhancer`; within
 a video or bag topic the EMA runs over *every* decoded frame in recording order, sampled or not,
 so the statistics are the ones the vehicle would compute on that footage. The five numbers the
 host stage derives for a frame are kept with it, so :func:`render` can rebuild any cached crop
@@ -22,9 +22,9 @@ from collections.abc import Iterable, Iterator
 import cv2
 import numpy as np
 
-from edge.enhance import Enhancer, EnhanceSettings, apply_params, clahe_lightness
-from training.backbones.vit import IMAGENET_MEAN, IMAGENET_STD
-from training.data.sources import Frame
+from uwstego.enhance import Enhancer, EnhanceSettings, apply_params, clahe_lightness
+from uwstego.training.backbones.vit import IMAGENET_MEAN, IMAGENET_STD
+from uwstego.training.data.sources import Frame
 
 FIVE_CROP = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 CROP_TYPES: dict[str, tuple[str, ...]] = {
@@ -85,7 +85,7 @@ def make_crops(img: np.ndarray, crop_type: str, resolution: int) -> list[np.ndar
 def render(rgb: np.ndarray, params: np.ndarray, settings: EnhanceSettings) -> np.ndarray:
     """The enhanced frame, float32 HxWx3 in [0, 1], from the host-stage ``params`` of that frame.
 
-    Equal to :meth:`edge.enhance.Enhancer.apply` for the frame those params were measured on
+    Equal to :meth:`uwstego.enhance.Enhancer.apply` for the frame those params were measured on
     (tested): with CLAHE the host stage bakes the gains in and hands the graph the identity.
     """
     img = apply_params(rgb.astype(np.float32) / 255.0, params)

@@ -6,7 +6,7 @@ can resume), each with a :class:`FrameRef` that is enough to read the same frame
 Sequences: a video file, or one image topic of a bag, is a *sequence*; a still image is a
 sequence of one. Sources yield every decodable frame of a sequence, flagged ``keep`` when the
 frame sampling (stride or rate) selects it: the enhancement's temporal statistics must see the
-frames the vehicle saw, not only the sampled ones (see :mod:`training.data.crops`).
+frames the vehicle saw, not only the sampled ones (see :mod:`uwstego.training.data.crops`).
 
 Nothing is dropped silently: every unreadable file or frame is recorded in a :class:`ReadReport`
 (counted, listed, and logged), and :func:`check_not_empty` stops a run that found no usable frame.
@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edge.bags import ReadStats, choose_camera_topic, open_bag
-from edge.contract import (
+from uwstego.bags import ReadStats, choose_camera_topic, open_bag
+from uwstego.contract import (
     COMPRESSED_TOPIC,
     IMAGE_SUFFIXES,
     IMAGE_TOPIC,
@@ -37,8 +37,8 @@ from edge.contract import (
     SYNTH_IMAGES_DIR,
     VIDEO_SUFFIXES,
 )
-from edge.errors import UwstegoError
-from edge.rosimage import ImageDecodeError, decode_compressed
+from uwstego.errors import UwstegoError
+from uwstego.rosimage import ImageDecodeError, decode_compressed
 
 logger = logging.getLogger(__name__)
 
@@ -264,9 +264,9 @@ class VideoFile:
 @dataclass(frozen=True)
 class RosBag:
     """The camera topic of a bag (MCAP or sqlite3, or a synth dive folder's ``bag/``), read
-    through :func:`edge.bags.open_bag`: past damage, which is reported per topic.
+    through :func:`uwstego.bags.open_bag`: past damage, which is reported per topic.
 
-    ``topic=None`` takes the bag's camera topic by the rule of :mod:`edge.bags.topics` (never
+    ``topic=None`` takes the bag's camera topic by the rule of :mod:`uwstego.bags.topics` (never
     ground truth; several cameras stop with a message listing them)."""
 
     path: Path

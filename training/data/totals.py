@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import cv2
 
-from edge.bags import choose_camera_topic, open_bag
-from training.data.sources import ImageFolder, RosBag, Source, VideoFile
+from uwstego.bags import choose_camera_topic, open_bag
+from uwstego.training.data.sources import ImageFolder, RosBag, Source, VideoFile
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.data.crops import normalise
+from uwstego.training.data.crops import normalise
 
 _GRAY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _RATIO = (3 / 4, 4 / 3)

@@ -3,7 +3,7 @@
 ``checkpoint.pth`` = ``{'student', 'teacher', 'optimizer', 'epoch', 'args', 'dino_loss'}`` (+
 ``fp16_scaler``) with the student's keys under ``module.`` (the official student is always
 wrapped in DistributedDataParallel) and the teacher's bare (``backbone.*``, ``head.*``), so the
-official code restarts from it and :func:`training.backbones.load_weights` (``uwstego train
+official code restarts from it and :func:`uwstego.training.backbones.load_weights` (``uwstego train
 --weights``) takes its teacher backbone. Our additions, ignored by the official loader:
 ``step`` (iterations done, for a resume mid-epoch) and ``settings``.
 """
@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge.atomic import atomic_path
-from training.backbones.checkpoint import normalise_state_dict, read_checkpoint
+from uwstego.atomic import atomic_path
+from uwstego.training.backbones.checkpoint import normalise_state_dict, read_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pth"
 DDP_PREFIX = "module."

@@ -10,14 +10,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from edge.cli import HelpFormatter
+from uwstego.cli import HelpFormatter
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from training.cli import ENHANCEMENTS
-    from training.pretrain.settings import PretrainSettings
+    from uwstego.training.cli import ENHANCEMENTS
+    from uwstego.training.pretrain.settings import PretrainSettings
 
     d = PretrainSettings()
     p = subparsers.add_parser(
@@ -85,12 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from training import distributed as ddp
-    from training.backbones import backbone_config
-    from training.cli import ENHANCEMENTS
-    from training.pipeline import PipelineSettings, open_sources
-    from training.pretrain.loop import run_pretraining
-    from training.pretrain.settings import PretrainSettings
+    from uwstego.training import distributed as ddp
+    from uwstego.training.backbones import backbone_config
+    from uwstego.training.cli import ENHANCEMENTS
+    from uwstego.training.pipeline import PipelineSettings, open_sources
+    from uwstego.training.pretrain.loop import run_pretraining
+    from uwstego.training.pretrain.settings import PretrainSettings
 
     backbone_config(args.backbone)  # an unknown id stops before any frame is read
     if args.weights is not None and not args.weights.is_file():

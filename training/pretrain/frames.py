@@ -3,7 +3,8 @@ enhancement chain the head and the vehicle use, resized once and cached in ``OUT
 
 Random crops need random access, and decoding videos and bags for every step would dominate a
 CPU run, so the enhanced frames are decoded once (the enhancement's EMA runs over each stream
-in recording order, :func:`training.data.crops.enhance_params`). All frames share one size: the
+in recording order, :func:`uwstego.training.data.crops.enhance_params`). All frames share one size:
+the
 first frame's aspect with its short side ``frame_size``. A cache built from other sources or
 settings is rebuilt, never reused.
 """
@@ -20,12 +21,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.atomic import atomic_path, write_json_atomic
-from edge.enhance import EnhanceSettings
-from training import distributed as ddp
-from training.data.crops import enhance_params, render, to_uint8
-from training.data.sources import ReadReport, Source, check_not_empty, iter_frames
-from training.data.totals import total_frames
+from uwstego.atomic import atomic_path, write_json_atomic
+from uwstego.enhance import EnhanceSettings
+from uwstego.training import distributed as ddp
+from uwstego.training.data.crops import enhance_params, render, to_uint8
+from uwstego.training.data.sources import ReadReport, Source, check_not_empty, iter_frames
+from uwstego.training.data.totals import total_frames
 
 log = logging.getLogger(__name__)
 

@@ -15,35 +15,35 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge.atomic import write_json_atomic
-from edge.enhance import EnhanceSettings
-from training import distributed as ddp
-from training.backbones import backbone_config, load_weights
-from training.backbones.vit import DinoViT
-from training.data.sources import Source
-from training.pretrain.augment import multi_crop_batch, policies
-from training.pretrain.checkpoint import (
+from uwstego.atomic import write_json_atomic
+from uwstego.enhance import EnhanceSettings
+from uwstego.training import distributed as ddp
+from uwstego.training.backbones import backbone_config, load_weights
+from uwstego.training.backbones.vit import DinoViT
+from uwstego.training.data.sources import Source
+from uwstego.training.pretrain.augment import multi_crop_batch, policies
+from uwstego.training.pretrain.checkpoint import (
     CHECKPOINT_FILE,
     load_checkpoint,
     save_checkpoint,
     save_teacher_backbone,
     strip_ddp,
 )
-from training.pretrain.frames import load_frames
-from training.pretrain.head import DinoHead
-from training.pretrain.loss import DinoLoss
-from training.pretrain.monitor import COLUMNS, RunLog, collapse, teacher_entropies
-from training.pretrain.network import MultiCropNet, add_drop_path
-from training.pretrain.optim import (
+from uwstego.training.pretrain.frames import load_frames
+from uwstego.training.pretrain.head import DinoHead
+from uwstego.training.pretrain.loss import DinoLoss
+from uwstego.training.pretrain.monitor import COLUMNS, RunLog, collapse, teacher_entropies
+from uwstego.training.pretrain.network import MultiCropNet, add_drop_path
+from uwstego.training.pretrain.optim import (
     cancel_last_layer_gradients,
     clip_gradients,
     ema_update,
     param_groups,
     set_schedule,
 )
-from training.pretrain.probe import LabelledFrames, load_labelled_dive, patch_kmeans_miou
-from training.pretrain.schedules import cosine_schedule, teacher_temperature
-from training.pretrain.settings import PretrainSettings
+from uwstego.training.pretrain.probe import LabelledFrames, load_labelled_dive, patch_kmeans_miou
+from uwstego.training.pretrain.schedules import cosine_schedule, teacher_temperature
+from uwstego.training.pretrain.settings import PretrainSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from training.distributed import dist_info
+from uwstego.training.distributed import dist_info
 
 
 class DinoLoss(nn.Module):

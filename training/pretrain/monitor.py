@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from training.csv_log import restart_csv
+from uwstego.training.csv_log import restart_csv
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Backbone + head as the official multi-crop wrapper runs them (docs/pretrain.md §1).
 
-The shared :class:`training.backbones.DinoViT` returns patch tokens only (what the feature
+The shared :class:`uwstego.training.backbones.DinoViT` returns patch tokens only (what the feature
 cache and the export need); the CLS token is read at its final LayerNorm with a forward hook,
 and the student's stochastic depth is applied by hooks on each block's residual-branch
 modules (``ls1``/``ls2``), so the backbone's code and state-dict keys stay untouched.
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from training.backbones.vit import DinoViT
-from training.pretrain.head import DinoHead
+from uwstego.training.backbones.vit import DinoViT
+from uwstego.training.pretrain.head import DinoHead
 
 
 def drop_path(x: torch.Tensor, rate: float) -> torch.Tensor:

@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import torch
 
-from edge.contract import IGNORE_LABEL, SYNTH_IMAGES_DIR
-from edge.enhance import EnhanceSettings
-from training.backbones.vit import DinoViT
-from training.clusters import spherical_kmeans, unit_rows
-from training.data.crops import enhance_params, normalise, render
-from training.data.sources import ImageFolder, ReadReport, iter_frames
 from training.metrics import unsupervised_scores
+from uwstego.contract import IGNORE_LABEL, SYNTH_IMAGES_DIR
+from uwstego.enhance import EnhanceSettings
+from uwstego.training.backbones.vit import DinoViT
+from uwstego.training.clusters import spherical_kmeans, unit_rows
+from uwstego.training.data.crops import enhance_params, normalise, render
+from uwstego.training.data.sources import ImageFolder, ReadReport, iter_frames
 
 LABELS_DIR = "labels"
 

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from edge.settings_io import from_dict_strict
+from uwstego.settings_io import from_dict_strict
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.synth.classes import DIVER, FISH
-from training.synth.motion import Wander
-from training.synth.scene import Camera, Layout, Pose
+from uwstego.training.synth.classes import DIVER, FISH
+from uwstego.training.synth.motion import Wander
+from uwstego.training.synth.scene import Camera, Layout, Pose
 
 FISH_TORUS_M = 12.0   # fish positions repeat with this period: a steady density everywhere
 NEAR_M = 0.25

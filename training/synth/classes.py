@@ -1,17 +1,17 @@
 """The synthetic dives' classes and their colours, defined here and nowhere else.
 
 The label maps hold these indices (uint8); 255 marks pixels to ignore. The entries are
-``edge.classes.ClassInfo`` so they drop straight into a deploy bundle or a names YAML.
+``uwstego.classes.ClassInfo`` so they drop straight into a deploy bundle or a names YAML.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edge.classes import ClassInfo
-from edge.contract import IGNORE_LABEL
-from edge.visualize import colorize
-from edge.visualize import palette as edge_palette
+from uwstego.classes import ClassInfo
+from uwstego.contract import IGNORE_LABEL
+from uwstego.visualize import colorize
+from uwstego.visualize import palette as edge_palette
 
 WATER, SAND, ROCK, REEF, VEGETATION, FISH, DEBRIS, DIVER, CABLE = range(9)
 IGNORE = IGNORE_LABEL

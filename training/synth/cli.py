@@ -6,11 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from edge.cli import HelpFormatter
-from edge.image_size import Size
-from edge.survey.geo import check_origin
-from training.synth.settings import HOLD_OUT_CLASSES, JERLOV_TYPES, DiveSettings
-from training.synth.writer import write_dive
+from uwstego.cli import HelpFormatter
+from uwstego.image_size import Size
+from uwstego.survey.geo import check_origin
+from uwstego.training.synth.settings import HOLD_OUT_CLASSES, JERLOV_TYPES, DiveSettings
+from uwstego.training.synth.writer import write_dive
 
 log = logging.getLogger(__name__)
 

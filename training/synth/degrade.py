@@ -23,9 +23,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from training.synth.scene import Camera, Layout, wrap
-from training.synth.settings import DiveSettings
-from training.synth.world import TILE, World
+from uwstego.training.synth.scene import Camera, Layout, wrap
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.synth.world import TILE, World
 
 
 @dataclass(frozen=True)

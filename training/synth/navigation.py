@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.bags import BagWriter
-from edge.contract import NAV_FIX_TOPIC, NAV_ODOM_TOPIC
-from edge.survey.geo import to_latlon
-from edge.survey.navigation import FIX_TYPE, ODOMETRY_TYPE
-from training.synth.sequence import Dive
+from uwstego.bags import BagWriter
+from uwstego.contract import NAV_FIX_TOPIC, NAV_ODOM_TOPIC
+from uwstego.survey.geo import to_latlon
+from uwstego.survey.navigation import FIX_TYPE, ODOMETRY_TYPE
+from uwstego.training.synth.sequence import Dive
 
 NAV_RATE_HZ = 5.0
 NAV_CLOCK_OFFSET_S = 0.073  # the navigation clock does not tick with the camera's

@@ -14,8 +14,8 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from training.synth.classes import DEBRIS, REEF, ROCK, SAND, VEGETATION, WATER
-from training.synth.world import WORLD_M, World
+from uwstego.training.synth.classes import DEBRIS, REEF, ROCK, SAND, VEGETATION, WATER
+from uwstego.training.synth.world import WORLD_M, World
 
 MAX_RANGE_M = 60.0
 GRAIN_SCALE = 4  # grain texels per world texel

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from training.synth.actors import Diver, draw_diver, draw_fish, sample_diver, sample_schools
-from training.synth.classes import CLASS_NAMES
-from training.synth.degrade import Conditions, Degrader, sample_conditions
-from training.synth.motion import Wander
-from training.synth.scene import Camera, Pose, render_seabed
-from training.synth.settings import DiveSettings
-from training.synth.snow import SnowField
-from training.synth.world import WORLD_M, CableRoute, build_world, world_size_px
+from uwstego.training.synth.actors import Diver, draw_diver, draw_fish, sample_diver, sample_schools
+from uwstego.training.synth.classes import CLASS_NAMES
+from uwstego.training.synth.degrade import Conditions, Degrader, sample_conditions
+from uwstego.training.synth.motion import Wander
+from uwstego.training.synth.scene import Camera, Pose, render_seabed
+from uwstego.training.synth.settings import DiveSettings
+from uwstego.training.synth.snow import SnowField
+from uwstego.training.synth.world import WORLD_M, CableRoute, build_world, world_size_px
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class SynthFrame:
     index: int
     t_ns: int                 # header stamp
     rgb: np.ndarray           # HxWx3 uint8
-    labels: np.ndarray        # HxW uint8 class indices (training.synth.classes)
+    labels: np.ndarray        # HxW uint8 class indices (uwstego.training.synth.classes)
     range_m: np.ndarray       # HxW float32 camera-to-surface distance; inf for open water
     params: dict[str, Any]    # JSON-ready figures sampled or measured for this frame
 

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.settings_io import from_dict_strict, read_json_object
-from edge.survey.geo import check_origin
+from uwstego.settings_io import from_dict_strict, read_json_object
+from uwstego.survey.geo import check_origin
 
 JERLOV_TYPES = ("I", "IA", "IB", "II", "III", "1C", "3C", "5C", "7C", "9C")
 # Actor classes a dive can be rendered without (novelty benchmarks: train without, test with).

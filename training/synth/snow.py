@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.synth.degrade import Snow
-from training.synth.scene import Camera, Pose
+from uwstego.training.synth.degrade import Snow
+from uwstego.training.synth.scene import Camera, Pose
 
 BOX_M = 3.0
 NEAR_M = 0.12

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.synth.classes import CABLE, DEBRIS, REEF, ROCK, SAND, VEGETATION
-from training.synth.noise import fbm, periodic_noise
+from uwstego.training.synth.classes import CABLE, DEBRIS, REEF, ROCK, SAND, VEGETATION
+from uwstego.training.synth.noise import fbm, periodic_noise
 
 WORLD_M = 20.48
 TILE = 256  # side of the grain and caustic tiles

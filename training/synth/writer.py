@@ -16,7 +16,7 @@ Output folder::
 Frames are pure functions of the settings, so a rerun into the same folder only renders what
 is missing from the folders. A bag cannot be appended to: an incomplete one (kept by an
 interrupted run) is replaced by a full rewrite. One run writes a folder at a time
-(:func:`edge.writer_lock.claim`); it first removes the temporary files that a killed run into
+(:func:`uwstego.writer_lock.claim`); it first removes the temporary files that a killed run into
 the same folder left.
 """
 
@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.atomic import remove_leftovers, write_bytes_atomic, write_json_atomic
-from edge.bags import BagWriter, open_bag
-from edge.classes import classes_to_list
-from edge.contract import (
+from uwstego.atomic import remove_leftovers, write_bytes_atomic, write_json_atomic
+from uwstego.bags import BagWriter, open_bag
+from uwstego.classes import classes_to_list
+from uwstego.contract import (
     CAMERA_INFO_TOPIC,
     COMPRESSED_TOPIC,
     IMAGE_TOPIC,
@@ -47,12 +47,12 @@ from edge.contract import (
     SYNTH_DIVE_FILE,
     SYNTH_IMAGES_DIR,
 )
-from edge.disk_full import naming
-from edge.writer_lock import claim
-from training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
-from training.synth.navigation import NavigationWriter
-from training.synth.sequence import Dive, SynthFrame
-from training.synth.settings import DiveSettings, read_dive_settings
+from uwstego.disk_full import naming
+from uwstego.training.synth.classes import CLASS_NAMES, CLASSES, IGNORE
+from uwstego.training.synth.navigation import NavigationWriter
+from uwstego.training.synth.sequence import Dive, SynthFrame
+from uwstego.training.synth.settings import DiveSettings, read_dive_settings
+from uwstego.writer_lock import claim
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from edge.backends import BACKEND_NAMES, PRECISIONS
-from edge.contract import DEFAULT_INPUT_QOS, NODE_NAME, QOS_PROFILES
+from uwstego.backends import BACKEND_NAMES, PRECISIONS
+from uwstego.contract import DEFAULT_INPUT_QOS, NODE_NAME, QOS_PROFILES
 from uwstego_ros.params import DEFAULTS, TRANSPORTS
 
 BOOL = ("true", "false")

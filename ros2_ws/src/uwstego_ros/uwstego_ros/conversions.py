@@ -15,8 +15,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension
 
-from edge.contract import QosSpec
-from edge.coverage import coverage_dimension
+from uwstego.contract import QosSpec
+from uwstego.coverage import coverage_dimension
 
 _ENCODINGS = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint8), 3): "rgb8",
               (np.dtype(np.float32), 1): "32FC1"}
@@ -77,7 +77,7 @@ def coverage_to_msg(values: np.ndarray, class_names: Sequence[str]) -> Float32Mu
 
 
 def qos_profile(spec: QosSpec) -> QoSProfile:
-    """rclpy's profile for a :class:`edge.contract.QosSpec` (keep last, volatile)."""
+    """rclpy's profile for a :class:`uwstego.contract.QosSpec` (keep last, volatile)."""
     reliability = {"reliable": ReliabilityPolicy.RELIABLE,
                    "best_effort": ReliabilityPolicy.BEST_EFFORT}[spec.reliability]
     return QoSProfile(depth=spec.depth, reliability=reliability, history=HistoryPolicy.KEEP_LAST)

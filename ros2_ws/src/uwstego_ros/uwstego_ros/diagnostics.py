@@ -18,9 +18,9 @@ from typing import Any
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from edge.contract import stretches
-from edge.image_size import Size
-from edge.trust import read_trust
+from uwstego.contract import stretches
+from uwstego.image_size import Size
+from uwstego.trust import read_trust
 from uwstego_ros.stats import Snapshot
 
 DAY_MS = 86_400_000.0

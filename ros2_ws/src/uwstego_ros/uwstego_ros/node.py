@@ -53,12 +53,12 @@ from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32MultiArray
 
-from edge.bundle import Bundle, BundleError, load_bundle
-from edge.contract import NODE_NAME, QosSpec
-from edge.coverage import coverage_names
-from edge.novelty import novelty_mono8
-from edge.segmenter import Segmentation, Segmenter
-from edge.visualize import coverage, overlay, palette
+from uwstego.bundle import Bundle, BundleError, load_bundle
+from uwstego.contract import NODE_NAME, QosSpec
+from uwstego.coverage import coverage_names
+from uwstego.novelty import novelty_mono8
+from uwstego.segmenter import Segmentation, Segmenter
+from uwstego.visualize import coverage, overlay, palette
 from uwstego_ros.conversions import (
     array_to_image,
     coverage_to_msg,

@@ -23,8 +23,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import ColorRGBA, Header
 
-from edge.classes import ClassInfo
-from edge.objects import (
+from uwstego.classes import ClassInfo
+from uwstego.objects import (
     Detection,
     ObjectSettings,
     Tracker,
@@ -32,7 +32,7 @@ from edge.objects import (
     object_class_ids,
     parse_class_list,
 )
-from edge.segmenter import Segmentation
+from uwstego.segmenter import Segmentation
 from uwstego_ros.params import NodeSettings
 
 try:

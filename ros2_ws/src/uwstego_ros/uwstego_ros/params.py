@@ -21,10 +21,10 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from edge.backends import BACKEND_NAMES, PRECISIONS
-from edge.contract import DEFAULT_INPUT_QOS, OUTPUT_QOS, QOS_PROFILES
-from edge.image_size import Size
-from edge.objects import ObjectSettings, parse_class_list
+from uwstego.backends import BACKEND_NAMES, PRECISIONS
+from uwstego.contract import DEFAULT_INPUT_QOS, OUTPUT_QOS, QOS_PROFILES
+from uwstego.image_size import Size
+from uwstego.objects import ObjectSettings, parse_class_list
 
 TRANSPORTS = ("raw", "compressed")
 # max_pixels:=0 accepts every camera up to 4K UHD, and up to this many times the bundle's camera

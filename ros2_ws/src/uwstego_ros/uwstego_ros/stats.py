@@ -77,7 +77,7 @@ class Snapshot:
     stamp_delay_ms: list[float] | None  # p50, p95: publish time - header.stamp (synced clocks)
     last_bad: str
     input_size: str
-    bad_by_kind: dict[str, int]  # edge.rosimage.DECODE_ERROR_KINDS and the worker's own kinds
+    bad_by_kind: dict[str, int]  # uwstego.rosimage.DECODE_ERROR_KINDS and the worker's own kinds
     since_frame_s: float  # since the last frame arrived, or since counting started
     in_since_last: int  # the deltas since the previous snapshot
     dropped_since_last: int

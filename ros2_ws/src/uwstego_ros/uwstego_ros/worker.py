@@ -22,9 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.image_size import Size
-from edge.rosimage import ImageDecodeError, compressed_header, decode_image, reduction_for
-from edge.segmenter import Segmentation, Segmenter
+from uwstego.image_size import Size
+from uwstego.rosimage import ImageDecodeError, compressed_header, decode_image, reduction_for
+from uwstego.segmenter import Segmentation, Segmenter
 from uwstego_ros.mailbox import Letter, Mailbox
 from uwstego_ros.stats import StreamStats
 
