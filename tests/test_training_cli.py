@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 def test_registering_the_commands_does_not_import_torch():
     # `uwstego replay` on the vehicle registers every command; torch is not installed there.
     code = ("import sys, argparse\n"
-            "from uwstego.training.cli import register_train, register_evaluate, register_clusters\n"
+            "from uwstego.training.cli import (register_train, register_evaluate,\n"
+            "                                  register_clusters)\n"
             "sub = argparse.ArgumentParser().add_subparsers()\n"
             "for r in (register_train, register_evaluate, register_clusters): r(sub)\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")

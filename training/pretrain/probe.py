@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from training.metrics import unsupervised_scores
 from uwstego.contract import IGNORE_LABEL, SYNTH_IMAGES_DIR
 from uwstego.enhance import EnhanceSettings
+from uwstego.scoring import unsupervised_scores
 from uwstego.training.backbones.vit import DinoViT
 from uwstego.training.clusters import spherical_kmeans, unit_rows
 from uwstego.training.data.crops import enhance_params, normalise, render
@@ -101,5 +101,5 @@ def patch_kmeans_miou(backbone: DinoViT, data: LabelledFrames, clusters: int,
     tokens = unit_rows(patch_tokens(backbone, data.images))
     centroids = spherical_kmeans(tokens, clusters, seed=seed)
     preds = (tokens @ centroids.T).argmax(1).reshape(data.labels.shape)
-    return float(unsupervised_scores(preds, data.labels, data.n_classes,
+    return float(unsupervised_scores(np.asarray(preds), np.asarray(data.labels), data.n_classes,
                                      extra_clusters=max(0, clusters - data.n_classes)).miou)
