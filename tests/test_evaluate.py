@@ -20,7 +20,7 @@ from uwstego.segmenter import Segmenter
 from uwstego.training.artifact import save_trained_model
 from uwstego.training.evaluate import evaluate, resize_center_crop
 from uwstego.training.inference import segment, to_network_input
-from uwstego.training.masks import SUIM_CLASSES, decode_suim, read_mask
+from uwstego.training.masks import SUIM_CLASSES, decode_suim, read_mask_kind
 from uwstego.training.settings import EvalSettings
 
 DATA = Path(os.environ.get("UWSTEGO_DATA",
@@ -47,13 +47,13 @@ def test_suim_colours_decode_by_channel_bits(tmp_path):
     expected = np.array([[0, 1, 2, 3], [4, 5, 6, 5]])
     np.testing.assert_array_equal(decode_suim(mask), expected)
     _write_rgb(tmp_path / "m.png", mask)
-    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), expected)
+    np.testing.assert_array_equal(read_mask_kind(tmp_path / "m.png")[0], expected)
     cv2.imwrite(str(tmp_path / "i.png"), expected.astype(np.uint8))
-    np.testing.assert_array_equal(read_mask(tmp_path / "i.png"), expected)
+    np.testing.assert_array_equal(read_mask_kind(tmp_path / "i.png")[0], expected)
     with pytest.raises(ValueError, match="one channel"):
-        read_mask(tmp_path / "m.png", kind="index")
+        read_mask_kind(tmp_path / "m.png", kind="index")[0]
     with pytest.raises(ValueError, match="mask kind"):
-        read_mask(tmp_path / "m.png", kind="rgb")
+        read_mask_kind(tmp_path / "m.png", kind="rgb")[0]
 
 
 def test_resize_center_crop_geometry_is_shared_by_images_and_labels():
@@ -126,8 +126,8 @@ def test_bad_inputs_are_named(tmp_path):
 @pytest.mark.skipif(not SUIM.is_dir(), reason="SUIM sample pairs not available")
 def test_suim_sample_pairs(tmp_path):
     for name in sorted(os.listdir(SUIM / "masks_rgb")):
-        np.testing.assert_array_equal(read_mask(SUIM / "masks_rgb" / name),
-                                      read_mask(SUIM / "masks_index" / name))
+        np.testing.assert_array_equal(read_mask_kind(SUIM / "masks_rgb" / name)[0],
+                                      read_mask_kind(SUIM / "masks_index" / name)[0])
     model = tiny_model(k=8)
     report = evaluate(model, SUIM / "images", SUIM / "masks_rgb", EvalSettings(resolution=64),
                       out_dir=tmp_path, progress=False)

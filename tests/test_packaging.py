@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -41,8 +42,13 @@ def test_version_is_defined_once():
 
 @pytest.mark.slow
 def test_wheel_installs_one_top_level_package(tmp_path: Path):
+    # From a copy: setuptools builds in ./build, whose stale files would go into the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", "__pycache__", "demo_out", "ros2_ws", "tests"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True,
+                   timeout=300)
     (wheel,) = tmp_path.glob("uwstego-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()

@@ -41,9 +41,9 @@ def _labels(folder: Path, count: int) -> Path:
 def test_masks_and_label_files_read_by_their_bytes(odd: Path):
     masks = _labels(odd / "masks", 2)
     outcome = run_bounded(
-        "import sys; from pathlib import Path; from uwstego.training.masks import read_mask; "
+        "import sys; from pathlib import Path; from uwstego.training.masks import read_mask_kind; "
         "from uwstego.replay.source import DirGroundTruth; p = Path(sys.argv[1]); "
-        "print(read_mask(p / '000001.png').max(), len(DirGroundTruth(p).files))",
+        "print(read_mask_kind(p / '000001.png')[0].max(), len(DirGroundTruth(p).files))",
         str(masks), cpu_s=60)
     assert outcome.returncode == 0, (outcome.returncode, outcome.stderr[-2000:])
     assert outcome.stdout.split() == ["1", "2"]

@@ -63,11 +63,6 @@ def _refuse_photographs(path: Path, raw: np.ndarray, kind: str) -> None:
                          "colour masks")
 
 
-def read_mask(path: str | Path, kind: str = "auto") -> np.ndarray:
-    """uint8 ``HxW`` class indices (255 = ignore); see :func:`read_mask_kind`."""
-    return read_mask_kind(path, kind)[0]
-
-
 def read_mask_kind(path: str | Path, kind: str = "auto") -> tuple[np.ndarray, str]:
     """``(uint8 HxW class indices, kind read)`` from a mask image (255 = ignore).
 

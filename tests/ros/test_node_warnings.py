@@ -16,6 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from tests.support.hostile import jpeg_declaring
 from uwstego.bundle import write_bundle
 from uwstego.rosimage import encode_jpeg
+from uwstego.trust import RANDOM, TRUST_KEY
 
 from ros_harness import NODE_NAME
 from test_ros_node import _frame, jpeg_msg, latest_status, raw_msg, wait_connected
@@ -61,6 +62,8 @@ def test_a_1080p_camera_is_segmented_and_one_refusing_every_frame_is_an_error(
 def test_a_model_trained_on_random_weights_warns(bundle, start_node, probe, tmp_path):
     provenance = dict(bundle.meta.provenance)
     provenance["training"] = {**provenance.get("training", {}), "random_weights": True}
+    if TRUST_KEY in provenance:  # the trust facts export writes are what the node reads first
+        provenance[TRUST_KEY] = {**provenance[TRUST_KEY], "weights": RANDOM}
     random_bundle = write_bundle(tmp_path / "random", dataclasses.replace(
         bundle.meta, provenance=provenance), {"model.onnx": bundle.model_path})
     trusted = start_node(bundle, name="seg_trusted", transport="raw", backend="onnxruntime")
