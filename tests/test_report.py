@@ -20,6 +20,7 @@ from tests.support.media import scene
 from tests.support.media import write_bag as media_bag
 from uwstego.bags import BagWriter, typestore
 from uwstego.bags.layout import CLASS_NAMES_KEY
+from uwstego.bundle import load_bundle
 from uwstego.enhance import EnhanceSettings
 from uwstego.replay.class_names import bag_class_names
 from uwstego.replay.loop import ReplaySettings, replay
@@ -93,11 +94,13 @@ def test_synth_bags_name_their_classes_and_the_report_uses_them(dive, compare_re
 
 def test_models_are_named_by_bundle_with_one_colour_each(compare_report):
     summary = read_summary(compare_report / SUMMARY_FILE)
-    assert [m.bundle.label for m in summary.models] == ["reef-a", "reef-b"]
+    # Each bundle's own name (`export --name`, in its provenance), whatever its folder.
+    names = [load_bundle(Path(m.bundle.path)).meta.provenance["name"] for m in summary.models]
+    assert [m.bundle.label for m in summary.models] == names and len(set(names)) == 2
     page = (compare_report / "index.html").read_text()
     colours = dict(re.findall(r'<span class="model" style="border-color:(#[0-9a-f]{6})">'
                               r"([^<]+)</span>", page))
-    assert set(colours.values()) == {"reef-a", "reef-b"} and len(colours) == 2
+    assert set(colours.values()) == set(names) and len(colours) == 2
 
 
 def test_tables_per_class_confusion_and_run_facts(compare_report):

@@ -316,9 +316,12 @@ def test_malformed_floods_are_counted_and_the_node_keeps_serving(bundle, start_n
         # best effort may lose some on the way, but nothing is counted twice
         assert int(status["frames_in"]) <= 15 * len(sent) + good
         warns = [s for a in diags for s in a.status
-                 if s.name == f"{name}: segmentation" and s.level == DiagnosticStatus.WARN
-                 and "bad frame" in s.message]
-        assert warns, f"{name}: no WARN diagnostics for bad frames"
+                 # WARN for a share of bad frames; ERROR for a period whose every frame was
+                 # refused (the flood alone), which a loaded machine can make of the whole flood.
+                 if s.name == f"{name}: segmentation"
+                 and s.level in (DiagnosticStatus.WARN, DiagnosticStatus.ERROR)
+                 and ("bad frame" in s.message or "every frame is refused" in s.message)]
+        assert warns, f"{name}: no WARN or ERROR diagnostics for bad frames"
         logged = node.output().count("bad frame skipped")
         assert 1 <= logged < int(status["bad_frames"]), "warnings must be throttled"
     assert latest_status(diags, "seg_raw")["resolution_changes"] == "1"
