@@ -38,7 +38,8 @@ def check_report_available() -> None:
             hint="or leave out --report to replay without it")) from exc
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend; :class:`ReportUnavailable` without matplotlib."""
     check_report_available()
     import matplotlib
 
@@ -71,7 +72,8 @@ def _outside(ax: Any, **kw: Any) -> None:
                   fontsize=8, **kw)
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_png(fig: Any, path: Path) -> None:
+    """``fig`` as a PNG at ``path``, atomically."""
     with atomic_path(path) as tmp:
         # "tight" grows the picture to hold the legends placed outside the axes.
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
@@ -94,7 +96,7 @@ def _latency(plt: Any, summary: ReplaySummary, t: np.ndarray, path: Path) -> Non
     ax_h.set(xlabel="latency (ms)", ylabel="frames", title="Latency histogram")
     _outside(ax_h)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -110,7 +112,7 @@ def _coverage(plt: Any, summary: ReplaySummary, t: np.ndarray, path: Path) -> No
                title=f"Class coverage: {name}")
         _outside(ax, ncol=1 if len(classes) <= 12 else 2)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -126,7 +128,7 @@ def _lines(plt: Any, summary: ReplaySummary, t: np.ndarray, path: Path, key: str
     ax.set(xlabel="bag time (s)", ylabel=ylabel, title=title)
     _outside(ax)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -152,7 +154,7 @@ def _scores(plt: Any, t: np.ndarray, path: Path, title: str,
     _outside(ax_t)
     _outside(ax_c)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -188,7 +190,7 @@ def _confusion(plt: Any, scored: Sequence[tuple[ModelDoc, str, Scored]], path: P
                             color="white" if value > 60 else "black")
         fig.colorbar(image, ax=ax, label="pixels of the ground-truth class (%)")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -208,7 +210,7 @@ def write_plots(folder: Path, summary: ReplaySummary) -> tuple[str, ...]:
     """Draw every plot the summary has data for; returns the file names (none without frames)."""
     if not summary.frames.processed:
         return ()
-    plt = _pyplot()
+    plt = pyplot()
     t = _times(summary)
     written = ["latency.png", "coverage.png", "flicker.png", "confidence.png"]
     _latency(plt, summary, t, folder / "latency.png")
@@ -219,7 +221,7 @@ def write_plots(folder: Path, summary: ReplaySummary) -> tuple[str, ...]:
            "cosine similarity (1)", "Confidence over time (max cosine similarity to a centroid)",
            band="confidence_p05")
     if has_novelty(summary):
-        plot_novelty(plt, colored_models(summary), t, folder / NOVELTY_PLOT, _save)
+        plot_novelty(plt, colored_models(summary), t, folder / NOVELTY_PLOT, save_png)
         written.append(NOVELTY_PLOT)
     truth = truth_scores(summary)
     if truth:

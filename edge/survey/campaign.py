@@ -11,7 +11,8 @@ Layout of the output folder (docs/survey.md §6)::
 
 Each dive is one task; a dive's folder appears whole when the dive has finished (a staging
 folder and a swap, ``edge/atomic.py``), so a kill loses nothing finished and a rerun of the same
-command does only the dives without a folder. A dive that fails is reported, the others go on.
+command does only the dives without a folder; one campaign writes an output folder at a time
+(``edge/writer_lock.py``). A dive that fails is reported, the others go on.
 The cluster: a local one of ``workers`` processes (loopback only), or a running Dask scheduler
 given by its address (docs/survey.md §6 says why Dask).
 """
@@ -20,13 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import html
 import io
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -43,12 +42,12 @@ from uwstego.replay.settings import ReplaySettings
 from uwstego.survey.dive import SURVEY_JSON, survey_dive
 from uwstego.survey.section import SURVEY_DIR
 from uwstego.survey.table import read_csv
+from uwstego.writer_lock import claim
 
 log = logging.getLogger(__name__)
 
 DIVES_DIR = "dives"
 DONE_FILE = "done.json"
-LOCK_FILE = ".campaign.lock"
 
 
 @dataclass(frozen=True)
@@ -126,19 +125,6 @@ def _finished(folder: Path, bag: Path, bundle: Path) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """One campaign per output folder at a time; the lock goes with the process, killed or not."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK_FILE, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"{out} is in use by another campaign run; wait for it or choose "
-                               "another --out") from None
-        yield
-
-
-@contextlib.contextmanager
 def dask_client(settings: CampaignSettings) -> Iterator[Any]:
     """A Dask client: to the scheduler of ``settings``, or to a local cluster of
     ``local_workers()`` single-threaded processes listening on loopback only."""
@@ -165,14 +151,6 @@ def dask_client(settings: CampaignSettings) -> Iterator[Any]:
         dask_log.setLevel(level)
 
 
-def _remove_stale_staging(dives: Path) -> None:
-    """Staging folders of dives a killed run was writing: this campaign (it holds the lock)
-    owns everything under ``dives/``."""
-    for stale in dives.glob(".*.staging"):
-        log.info("removing %s, left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 def run_campaign(bags: Sequence[str | Path], out: str | Path,
                  settings: CampaignSettings) -> list[DiveOutcome]:
     """Replay and survey every bag into ``out`` (see the module text)."""
@@ -182,10 +160,11 @@ def run_campaign(bags: Sequence[str | Path], out: str | Path,
     load_bundle(bundle)  # a bad bundle is one line here, not one failure per dive
     names = dive_names(paths)
     outcomes: dict[str, DiveOutcome] = {}
-    with _locked(out):
+    # One campaign per output folder; each dive's folder is written through atomic_dir, which
+    # also removes the staging folder a killed run left for that dive.
+    with claim(out):
         dives = out / DIVES_DIR
-        dives.mkdir(exist_ok=True)
-        _remove_stale_staging(dives)
+        dives.mkdir(parents=True, exist_ok=True)
         todo = []
         for name, bag in zip(names, paths, strict=True):
             done = _finished(dives / name, bag.resolve(), bundle)

@@ -1,5 +1,5 @@
-"""Survey figures (needs matplotlib, the ``replay`` extra): the track coloured by dominant class,
-and percent cover per class over the distance travelled."""
+"""Survey figures, drawn as the report's plots are (matplotlib, the ``replay`` extra): the track
+coloured by dominant class, and percent cover per class over the distance travelled."""
 
 from __future__ import annotations
 
@@ -9,20 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from uwstego.atomic import write_bytes_atomic
+from uwstego.replay.plots import pyplot, save_png
 from uwstego.survey.geo import to_local
 from uwstego.survey.table import SurveyTable
 
 Color = Sequence[int]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _rgb(color: Color | None) -> tuple[float, float, float]:
@@ -30,12 +21,9 @@ def _rgb(color: Color | None) -> tuple[float, float, float]:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return write_bytes_atomic(path, buf.getvalue())
+    save_png(fig, path)
+    pyplot().close(fig)
+    return path
 
 
 def _xy(table: SurveyTable, origin: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +38,7 @@ def _xy(table: SurveyTable, origin: tuple[float, float] | None) -> tuple[np.ndar
 def track_map(tables: SurveyTable | Sequence[SurveyTable], colors: Mapping[str, Color],
               path: Path, title: str = "track, coloured by dominant class") -> Path:
     """One or several dives' tracks; each frame a dot in its dominant class's colour."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     seen: set[str] = set()
     tables = [tables] if isinstance(tables, SurveyTable) else list(tables)
@@ -81,7 +69,7 @@ def track_map(tables: SurveyTable | Sequence[SurveyTable], colors: Mapping[str, 
 
 def cover_over_distance(table: SurveyTable, colors: Mapping[str, Color], path: Path) -> Path:
     """Stacked percent cover per class against the distance travelled."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     distance = table.positions.distance_m()
     cover = np.nan_to_num(table.cover)
