@@ -114,6 +114,7 @@ class ObjectsOutput:
         self.classes = list(classes)
         self.class_ids = object_class_ids(settings.classes, [c.name for c in classes])
         self.tracker = Tracker(settings)
+        self._settings_seen: NodeSettings | None = None  # the node settings last read
         self.frame = 0
         self.in_frame = 0
         self.markers = node.create_publisher(ImageMarker, "~/objects/markers", qos)
@@ -135,12 +136,14 @@ class ObjectsOutput:
         return cls(node, qos, classes, wanted)
 
     def publish(self, header: Header, seg: Segmentation, settings: NodeSettings) -> None:
-        current = object_settings(settings)
-        if current != self.tracker.settings:  # runtime parameters (the classes cannot change)
-            self.tracker.settings = dataclasses.replace(current,
+        if settings is not self._settings_seen:
+            # NodeSettings is replaced whole when a parameter changes: the runtime object
+            # parameters are read again then, not every frame (the classes cannot change).
+            self._settings_seen = settings
+            self.tracker.settings = dataclasses.replace(object_settings(settings),
                                                         classes=self.tracker.settings.classes)
-        regions = find_regions(seg.labels, self.class_ids, current.min_area, seg.confidence,
-                               seg.novelty)
+        regions = find_regions(seg.labels, self.class_ids, self.tracker.settings.min_area,
+                               seg.confidence, seg.novelty)
         self.frame += 1
         stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         found = self.tracker.update(regions, seg.labels.shape, self.frame, stamp)
