@@ -2,7 +2,7 @@
 
 1. Overhead: 640x480 frames, raw (with the large-data Fast DDS profile) and JPEG, sent one at a
    time; end-to-end latency (header.stamp -> labels received) minus the time of the Segmenter
-   alone on the same frames in this process. Target: median overhead <= 10 ms.
+   alone on the same frames in this process. Target: median overhead <= 5 ms (issue 23).
 2. Slow inference: a 30 Hz JPEG camera and a model several times slower than the frame period,
    for 2 minutes (20 s with --quick). Targets: p95 latency <= 2 x (one inference + overhead), and
    the node's RSS does not grow.
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 CAMERA = (640, 480)
 PROFILE = REPO / "ros2_ws" / "src" / "uwstego_ros" / "config" / "fastdds_large_data.xml"
 NODE = "uwstego_segmentation"
+OVERHEAD_TARGET_MS = 5.0  # end to end minus the Segmenter alone, 640x480, quiet machine
 
 
 sys.path.insert(0, str(REPO))
@@ -174,8 +175,8 @@ def measure_overhead(bundle: Bundle, transport: str, count: int, workdir: Path) 
     e2e = pct(latencies, 50)
     return {"frames": len(latencies), "lost": lost, "end_to_end_p50_ms": e2e,
             "end_to_end_p95_ms": pct(latencies, 95), "segmenter_alone_p50_ms": alone,
-            "overhead_p50_ms": e2e - alone, "overhead_target_ms": 10.0,
-            "meets_target": e2e - alone <= 10.0,
+            "overhead_p50_ms": e2e - alone, "overhead_target_ms": OVERHEAD_TARGET_MS,
+            "meets_target": e2e - alone <= OVERHEAD_TARGET_MS,
             # the same difference against the Segmenter time the node measured meanwhile
             "node_segmenter_p50_ms": in_node, "overhead_vs_node_segmenter_p50_ms": e2e - in_node}
 

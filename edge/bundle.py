@@ -7,6 +7,8 @@ Layout::
       model.onnx      the fused graph (see docs/ARCHITECTURE.md for its inputs and outputs)
       model_int8.onnx optional: the same graph with INT8 QDQ nodes (``export-trt --int8``),
                       listed in bundle.json's files like every other file
+      model_fused.onnx, model_int8_dynamic.onnx
+                      optional: ONNX Runtime's CPU variants of both (edge/cpu_graphs.py)
       engines/        TensorRT plans built on the target (a cache: not checksummed)
       bundle.sig      optional: an Ed25519 signature over bundle.json (edge/signing.py)
 
@@ -48,6 +50,14 @@ from uwstego.contract import (
     GRAPH_OUTPUTS_WITH_NOVELTY,
     graph_io,
 )
+from uwstego.cpu_graphs import (
+    CPU_GRAPHS,
+    GRAPH_FILES,
+    INT8_MODEL_FILE,
+    MODEL_FILE,
+    CpuGraph,
+    graph_precision,
+)
 from uwstego.enhance import EnhanceSettings
 from uwstego.errors import UwstegoError
 from uwstego.graph_metadata import check_recorded_settings, read_graph_metadata
@@ -66,10 +76,7 @@ from uwstego.signing import verify as verify_signature
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
-MODEL_FILE = "model.onnx"
-INT8_MODEL_FILE = "model_int8.onnx"
 ENGINE_DIR = "engines"
-GRAPH_FILES = (MODEL_FILE, INT8_MODEL_FILE)
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +225,12 @@ class Bundle:
 
     def graph_path(self, precision: str) -> Path:
         return self.path / self.graph_file(precision)
+
+    def cpu_graphs(self, precision: str) -> list[CpuGraph]:
+        """The ONNX Runtime CPU graphs this bundle holds for ``precision``, plain first."""
+        self.graph_file(precision)  # a missing INT8 graph is refused with its fix
+        return [g for g in CPU_GRAPHS if g.file in self.checksums
+                and g.precision == graph_precision(precision)]
 
     def graph_sha256(self, precision: str) -> str:
         return self.checksums[self.graph_file(precision)]

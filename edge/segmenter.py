@@ -16,9 +16,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from uwstego.backends import BackendChoice, BackendOptions, create_backend
+from uwstego.backends import CPU_BACKEND, BackendChoice, BackendOptions, create_backend
 from uwstego.bundle import Bundle, load_bundle
 from uwstego.contract import UNKNOWN_LABEL
+from uwstego.cpu_share import keep_opencv_off_the_model
 from uwstego.enhance import Enhancer, check_rgb_frame
 from uwstego.image_size import Size
 from uwstego.novelty import unknown_mask
@@ -61,12 +62,14 @@ class Segmenter:
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "auto",
                  precision: str = "fp16", cache_dir: str | Path | None = None,
-                 threads: int = 0) -> None:
+                 threads: int = 0, cpu_graph: str = "auto") -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         options = BackendOptions(precision=precision,
                                  cache_dir=Path(cache_dir) if cache_dir else None,
-                                 threads=threads)
+                                 threads=threads, cpu_graph=cpu_graph)
         self.choice: BackendChoice = create_backend(backend, self.bundle, options)
+        if self.choice.backend.name == CPU_BACKEND:
+            keep_opencv_off_the_model()
         self.enhancer = Enhancer(self.bundle.meta.enhancement)
         self.camera_size: Size = self.bundle.meta.camera
         self._last_resized: Size | None = None

@@ -60,6 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unknown-label", action="store_true",
                    help="label pixels beyond their cluster's novelty threshold 255 (unknown); "
                         "needs a model trained with novelty calibration")
+    p.add_argument("--no-cpu-graphs", dest="cpu_graphs", action="store_false",
+                   help="leave out the ONNX Runtime CPU graphs (model_fused.onnx, "
+                        "model_int8_dynamic.onnx; docs/deploy.md §11): a smaller bundle for "
+                        "vehicles that run TensorRT only")
     p.add_argument("--sign-key", type=Path, metavar="KEY.pem",
                    help="Ed25519 private key (`uwstego keygen`): sign the bundle (bundle.sig), "
                         "for vehicles that load only bundles signed by a trusted key")
@@ -71,7 +75,7 @@ def settings_from_args(args: argparse.Namespace) -> ExportSettings:
         samples=args.samples, frames=args.frames, seed=args.seed, engine=args.engine,
         cache_dir=args.cache_dir, workspace_mb=args.workspace_mb, int8=args.int8,
         calibration_frames=args.calibration_frames, strict_precision=args.strict_precision,
-        unknown_label=args.unknown_label, name=args.name)
+        unknown_label=args.unknown_label, name=args.name, cpu_graphs=args.cpu_graphs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         f"{doc['status']})"
         for name, doc in (("parity vs PyTorch", validation["onnxruntime_cpu_vs_pytorch"]),
                           ("FP16 vs FP32", validation.get("fp16_vs_fp32")),
-                          ("INT8 vs FP32", validation.get("int8_vs_fp32"))) if doc)
+                          ("INT8 vs FP32", validation.get("int8_vs_fp32")),
+                          ("fused FP32 vs FP32", validation.get("fused_vs_fp32")),
+                          ("dynamic INT8 vs FP32", validation.get("dynamic_int8_vs_fp32")))
+        if doc)
     log.info("bundle %s ready: model %s, %d classes, camera %s, network %s; %s%s", bundle.path,
              bundle.meta.provenance[NAME_KEY], bundle.meta.num_classes, bundle.meta.camera,
              bundle.meta.network, checks,

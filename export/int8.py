@@ -1,4 +1,5 @@
-"""An INT8 QDQ copy of the fused graph: static calibration on sample frames, ViT Linears only.
+"""INT8 copies of the fused graph, ViT Linears only: static QDQ (TensorRT and ONNX Runtime) and
+dynamic (ONNX Runtime's fastest CPU form, :func:`quantize_dynamic_int8`).
 
 ONNX Runtime static quantisation in QDQ format (explicit ``QuantizeLinear``/``DequantizeLinear``
 pairs in standard ONNX), which ONNX Runtime's CPU provider runs with integer kernels and
@@ -95,4 +96,30 @@ def quantize_int8(model: onnx.ModelProto,
     _drop_unused_domains(quantised)
     log.info("INT8 QDQ graph: %d Linear layers quantised on %d calibration frames", len(nodes),
              len(calibration))
+    return quantised
+
+
+DYNAMIC_METHOD = ("onnxruntime.quantization.quantize_dynamic, symmetric int8 weights (one scale "
+                  "per tensor), activations quantised per frame; quantised: MatMuls with weight "
+                  "initializers (ViT Linears); float: everything else")
+
+
+def quantize_dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The ViT Linears of ``model`` dynamically quantised: ONNX Runtime's CPU provider runs each
+    as one ``DynamicQuantizeMatMul`` (the frame's activations quantised on the fly, the bias
+    fused, float out). Per-tensor weight scales: per-channel ones measured slower on the CPU
+    for no accuracy the label check could see (docs/deploy.md §11). No calibration frames."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = linear_nodes(model)
+    if not nodes:
+        raise ValueError("the graph has no MatMul with a weight initializer to quantise")
+    with tempfile.TemporaryDirectory(prefix="uwstego-int8-") as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(source))
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         per_channel=False, op_types_to_quantize=list(QUANTISED_OPS),
+                         nodes_to_quantize=nodes)
+        quantised = onnx.load(str(target))
+    log.info("dynamic INT8 graph: %d Linear layers quantised", len(nodes))
     return quantised

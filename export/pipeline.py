@@ -46,13 +46,17 @@ from uwstego.bundle import (
     write_bundle,
 )
 from uwstego.classes import MAX_CLASSES
+from uwstego.cpu_graphs import DYNAMIC_INT8_MODEL_FILE, FUSED_MODEL_FILE
 from uwstego.errors import UwstegoError
 from uwstego.export.fp16 import FP32_OPS, to_fp16
 from uwstego.export.frames import validation_frames
 from uwstego.export.fused import FusedSegmenter, check_network_size
+from uwstego.export.fusions import METHOD as FUSED_METHOD
+from uwstego.export.fusions import fuse_transformer
 from uwstego.export.graph_settings import record_settings
+from uwstego.export.int8 import DYNAMIC_METHOD as DYNAMIC_INT8_METHOD
 from uwstego.export.int8 import METHOD as INT8_METHOD
-from uwstego.export.int8 import quantize_int8
+from uwstego.export.int8 import quantize_dynamic_int8, quantize_int8
 from uwstego.export.onnx_export import OPSET, export_onnx
 from uwstego.export.opcheck import check_graph
 from uwstego.export.reference import ReferenceSegmenter
@@ -251,16 +255,29 @@ def export_bundle(checkpoint: str | Path, out: str | Path, settings: ExportSetti
         fp16 = compare_graphs(graph, to_fp16(graph), frames, model.enhancement, "fp16",
                               FP16_METHOD, source, MIN_REDUCED_AGREEMENT)
         validation["fp16_vs_fp32"] = fp16.to_dict()
-        warnings += _precision_warning(fp16)
+        warnings += _precision_warning(fp16, "FP16")
+    # (file, validation key, graph, method), TensorRT's INT8 input first.
+    graphs: list[tuple[str, str, onnx.ModelProto, str]] = []
     if int8:
         quantised = quantize_int8(graph, host_stage(calibration, model.enhancement))
         check_graph(quantised, camera)
-        report = compare_graphs(graph, quantised, frames, model.enhancement, "int8",
-                                INT8_METHOD, source, MIN_REDUCED_AGREEMENT)
-        validation["int8_vs_fp32"] = {**report.to_dict(),
-                                      "calibration_frames": len(calibration)}
-        warnings += _precision_warning(report)
-        files[INT8_MODEL_FILE] = quantised.SerializeToString()
+        graphs.append((INT8_MODEL_FILE, "int8_vs_fp32", quantised, INT8_METHOD))
+    if settings.cpu_graphs:
+        graphs.append((FUSED_MODEL_FILE, "fused_vs_fp32",
+                       fuse_transformer(graph, backbone.config.num_heads, backbone.embed_dim),
+                       FUSED_METHOD))
+        if int8:
+            graphs.append((DYNAMIC_INT8_MODEL_FILE, "dynamic_int8_vs_fp32",
+                           quantize_dynamic_int8(graph), DYNAMIC_INT8_METHOD))
+    for file, key, candidate, method in graphs:
+        label = key.removesuffix("_vs_fp32").replace("_", " ")  # "int8", "dynamic int8"
+        report = compare_graphs(graph, candidate, frames, model.enhancement, label, method,
+                                source, MIN_REDUCED_AGREEMENT)
+        validation[key] = report.to_dict()
+        if key == "int8_vs_fp32":
+            validation[key]["calibration_frames"] = len(calibration)
+        warnings += _precision_warning(report, file)
+        files[file] = candidate.SerializeToString()
     for warning in warnings:
         log.warning("PRECISION WARNING: %s", warning)
     if warnings and settings.strict_precision:
@@ -289,11 +306,10 @@ def export_bundle(checkpoint: str | Path, out: str | Path, settings: ExportSetti
     return bundle
 
 
-def _precision_warning(report: PrecisionReport) -> list[str]:
+def _precision_warning(report: PrecisionReport, graph: str) -> list[str]:
     if report.status == PASSED:
         return []
-    return [f"the {report.precision.upper()} graph is {report.status} against FP32: "
-            f"{report.labels.describe()}"]
+    return [f"the {graph} graph is {report.status} against FP32: {report.labels.describe()}"]
 
 
 def _build_and_check_engine(bundle: Bundle, precision: str, cache_dir: str | Path | None,

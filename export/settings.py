@@ -35,7 +35,9 @@ class ExportSettings:
     ``engine``: ``auto`` builds when TensorRT imports, ``require`` fails when it does not,
     ``skip`` never builds. ``unknown_label`` marks pixels beyond their cluster's novelty
     threshold with 255 in ``labels`` (edge/novelty.py). ``name`` is the model's name in reports
-    (default: the training run's folder name).
+    (default: the training run's folder name). ``cpu_graphs`` adds the ONNX Runtime CPU graphs
+    (``fused``; with ``int8`` also ``dynamic``: edge/cpu_graphs.py), which the vehicle times
+    against the plain ones.
     """
 
     camera: Size
@@ -53,6 +55,7 @@ class ExportSettings:
     strict_precision: bool = False
     unknown_label: bool = False
     name: str | None = None
+    cpu_graphs: bool = True
 
     def __post_init__(self) -> None:
         for key in _SIZES:

@@ -24,6 +24,7 @@ from uwstego.agreement import (
     format_percent,
 )
 from uwstego.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleError, load_bundle
+from uwstego.cpu_graphs import DYNAMIC_INT8_MODEL_FILE, FUSED_MODEL_FILE
 from uwstego.export.cli import main as export_main
 from uwstego.export.opcheck import check_graph, trt_problems
 from uwstego.export.pipeline import ExportError, export_bundle, split_frames
@@ -130,7 +131,9 @@ def test_fp16_check_on_a_model_whose_classes_split(int8_bundle):
 
 def test_int8_bundle_round_trip_with_both_graphs(int8_bundle):
     loaded = load_bundle(int8_bundle.path)
-    assert set(loaded.checksums) == {MODEL_FILE, INT8_MODEL_FILE}
+    # The TensorRT graphs, and ONNX Runtime's CPU graphs (docs/deploy.md §11).
+    assert set(loaded.checksums) == {MODEL_FILE, INT8_MODEL_FILE, FUSED_MODEL_FILE,
+                                     DYNAMIC_INT8_MODEL_FILE}
     assert loaded.graph_path("int8").name == INT8_MODEL_FILE
     assert loaded.graph_path("fp16").name == MODEL_FILE
     int8 = loaded.meta.validation["int8_vs_fp32"]
@@ -157,7 +160,7 @@ def test_int8_bundle_round_trip_with_both_graphs(int8_bundle):
 def test_segmenter_runs_the_int8_graph(int8_bundle):
     frames = synthetic_frames(int8_bundle.meta.camera, 2, seed=21)
     fp32 = Segmenter(int8_bundle, backend="onnxruntime", precision="fp32")
-    int8 = Segmenter(int8_bundle, backend="onnxruntime", precision="int8")
+    int8 = Segmenter(int8_bundle, backend="onnxruntime", precision="int8", cpu_graph="plain")
     assert int8.describe()["model"].endswith(INT8_MODEL_FILE)
     assert int8.describe()["precision"] == "int8"
     counter = AgreementCounter()

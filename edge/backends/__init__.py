@@ -18,29 +18,38 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from uwstego.backends.base import PRECISIONS, Backend, BackendOptions, BackendUnavailable
+from uwstego.backends.base import (
+    CPU_GRAPH_CHOICES,
+    PRECISIONS,
+    Backend,
+    BackendOptions,
+    BackendUnavailable,
+)
 from uwstego.bundle import Bundle
 from uwstego.errors import missing_package
 
 log = logging.getLogger(__name__)
 
 # The front door: callers import these from uwstego.backends, the backend modules from .base.
-__all__ = ["AUTO_ORDER", "BACKEND_NAMES", "PRECISIONS", "Backend", "BackendChoice",
-           "BackendOptions", "BackendUnavailable", "check_backend_name", "create_backend"]
+__all__ = ["AUTO_ORDER", "BACKEND_NAMES", "CPU_BACKEND", "CPU_GRAPH_CHOICES", "PRECISIONS",
+           "Backend", "BackendChoice", "BackendOptions", "BackendUnavailable",
+           "check_backend_name", "create_backend"]
 
 
 def _onnxruntime_cpu(bundle: Bundle, options: BackendOptions) -> Backend:
     from uwstego.backends.onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(bundle, device="cpu", threads=options.threads,
-                              precision=options.precision)
+                              precision=options.precision, cpu_graph=options.cpu_graph,
+                              cache_dir=options.cache_dir)
 
 
 def _onnxruntime_cuda(bundle: Bundle, options: BackendOptions) -> Backend:
     from uwstego.backends.onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(bundle, device="cuda", threads=options.threads,
-                              precision=options.precision)
+                              precision=options.precision, cpu_graph=options.cpu_graph,
+                              cache_dir=options.cache_dir)
 
 
 def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:
@@ -55,10 +64,11 @@ def _tensorrt(bundle: Bundle, options: BackendOptions) -> Backend:
     return TensorRTBackend(bundle, precision=options.precision, cache_dir=options.cache_dir)
 
 
+CPU_BACKEND = "onnxruntime"  # the one that runs the graph on the CPU's cores
 _REGISTRY: dict[str, Callable[[Bundle, BackendOptions], Backend]] = {
     "tensorrt": _tensorrt,
     "onnxruntime-cuda": _onnxruntime_cuda,
-    "onnxruntime": _onnxruntime_cpu,
+    CPU_BACKEND: _onnxruntime_cpu,
 }
 _SAID: set[str] = set()  # the choices already logged
 # Fastest first: the order `auto` tries them in.

@@ -12,10 +12,12 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from uwstego.cpu_graphs import CPU_GRAPH_NAMES
 from uwstego.errors import UwstegoError
 
 # int8 runs the bundle's INT8 QDQ graph (model_int8.onnx) on every backend.
 PRECISIONS = ("fp16", "fp32", "int8")
+CPU_GRAPH_CHOICES = ("auto", *CPU_GRAPH_NAMES)
 
 
 class GraphMaps(NamedTuple):
@@ -68,13 +70,19 @@ class BackendUnavailable(UwstegoError, RuntimeError):
 class BackendOptions:
     """Backend settings: ``precision`` picks the graph (ONNX Runtime runs the FP32 graph for
     fp16 and fp32, the INT8 graph for int8) and the engine precision (TensorRT);
-    ``cache_dir`` is TensorRT's only; ``threads`` is ONNX Runtime's intra-op thread count
-    (0: one per core; several processes sharing a machine give each its share)."""
+    ``cache_dir`` holds TensorRT's engines and ONNX Runtime's CPU graph choice (default: the
+    bundle's ``engines/``); ``threads`` is ONNX Runtime's intra-op thread count (0: one per
+    core; several processes sharing a machine give each its share); ``cpu_graph`` is the CPU
+    graph ONNX Runtime runs: ``auto`` the fastest here, or one of CPU_GRAPH_NAMES."""
 
     precision: str = "fp16"
     cache_dir: Path | None = None
     threads: int = 0
+    cpu_graph: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
+        if self.cpu_graph not in CPU_GRAPH_CHOICES:
+            raise ValueError(f"cpu_graph {self.cpu_graph!r}: expected one of "
+                             f"{', '.join(CPU_GRAPH_CHOICES)}")

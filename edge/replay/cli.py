@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from uwstego.backends import BACKEND_NAMES, PRECISIONS
+from uwstego.backends import BACKEND_NAMES, CPU_GRAPH_CHOICES, PRECISIONS
 from uwstego.objects import ObjectSettings, parse_class_list
 from uwstego.replay.loop import ReplaySettings, replay
 from uwstego.replay.outputs import CONFIDENCE_MODES, NODE_NAMESPACE, OVERLAY_MODES
@@ -63,7 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                    help="inference backend; auto takes TensorRT, then ONNX Runtime CUDA, then CPU")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16",
-                   help="TensorRT engine precision")
+                   help="TensorRT engine precision; ONNX Runtime runs the FP32 graph for fp16 "
+                        "and fp32, the INT8 graph for int8")
+    p.add_argument("--threads", type=int, default=0,
+                   help="ONNX Runtime threads (default 0: one per core; docs/deploy.md §11)")
+    p.add_argument("--cpu-graph", choices=CPU_GRAPH_CHOICES, default="auto",
+                   help="the CPU graph ONNX Runtime runs: auto times the bundle's graphs once "
+                        "on this machine and takes the fastest")
     p.add_argument("--every", type=int, default=1, metavar="N", help="use every N-th frame")
     p.add_argument("--realtime", action="store_true",
                    help="pace frames by their bag timestamps instead of as fast as possible")
@@ -102,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = ReplaySettings(
         topic=args.topic, fps=args.fps, every=args.every, realtime=args.realtime,
-        backend=args.backend,
+        backend=args.backend, threads=args.threads, cpu_graph=args.cpu_graph,
         precision=args.precision, gt_topic=args.gt_topic, gt_dir=args.gt_dir,
         nav_topic=args.nav_topic, max_nav_gap_s=args.max_nav_gap,
         gt_classes=args.gt_classes, gt_names=args.gt_names, overlay_alpha=args.overlay_alpha,

@@ -131,7 +131,7 @@ def load_models(bundles: Sequence[str | Path | Bundle], settings: ReplaySettings
     for position, b in enumerate(bundles):
         loaded = b if isinstance(b, Bundle) else load_bundle(b, trusted_keys=settings.trusted_keys)
         seg = Segmenter(loaded, backend=settings.backend, precision=settings.precision,
-                        threads=settings.threads)
+                        threads=settings.threads, cpu_graph=settings.cpu_graph)
         model = ReplayModel(PRIMARY_ROLE if position == 0 else compare_role(position), loaded,
                             seg, StreamFigures([c.name for c in loaded.meta.classes]),
                             palette(loaded.meta.classes))

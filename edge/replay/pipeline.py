@@ -7,7 +7,8 @@ opens the outputs on its own thread (storage plugins such as sqlite3 may only be
 thread that opened them), writes every item and closes the outputs when it reaches the end
 marker, so that once :meth:`Pipeline.finish` returns the output bag is complete at its path.
 A failure in either thread stops the run; it is kept in :attr:`Pipeline.failures` for the
-caller to raise once the outputs are closed.
+caller to raise once the outputs are closed. Reader and writer run at the lowest CPU priority,
+so that they never slow the model's threads (edge/cpu_share.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
+
+from uwstego.cpu_share import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class Pipeline(Generic[W]):
             self._reader.join(timeout=5.0)
 
     def _read(self) -> None:
+        run_in_background()
         try:
             with contextlib.closing(self._produce()) as works:  # type: ignore[type-var]
                 for work in works:
@@ -90,6 +94,7 @@ class Pipeline(Generic[W]):
             self.put(self.inbox, _END)
 
     def _write(self) -> None:
+        run_in_background()
         ended = False
         try:
             with self._open_outputs() as write:

@@ -34,6 +34,7 @@ class ReplaySettings:
     bag_confidence: str = "mono16"  # mono16/mono8 scaled, 32FC1 (the node's), off
     progress: bool = True
     threads: int = 0  # ONNX Runtime intra-op threads; 0: one per core
+    cpu_graph: str = "auto"  # ONNX Runtime's CPU graph (edge/cpu_graphs.py); auto: fastest here
     nav_topic: str | None = None  # None: the bag's navigation topic, if any (docs/survey.md)
     max_nav_gap_s: float = DEFAULT_MAX_GAP_S
     trusted_keys: tuple[str, ...] = ()  # PEM public keys: only bundles signed by one load

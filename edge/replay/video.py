@@ -26,6 +26,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from uwstego.cpu_share import run_in_background
 from uwstego.image_size import Size
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class VideoSink:
             self._writer = None
 
     def _run(self) -> None:
+        run_in_background()
         while (item := self._queue.get()) is not _END:
             if self.error is not None:
                 continue  # keep draining so that add() never blocks

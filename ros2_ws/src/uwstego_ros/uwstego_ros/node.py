@@ -338,7 +338,8 @@ class SegmentationNode(LifecycleNode):
     def _make_segmenter(self, bundle: Bundle) -> Segmenter:
         s = self.settings
         return Segmenter(bundle, backend=s.backend, precision=s.precision,
-                         cache_dir=s.engine_cache_dir or None)
+                         cache_dir=s.engine_cache_dir or None, threads=s.threads,
+                         cpu_graph=s.cpu_graph)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if not self._taking:  # taken in the moment between deactivate and unsubscribing

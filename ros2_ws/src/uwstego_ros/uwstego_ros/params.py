@@ -21,7 +21,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from uwstego.backends import BACKEND_NAMES, PRECISIONS
+from uwstego.backends import BACKEND_NAMES, CPU_GRAPH_CHOICES, PRECISIONS
 from uwstego.contract import DEFAULT_INPUT_QOS, OUTPUT_QOS, QOS_PROFILES
 from uwstego.image_size import Size
 from uwstego.objects import ObjectSettings, parse_class_list
@@ -40,6 +40,8 @@ class NodeSettings:
     backend: str = "auto"
     precision: str = "fp16"
     engine_cache_dir: str = ""
+    threads: int = 0
+    cpu_graph: str = "auto"
     transport: str = "compressed"
     qos: str = DEFAULT_INPUT_QOS
     qos_depth: int = 5
@@ -112,7 +114,12 @@ SPECS: dict[str, ParamSpec] = {
     "backend": ParamSpec("inference backend; auto tries TensorRT, then ONNX Runtime CUDA, "
                          "then CPU", choices=BACKEND_NAMES),
     "precision": ParamSpec("TensorRT engine precision", choices=PRECISIONS),
-    "engine_cache_dir": ParamSpec("where TensorRT plans are cached; empty = <bundle>/engines"),
+    "engine_cache_dir": ParamSpec("where TensorRT plans (and ONNX Runtime's CPU graph choice) "
+                                  "are cached; empty = <bundle>/engines"),
+    "threads": ParamSpec("ONNX Runtime threads; 0 = one per core (docs/deploy.md §11)",
+                         int_range=(0, 256)),
+    "cpu_graph": ParamSpec("ONNX Runtime CPU graph: auto (the bundle's fastest on this machine, "
+                           "timed once and cached), plain or fused", choices=CPU_GRAPH_CHOICES),
     "transport": ParamSpec("raw: subscribe 'image' (sensor_msgs/Image); compressed: "
                            "'image/compressed' (sensor_msgs/CompressedImage)",
                            choices=TRANSPORTS),
