@@ -375,7 +375,8 @@ def test_the_fastest_graph_wins_by_the_margin(bundle, tmp_path, clock):
         assert choice.graph.name == expected, (fused_ms, choice.reason)
         assert choice.timings_ms == pytest.approx({"plain": plain_ms, "fused": fused_ms})
         assert runners.made == ["plain", "fused"]
-        assert runners.runs == {"plain": ROUNDS + 1, "fused": ROUNDS + 1}  # one warm-up each
+        # Two blocks per graph (forward, then back), each one warm-up and ROUNDS timed runs.
+        assert runners.runs == {"plain": 2 * (ROUNDS + 1), "fused": 2 * (ROUNDS + 1)}
         assert choice.cached is not None and choice.cached.parent == tmp_path
         doc = json.loads(choice.cached.read_text())
         assert doc["choice"] == expected and doc["key"]["onnxruntime"] == version

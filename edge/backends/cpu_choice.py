@@ -2,8 +2,8 @@
 
 A bundle may hold several graphs for one precision (edge/cpu_graphs.py). Which is fastest
 depends on the CPU (its vector units, AVX-512, VNNI), on the ONNX Runtime build and on the
-thread count, so the ONNX Runtime backend times them here, interleaved on one synthetic frame,
-and keeps the fastest. The answer is cached next to the bundle like the TensorRT engines
+thread count, so the ONNX Runtime backend times them here on one synthetic frame and keeps the
+fastest. The answer is cached next to the bundle like the TensorRT engines
 (``engines/``, or the cache folder given for a read-only bundle), keyed by everything it
 depends on: the CPU's model and instruction-set flags, the ONNX Runtime version, the thread
 count and the graphs' checksums. Any change in those measures again (docs/deploy.md
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 KERNEL_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
                 "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd",
                 "asimddp", "i8mm", "sve", "bf16")
-ROUNDS = 3  # timed runs per graph after one warm-up; interleaved, so load hits all alike
+ROUNDS = 3  # timed runs per graph and block, after one warm-up; two blocks per graph
 # A graph must beat the plain one by this much to be taken: a closer race is noise, and the plain
 # graph is the one checked against PyTorch.
 MARGIN = 0.03
@@ -115,15 +115,20 @@ def _read_cached(path: Path, key: dict[str, Any], graphs: Sequence[CpuGraph]
 
 def _measure(graphs: Sequence[CpuGraph], run: Callable[[CpuGraph], Callable[[], Any]]
              ) -> dict[str, float]:
+    """Median ms per run of each graph. Each graph runs in a block (one warm-up, then ROUNDS
+    timed): ONNX Runtime's workers spin for a while after a run, and a run right after another
+    session's would pay for that spin. The blocks go forward, then backward, so that a change
+    of load hits every graph alike."""
     runners = {g.name: run(g) for g in graphs}
-    for fn in runners.values():
-        fn()  # warm-up: first runs allocate and pack weights
     samples: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(ROUNDS):
-        for name, fn in runners.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - t0) * 1e3)
+    for order in (list(runners), list(reversed(runners))):
+        for name in order:
+            fn = runners[name]
+            fn()  # warm-up: first runs allocate and pack weights, and wake the workers
+            for _ in range(ROUNDS):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
@@ -158,8 +163,8 @@ def choose_cpu_graph(bundle: Bundle, precision: str, threads: int, ort_version: 
         best = graphs[0]
     reason = (f"{best.name} graph fastest here: "
               + ", ".join(f"{name} {ms:.1f} ms" for name, ms in timings.items())
-              + f" per frame (median of {ROUNDS}, interleaved; another graph must beat plain "
-              f"by {MARGIN:.0%}) on {facts.describe()}, onnxruntime {ort_version}, "
+              + f" per frame (median of {2 * ROUNDS}, in blocks forward and back; another graph "
+              f"must beat plain by {MARGIN:.0%}) on {facts.describe()}, onnxruntime {ort_version}, "
               f"{threads or 'all'} threads")
     doc = {"key": key, "choice": best.name, "reason": reason, "timings_ms": timings,
            "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
