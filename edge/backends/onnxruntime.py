@@ -90,9 +90,9 @@ class OnnxRuntimeBackend:
             sessions: dict[str, Any] = {}
 
             def make_run(graph: CpuGraph, staged: tuple[np.ndarray, np.ndarray]):
-                sessions[graph.name] = self._open(graph)
+                session = sessions[graph.name] = self._open(graph)
                 feeds = _feeds(*staged)
-                return lambda: sessions[graph.name].run(None, feeds)
+                return lambda: session.run(None, feeds)
 
             choice = choose_cpu_graph(bundle, precision, threads, self._ort_version, cache_dir,
                                       make_run)
