@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -139,8 +140,11 @@ def chromium(timeout_s: float = 30.0) -> Iterator[Page]:
     path = chromium_path()
     assert path is not None, why_no_browser()
     with tempfile.TemporaryDirectory(prefix="uwstego-chromium-") as profile:
+        # Its own process group: the renderer and helper processes still write to the profile
+        # after the browser process alone is killed, and the profile's removal then fails.
         proc = subprocess.Popen([path, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
         page: Page | None = None
         try:
             browser_ws = _devtools_url(proc, timeout_s)
@@ -153,7 +157,8 @@ def chromium(timeout_s: float = 30.0) -> Iterator[Page]:
         finally:
             if page is not None:
                 page.close()
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
 
